@@ -1,0 +1,10 @@
+// keel-demo: the demo service. Today it serves the TechEmpower benchmark routes; the users API
+// joins it with the demo issue.
+#include "keel/keel.hpp"
+
+int main(int argc, char** argv) {
+  keel::App app;
+  app.get("/plaintext", [](keel::Request&) { return keel::Response::text("Hello, World!"); });
+  app.get("/json", [](keel::Request&) { return keel::Response::json({{"message", "Hello, World!"}}); });
+  return app.run(argc, argv);
+}

@@ -1,0 +1,125 @@
+// keel::App: routes, middleware and the server that runs them.
+//
+//   keel::App app;
+//   app.get("/hello/{name}", [](keel::Request& req) {
+//     return keel::Response::text("Hello, " + std::string(req.param("name")));
+//   });
+//   return app.run(argc, argv);  // --bind, --workers, --keep-alive, ... like gunicorn/uvicorn
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "keel/errors.hpp"
+#include "keel/request.hpp"
+#include "keel/response.hpp"
+#include "keel/task.hpp"
+
+namespace keel {
+
+// Server settings; every field has a command-line flag (see docs/configuration.md).
+struct ServerOptions {
+  std::vector<std::string> bind{"127.0.0.1:8000"};  // --bind HOST:PORT, [::]:PORT (repeatable)
+  int workers = 1;                                   // --workers
+  int backlog = 2048;                                // --backlog
+  bool reuse_port = false;                           // --reuse-port: one SO_REUSEPORT socket per worker
+  std::chrono::milliseconds keep_alive{5000};        // --keep-alive: idle keep-alive connection timeout
+  std::chrono::milliseconds header_timeout{10000};   // --header-timeout: whole request head (408)
+  std::chrono::milliseconds body_timeout{30000};     // --body-timeout: body read idle (408)
+  std::chrono::milliseconds write_timeout{30000};    // --write-timeout: no write progress -> close
+  std::chrono::milliseconds graceful_timeout{30000}; // --graceful-timeout: drain on SIGTERM
+  std::size_t limit_concurrency = 0;                 // --limit-concurrency: in-flight requests, 0 = none
+  std::size_t worker_connections = 10000;            // --worker-connections: per-worker connection cap
+  std::size_t limit_request_line = 8 * 1024;         // --limit-request-line (414)
+  std::size_t limit_request_fields = 100;            // --limit-request-fields (431)
+  std::size_t limit_request_field_size = 8 * 1024;   // --limit-request-field_size (431)
+  std::size_t limit_request_header_size = 64 * 1024; // --limit-request-header-size (431)
+  std::size_t limit_request_body = 1024 * 1024;      // --limit-request-body (413)
+  std::size_t output_buffer_limit = 256 * 1024;      // pause reading a connection above this
+  std::string server_header = "keel";                // --server-header NAME / --no-server-header
+  int threads = 4;                                   // --threads: blocking-call pool per worker
+  std::size_t thread_queue = 1024;                   // --thread-queue: pending blocking calls
+};
+
+// A route handler. Accepts callables taking Request& and returning Response, std::string
+// (text/plain), nlohmann::json (application/json) or Task<Response> (coroutine).
+class Handler {
+ public:
+  using Sync = std::function<Response(Request&)>;
+  using Async = std::function<Task<Response>(Request&)>;
+
+  Handler() = default;
+  template <class F, class R = std::invoke_result_t<F&, Request&>>
+  Handler(F fn) {  // NOLINT(google-explicit-constructor): handlers are written as lambdas
+    if constexpr (std::is_same_v<R, Task<Response>>) {
+      async_ = std::move(fn);
+    } else if constexpr (std::is_same_v<R, Response>) {
+      sync_ = std::move(fn);
+    } else if constexpr (std::is_convertible_v<R, std::string>) {
+      sync_ = [f = std::move(fn)](Request& r) { return Response::text(std::string(f(r))); };
+    } else if constexpr (std::is_same_v<std::decay_t<R>, nlohmann::json>) {
+      sync_ = [f = std::move(fn)](Request& r) { return Response::json(f(r)); };
+    } else {
+      static_assert(sizeof(F) == 0, "handler must return Response, std::string, nlohmann::json or Task<Response>");
+    }
+  }
+  [[nodiscard]] const Sync& sync() const noexcept { return sync_; }
+  [[nodiscard]] const Async& async() const noexcept { return async_; }
+  explicit operator bool() const noexcept { return sync_ || async_; }
+
+ private:
+  Sync sync_;
+  Async async_;
+};
+
+// Middleware: `before` runs ahead of the handler and may answer instead of it (short-circuit);
+// `after` runs on every response the request produces (handler, error, 404, short-circuit by a
+// later middleware), in reverse order of registration.
+struct Middleware {
+  std::function<std::optional<Response>(Request&)> before;
+  std::function<void(Request&, Response&)> after;
+};
+
+class Router;
+
+class App {
+ public:
+  App();
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Path templates: literal segments, {name} (any segment), {name:int}, {name:uuid},
+  // {name:str}, and a final {name:path} that matches the rest of the path.
+  App& route(std::string_view method, std::string_view pattern, Handler handler);
+  App& get(std::string_view pattern, Handler h) { return route("GET", pattern, std::move(h)); }
+  App& post(std::string_view pattern, Handler h) { return route("POST", pattern, std::move(h)); }
+  App& put(std::string_view pattern, Handler h) { return route("PUT", pattern, std::move(h)); }
+  App& patch(std::string_view pattern, Handler h) { return route("PATCH", pattern, std::move(h)); }
+  App& del(std::string_view pattern, Handler h) { return route("DELETE", pattern, std::move(h)); }
+  App& use(Middleware m);
+
+  ServerOptions& options() noexcept { return options_; }
+
+  // Parses the command line into options() (exits with a message on bad flags), then serves
+  // until SIGTERM/SIGINT. Returns the process exit code.
+  int run(int argc, char** argv);
+  // Serves with options() as they are.
+  int serve();
+
+  [[nodiscard]] const Router& router() const noexcept { return *router_; }
+  [[nodiscard]] const std::vector<Middleware>& middleware() const noexcept { return middleware_; }
+
+ private:
+  ServerOptions options_;
+  std::unique_ptr<Router> router_;
+  std::vector<Middleware> middleware_;
+};
+
+}  // namespace keel

@@ -1,0 +1,9 @@
+// keel: one include for applications.
+#pragma once
+
+#include "keel/app.hpp"
+#include "keel/async.hpp"
+#include "keel/errors.hpp"
+#include "keel/request.hpp"
+#include "keel/response.hpp"
+#include "keel/task.hpp"

@@ -1,0 +1,69 @@
+// The request as a handler sees it. Views stay valid for the whole handling of the request,
+// across co_await in coroutine handlers (the connection does not read further while a request
+// is being handled).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace keel {
+
+namespace http {
+struct ParsedRequest;
+class Connection;
+}  // namespace http
+
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;  // leading and trailing whitespace removed
+};
+
+class Request {
+ public:
+  [[nodiscard]] std::string_view method() const noexcept;
+  [[nodiscard]] std::string_view target() const noexcept;  // as sent
+  [[nodiscard]] std::string_view path() const noexcept;    // raw path (percent-encoded), no query
+  [[nodiscard]] std::string_view query() const noexcept;   // raw query string, without '?'
+  [[nodiscard]] std::string_view host() const noexcept;
+  [[nodiscard]] int version_minor() const noexcept;        // 0 or 1
+  [[nodiscard]] bool keep_alive() const noexcept;
+
+  // First header with this name (case-insensitive).
+  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept;
+  [[nodiscard]] const std::vector<HeaderField>& headers() const noexcept;
+  [[nodiscard]] const std::vector<HeaderField>& trailers() const noexcept;
+  [[nodiscard]] std::string_view body() const noexcept;
+  // Body parsed as JSON; throws HttpError 400 (malformed) or 415 (Content-Type not JSON).
+  [[nodiscard]] nlohmann::json json() const;
+
+  // Decoded value of a query parameter ("a=1&b=x%20y"); nullopt when absent.
+  [[nodiscard]] std::optional<std::string> query_param(std::string_view name) const;
+
+  // Route parameters, percent-decoded ("/api/users/{id}" -> param("id")).
+  [[nodiscard]] std::string_view param(std::string_view name) const;
+  [[nodiscard]] std::int64_t param_int(std::string_view name) const;
+  // The matched route template ("/api/users/{id:int}"), or "unmatched". Never the raw path.
+  [[nodiscard]] std::string_view route() const noexcept { return route_; }
+
+  // X-Request-ID from the client when valid (1-128 visible ASCII), else generated on first use.
+  [[nodiscard]] std::string_view request_id() const;
+  // Peer address as "ip:port" (or "unix").
+  [[nodiscard]] std::string_view client_address() const noexcept { return client_address_; }
+
+ private:
+  friend class http::Connection;
+  friend class Router;
+  const http::ParsedRequest* parsed_ = nullptr;
+  std::string_view route_ = "unmatched";
+  std::vector<std::pair<std::string_view, std::string>> params_;
+  std::string_view client_address_;
+  mutable std::string request_id_;
+};
+
+}  // namespace keel

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything keel needs to build, test and benchmark, from Debian 12 packages only.
+# Idempotent: packages already present are left as they are; apt lists are fetched only when missing.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  g++ clang clang-format libclang-rt-14-dev
+  nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 curl wrk procps
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  if [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial)" ]; then $SUDO apt-get update -qq; fi
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi

@@ -1,0 +1,57 @@
+#include "keel/app.hpp"
+
+#include <signal.h>
+
+#include <iostream>
+
+#include "app/cli.hpp"
+#include "app/router.hpp"
+#include "http/server.hpp"
+#include "log/log.hpp"
+#include "net/listener.hpp"
+#include "process/prefork.hpp"
+
+namespace keel {
+
+App::App() : router_(std::make_unique<Router>()) {}
+App::~App() = default;
+
+App& App::route(std::string_view method, std::string_view pattern, Handler handler) {
+  router_->add(method, pattern, std::move(handler));
+  return *this;
+}
+
+App& App::use(Middleware m) {
+  middleware_.push_back(std::move(m));
+  return *this;
+}
+
+int App::run(int argc, char** argv) {
+  if (const int rc = cli::parse(argc, argv, options_); rc >= 0) return rc;
+  return serve();
+}
+
+int App::serve() {
+  ::signal(SIGPIPE, SIG_IGN);
+  std::vector<net::Listener> listeners;
+  try {
+    for (const auto& spec : options_.bind) {
+      // With --reuse-port every worker would bind its own socket; the shared socket opened here
+      // serves all of them either way, and SO_REUSEPORT lets a new master bind beside it.
+      listeners.push_back(net::open_listener(net::parse_bind(spec), options_.backlog, options_.reuse_port));
+    }
+  } catch (const std::exception& e) {
+    log::write(log::Level::kCritical, "keel.server", "bind_failed", {{"error", e.what()}});
+    std::cerr << "error: " << e.what() << "\n";
+    return 3;
+  }
+  for (const auto& l : listeners)
+    log::write(log::Level::kInfo, "keel.server", "listening",
+               {{"address", l.url}, {"workers", options_.workers}});
+  return process::run(options_, std::move(listeners), [this](std::vector<net::Listener> ls, int) {
+    http::Server server(options_, *router_, middleware_, std::move(ls));
+    return server.run();
+  });
+}
+
+}  // namespace keel

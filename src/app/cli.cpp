@@ -1,0 +1,119 @@
+#include "app/cli.hpp"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "net/listener.hpp"
+
+namespace keel::cli {
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::size_t unit_at = 0;
+  while (unit_at < text.size() && ((text[unit_at] >= '0' && text[unit_at] <= '9') || text[unit_at] == '.')) ++unit_at;
+  if (unit_at == 0) return std::nullopt;
+  double value = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + unit_at, value);
+  if (ec != std::errc() || p != text.data() + unit_at || value < 0) return std::nullopt;
+  const std::string_view unit = text.substr(unit_at);
+  double ms;
+  if (unit.empty() || unit == "s") ms = value * 1000;
+  else if (unit == "ms") ms = value;
+  else if (unit == "m") ms = value * 60'000;
+  else if (unit == "h") ms = value * 3'600'000;
+  else return std::nullopt;
+  if (ms > 1e12) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<long long>(ms + 0.5));
+}
+
+namespace {
+
+// A CLI11 option taking a duration into a milliseconds field, with the flag named on error.
+void add_duration(CLI::App& app, const std::string& flag, std::chrono::milliseconds& target, const std::string& help) {
+  app.add_option_function<std::string>(
+         flag,
+         [&target, flag](const std::string& v) {
+           const auto d = parse_duration(v);
+           if (!d) throw CLI::ValidationError(flag, "expected a duration like 500ms, 30s, 5m or a number of seconds, got '" + v + "'");
+           target = *d;
+         },
+         help + " (default " + std::to_string(target.count()) + "ms)")
+      ->type_name("DURATION");
+}
+
+int default_workers() {
+  if (const char* wc = std::getenv("WEB_CONCURRENCY")) {
+    int n = 0;
+    const std::string_view s(wc);
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec == std::errc() && p == s.data() + s.size() && n > 0) return n;
+  }
+  return 1;
+}
+
+}  // namespace
+
+int parse(int argc, char** argv, ServerOptions& o) {
+  CLI::App app{"keel HTTP application server"};
+  app.option_defaults()->always_capture_default();
+  o.workers = default_workers();
+  std::vector<std::string> binds;
+  app.add_option("-b,--bind", binds, "HOST:PORT or [IPv6]:PORT to listen on; repeatable (default 127.0.0.1:8000)");
+  app.add_option("-w,--workers", o.workers, "worker processes (default $WEB_CONCURRENCY or 1)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--backlog", o.backlog, "listen backlog")->check(CLI::Range(1, 65535));
+  app.add_flag("--reuse-port", o.reuse_port, "one SO_REUSEPORT listening socket per worker");
+  add_duration(app, "--keep-alive", o.keep_alive, "close idle keep-alive connections after this; keep it above your load balancer's idle timeout");
+  add_duration(app, "--header-timeout", o.header_timeout, "time allowed to receive a request head (then 408)");
+  add_duration(app, "--body-timeout", o.body_timeout, "longest pause while receiving a body (then 408)");
+  add_duration(app, "--write-timeout", o.write_timeout, "longest stall while the client does not read (then close)");
+  add_duration(app, "--graceful-timeout", o.graceful_timeout, "drain time after SIGTERM");
+  app.add_option("--limit-concurrency", o.limit_concurrency, "in-flight requests per worker before answering 503 (0: no limit)");
+  app.add_option("--worker-connections", o.worker_connections, "open connections per worker before answering 503")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  app.add_option("--limit-request-line", o.limit_request_line, "request line bytes (414 beyond)")
+      ->check(CLI::Range(std::size_t{16}, std::size_t{1} << 20));
+  app.add_option("--limit-request-fields", o.limit_request_fields, "header fields (431 beyond)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
+  app.add_option("--limit-request-field_size,--limit-request-field-size", o.limit_request_field_size,
+                 "bytes of one header field (431 beyond)")
+      ->check(CLI::Range(std::size_t{16}, std::size_t{1} << 20));
+  app.add_option("--limit-request-header-size", o.limit_request_header_size, "bytes of the whole head (431 beyond)")
+      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 24));
+  app.add_option("--limit-request-body", o.limit_request_body, "body bytes (413 beyond)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 32));
+  app.add_option("--server-header", o.server_header, "value of the Server response header");
+  bool no_server_header = false;
+  app.add_flag("--no-server-header", no_server_header, "send no Server header");
+  app.add_option("--threads", o.threads, "threads per worker for offloaded blocking calls")->check(CLI::Range(1, 1024));
+  app.add_option("--thread-queue", o.thread_queue, "queued blocking calls per worker before 503")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  try {
+    app.parse(argc, argv);
+    if (!binds.empty()) o.bind = binds;
+    for (const auto& b : o.bind) {
+      try {
+        (void)net::parse_bind(b);
+      } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError("--bind", e.what());
+      }
+    }
+    for (char c : o.server_header)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        throw CLI::ValidationError("--server-header", "must not contain control characters");
+    if (no_server_header) o.server_header.clear();
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << argv[0] << ": error: " << e.what() << "\n";
+    return 78;  // EX_CONFIG: distinct from runtime failures
+  }
+  return -1;
+}
+
+}  // namespace keel::cli

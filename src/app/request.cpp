@@ -1,0 +1,117 @@
+#include <charconv>
+#include <random>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "http/request_parser.hpp"
+#include "keel/errors.hpp"
+#include "keel/request.hpp"
+
+namespace keel {
+
+std::string_view Request::method() const noexcept { return parsed_->method; }
+std::string_view Request::target() const noexcept { return parsed_->target; }
+std::string_view Request::path() const noexcept { return parsed_->path; }
+std::string_view Request::query() const noexcept { return parsed_->query; }
+std::string_view Request::host() const noexcept { return parsed_->host; }
+int Request::version_minor() const noexcept { return parsed_->version_minor; }
+bool Request::keep_alive() const noexcept { return parsed_->keep_alive; }
+const std::vector<HeaderField>& Request::headers() const noexcept { return parsed_->headers; }
+const std::vector<HeaderField>& Request::trailers() const noexcept { return parsed_->trailers; }
+std::string_view Request::body() const noexcept { return parsed_->body; }
+
+std::optional<std::string_view> Request::header(std::string_view name) const noexcept {
+  if (const HeaderField* h = parsed_->find(name)) return h->value;
+  return std::nullopt;
+}
+
+nlohmann::json Request::json() const {
+  if (const auto ct = header("Content-Type")) {
+    const std::string_view media = ct->substr(0, ct->find(';'));
+    const bool is_json = http::iequals(media, "application/json") ||
+                         (media.size() > 5 && http::iequals(media.substr(media.size() - 5), "+json"));
+    if (!is_json) throw HttpError(415, "expected Content-Type application/json");
+  }
+  try {
+    return nlohmann::json::parse(parsed_->body);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw HttpError(400, std::string("malformed JSON body: ") + e.what());
+  }
+}
+
+namespace {
+// Decodes a form-urlencoded component ('+' is a space). Malformed escapes stay literal.
+std::string decode_query_component(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size()) {
+      std::string decoded;
+      if (http::percent_decode(s.substr(i, 3), decoded)) {
+        out += decoded;
+        i += 2;
+      } else {
+        out += '%';
+      }
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<std::string> Request::query_param(std::string_view name) const {
+  std::string_view q = parsed_->query;
+  while (!q.empty()) {
+    const auto amp = q.find('&');
+    const std::string_view pair = q.substr(0, amp);
+    const auto eq = pair.find('=');
+    const std::string_view key = pair.substr(0, eq);
+    if (decode_query_component(key) == name)
+      return eq == std::string_view::npos ? std::string() : decode_query_component(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    q = q.substr(amp + 1);
+  }
+  return std::nullopt;
+}
+
+std::string_view Request::param(std::string_view name) const {
+  for (const auto& [k, v] : params_)
+    if (k == name) return v;
+  throw std::out_of_range("route " + std::string(route_) + " has no parameter '" + std::string(name) + "'");
+}
+
+std::int64_t Request::param_int(std::string_view name) const {
+  const std::string_view v = param(name);
+  std::int64_t out = 0;
+  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size())
+    throw HttpError(400, "path parameter '" + std::string(name) + "' is not an integer");
+  return out;
+}
+
+std::string_view Request::request_id() const {
+  if (!request_id_.empty()) return request_id_;
+  if (const auto given = header("X-Request-ID"); given && !given->empty() && given->size() <= 128) {
+    bool visible = true;
+    for (char c : *given) visible = visible && c > 0x20 && c < 0x7f;
+    if (visible) {
+      request_id_ = std::string(*given);
+      return request_id_;
+    }
+  }
+  thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<std::uint64_t>(::getpid()) << 32)};
+  static constexpr char kHex[] = "0123456789abcdef";
+  request_id_.resize(32);
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t v = rng();
+    for (int i = 0; i < 16; ++i, v >>= 4) request_id_[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 0xf];
+  }
+  return request_id_;
+}
+
+}  // namespace keel

@@ -1,0 +1,506 @@
+#include "http/connection.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "app/router.hpp"
+#include "http/response_writer.hpp"
+#include "keel/async.hpp"
+#include "keel/errors.hpp"
+#include "log/log.hpp"
+
+namespace keel::http {
+namespace {
+
+constexpr std::size_t kInitialBuffer = 8 * 1024;
+constexpr std::size_t kShrinkAbove = 64 * 1024;  // idle buffers larger than this are released
+constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
+
+// Fire-and-forget coroutine that runs a handler's Task to completion and hands the result to
+// its connection. The frame frees itself when it finishes.
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+
+}  // namespace
+
+Connection::Connection(Server& server, int fd, std::string peer)
+    : server_(server), fd_(fd), peer_(std::move(peer)), parser_(server.parser_limits()) {
+  request_.client_address_ = peer_;
+}
+
+Connection::~Connection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Connection::start() {
+  server_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this);
+  server_.set_deadline(*this, Deadline::kKeepAlive);
+  // Data may already be waiting (accept after the client wrote): try at once.
+  drive();
+}
+
+void Connection::on_io(std::uint32_t events) {
+  if (dead_) return;
+  if ((events & EPOLLERR) != 0) {
+    close_now();
+    return;
+  }
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) want_read_ = true;
+  drive();
+}
+
+// The connection's state machine: read, parse and handle, stream, write, until no step makes
+// progress. Every event and every async completion ends up here, so there is no re-entrancy.
+void Connection::drive() {
+  for (int rounds = 0; !dead_; ++rounds) {
+    bool progress = false;
+    if (lingering_) {
+      if (!read_some()) break;
+      continue;
+    }
+    if (!busy() && !closing_) progress |= process_buffered();
+    if (streaming_ && out_pending() < server_.options().output_buffer_limit) progress |= pump_stream();
+    if (dead_) return;
+    if (out_pending() > 0) flush();
+    if (dead_) return;
+    if (out_pending() == 0 && !busy()) {
+      if (closing_) {
+        start_linger();
+        if (dead_) return;
+        continue;
+      }
+      if (peer_eof_) {
+        // The client finished sending and every complete request has been answered; what is
+        // left in the buffer can never become a request.
+        close_now();
+        return;
+      }
+      if (server_.draining() && rstart_ == rend_) {
+        close_now();
+        return;
+      }
+    }
+    const bool can_read = !busy() && !closing_ && !peer_eof_ && out_pending() < server_.options().output_buffer_limit;
+    if (can_read && want_read_) progress |= read_some();
+    if (!progress) break;
+  }
+  if (!dead_) update_deadline();
+}
+
+bool Connection::ensure_capacity(std::size_t needed) {
+  // needed: bytes from rstart_ the buffer must be able to hold.
+  const ParserLimits& lim = server_.parser_limits();
+  // Chunked framing may take more room than the decoded body; twice the body limit bounds it.
+  const std::size_t max_size = lim.max_header_block + 2 * lim.max_body + 64 * 1024;
+  if (needed > max_size) return false;
+  if (rbuf_ && rstart_ + needed <= rcap_) return true;
+  if (rbuf_ && needed <= rcap_) {  // room once the consumed prefix is dropped
+    std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
+    rend_ -= rstart_;
+    rstart_ = 0;
+    return true;
+  }
+  std::size_t cap = rcap_ == 0 ? kInitialBuffer : rcap_;
+  while (cap < needed) cap *= 2;
+  cap = std::min(cap, max_size);
+  auto fresh = std::make_unique<char[]>(cap);
+  if (rend_ > rstart_) std::memcpy(fresh.get(), rbuf_.get() + rstart_, rend_ - rstart_);
+  rend_ -= rstart_;
+  rstart_ = 0;
+  rbuf_ = std::move(fresh);
+  rcap_ = cap;
+  return true;
+}
+
+// One recv(). Returns true when it changed something (bytes, EOF).
+bool Connection::read_some() {
+  if (lingering_) {
+    char sink[16 * 1024];
+    for (;;) {
+      const ssize_t n = ::recv(fd_, sink, sizeof sink, 0);
+      if (n > 0) {
+        lingered_bytes_ += static_cast<std::size_t>(n);
+        if (lingered_bytes_ > kMaxLingerBytes) {
+          close_now();
+          return false;
+        }
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+      close_now();  // EOF or error: the client has our response
+      return false;
+    }
+  }
+  if (!ensure_capacity(rend_ - rstart_ + 1024)) {
+    send_error(413, "request too large");
+    return true;
+  }
+  const std::size_t space = rcap_ - rend_;
+  const ssize_t n = ::recv(fd_, rbuf_.get() + rend_, space, 0);
+  if (n > 0) {
+    rend_ += static_cast<std::size_t>(n);
+    // A short read drained the socket: with edge-triggered epoll, new data raises a new event.
+    if (static_cast<std::size_t>(n) < space) want_read_ = false;
+    if (parser_.head_complete()) server_.set_deadline(*this, Deadline::kBody);  // body idle timer restarts
+    return true;
+  }
+  if (n == 0) {
+    peer_eof_ = true;
+    want_read_ = false;
+    return true;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    want_read_ = false;
+    return false;
+  }
+  if (errno == EINTR) return true;
+  close_now();  // ECONNRESET and friends
+  return false;
+}
+
+// Parses and handles every complete request in the buffer, as long as output stays under the
+// backpressure bound and no handler is suspended.
+bool Connection::process_buffered() {
+  bool progress = false;
+  while (!dead_ && !busy() && !closing_ && rend_ > rstart_ &&
+         out_pending() < server_.options().output_buffer_limit) {
+    const ParseStatus st = parser_.parse(rbuf_.get() + rstart_, rend_ - rstart_);
+    if (st == ParseStatus::kIncomplete) {
+      if (parser_.head_complete()) {
+        if (parser_.request().expect_continue && !sent_continue_) {
+          out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+          sent_continue_ = true;
+          progress = true;
+        }
+        if (const std::size_t need = parser_.expected_size(); need > 0) ensure_capacity(need);
+      }
+      break;
+    }
+    progress = true;
+    if (st == ParseStatus::kError) {
+      send_error(parser_.error_status(), parser_.error_reason());
+      break;
+    }
+    handle_request();
+  }
+  if (rstart_ == rend_ && !busy()) {
+    rstart_ = rend_ = 0;
+    if (rcap_ > kShrinkAbove) {
+      rbuf_.reset();
+      rcap_ = 0;
+    }
+  }
+  return progress;
+}
+
+void Connection::handle_request() {
+  const ParsedRequest& p = parser_.request();
+  request_.parsed_ = &p;
+  request_.route_ = "unmatched";
+  request_.params_.clear();
+  request_.request_id_.clear();
+  head_request_ = p.method == "HEAD";
+  keep_alive_ = p.keep_alive && !server_.draining();
+
+  const ServerOptions& opt = server_.options();
+  if (opt.limit_concurrency > 0 && server_.in_flight() >= opt.limit_concurrency) {
+    Response r = problem_response(503, "concurrency limit reached", request_.request_id());
+    finish_request(r, 0);
+    return;
+  }
+  ++server_.in_flight();
+  counted_ = true;
+
+  const auto& middleware = server_.middleware();
+  std::optional<Response> early;
+  std::size_t ran = 0;
+  try {
+    for (const Middleware& m : middleware) {
+      if (m.before) {
+        early = m.before(request_);
+        if (early) break;
+      }
+      ++ran;
+    }
+  } catch (...) {
+    early = error_response(std::current_exception());
+  }
+  if (early) {
+    finish_request(*early, ran);
+    return;
+  }
+
+  const Router::Match match = server_.router().match(p.method, p.path, request_);
+  if (match.status != 200) {
+    Response r;
+    if (match.status == 405 && p.method == "OPTIONS") {
+      r = Response(204);
+      r.add_header("Allow", match.allow);
+    } else if (match.status == 405) {
+      r = problem_response(405, "method not allowed", request_.request_id());
+      r.add_header("Allow", match.allow);
+    } else if (match.status == 400) {
+      r = problem_response(400, "malformed percent-encoding in path", request_.request_id());
+    } else {
+      r = problem_response(404, "no route matches this path", request_.request_id());
+    }
+    finish_request(r, ran);
+    return;
+  }
+
+  const Handler& h = match.route->handler;
+  if (h.sync()) {
+    Response r;
+    try {
+      r = h.sync()(request_);
+    } catch (...) {
+      r = error_response(std::current_exception());
+    }
+    finish_request(r, ran);
+    return;
+  }
+
+  // Coroutine handler: run it until it first suspends. If it completes without suspending, the
+  // result comes back inline; otherwise the connection waits (reading paused) for complete_async.
+  in_handler_ = true;
+  inline_dispatch_ = true;
+  inline_result_.reset();
+  auto drive_task = [](Connection* c, Task<Response> task, std::size_t mw) -> Detached {
+    Response r;
+    try {
+      r = co_await std::move(task);
+    } catch (...) {
+      r = c->error_response(std::current_exception());
+    }
+    c->complete_async(std::move(r), mw);
+  };
+  try {
+    drive_task(this, h.async()(request_), ran);
+  } catch (...) {
+    complete_async(error_response(std::current_exception()), ran);
+  }
+  inline_dispatch_ = false;
+  if (inline_result_) {
+    in_handler_ = false;
+    Response r = std::move(*inline_result_);
+    inline_result_.reset();
+    finish_request(r, inline_ran_);
+  }
+}
+
+void Connection::complete_async(Response response, std::size_t middleware_ran) {
+  if (inline_dispatch_) {
+    inline_result_ = std::move(response);
+    inline_ran_ = middleware_ran;
+    return;
+  }
+  in_handler_ = false;
+  if (dead_) {  // the client went away while the handler ran
+    if (counted_) --server_.in_flight();
+    counted_ = false;
+    parser_.reset();
+    server_.release(this);
+    return;
+  }
+  finish_request(response, middleware_ran);
+  drive();
+}
+
+// Runs the `after` middleware, writes the response and consumes the request from the buffer.
+void Connection::finish_request(Response& response, std::size_t middleware_ran) {
+  const auto& middleware = server_.middleware();
+  for (std::size_t i = middleware_ran; i-- > 0;) {
+    if (!middleware[i].after) continue;
+    try {
+      middleware[i].after(request_, response);
+    } catch (...) {
+      response = error_response(std::current_exception());
+    }
+  }
+  if (counted_) {
+    --server_.in_flight();
+    counted_ = false;
+  }
+  send_response(response);
+  rstart_ += parser_.consumed();
+  parser_.reset();
+  sent_continue_ = false;
+  request_.parsed_ = nullptr;
+}
+
+void Connection::send_response(Response& response) {
+  if (!headers_are_safe(response)) {
+    log::write(log::Level::kError, "keel.http", "invalid_response_header",
+               {{"route", request_.route_}, {"request_id", request_.request_id()}});
+    response = problem_response(500, "the handler produced an invalid response header", request_.request_id());
+  }
+  ResponseContext ctx;
+  ctx.version_minor = parser_.request().version_minor;
+  ctx.head_request = head_request_;
+  ctx.close = !keep_alive_ || response.closes_connection() || server_.draining();
+  ctx.keep_alive_10 = !ctx.close && ctx.version_minor == 0;
+  ctx.server = server_.options().server_header;
+  ctx.date = server_.date().get();
+  ctx.request_id = request_.request_id_;
+  write_response(out_, response, ctx);
+  const int status = response.status();
+  if (response.producer() && !head_request_ && status >= 200 && status != 204 && status != 304) {
+    producer_ = response.producer();
+    streaming_ = true;
+  }
+  if (ctx.close) closing_ = true;
+}
+
+bool Connection::pump_stream() {
+  bool more = true;
+  std::string piece;
+  const std::size_t limit = server_.options().output_buffer_limit;
+  while (more && out_pending() < limit) {
+    piece.clear();
+    try {
+      more = producer_(piece);
+    } catch (const std::exception& e) {
+      // Headers are gone already: the only honest signal left is an aborted body.
+      log::write(log::Level::kError, "keel.http", "stream_failed", {{"error", e.what()}});
+      close_now();
+      return false;
+    }
+    append_chunk(out_, piece);
+  }
+  if (!more) {
+    append_last_chunk(out_);
+    streaming_ = false;
+    producer_ = nullptr;
+  }
+  return true;
+}
+
+void Connection::flush() {
+  while (out_off_ < out_.size()) {
+    const ssize_t n = ::send(fd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_off_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      server_.set_deadline(*this, Deadline::kWrite);
+      return;
+    }
+    close_now();  // EPIPE, ECONNRESET: the client is gone
+    return;
+  }
+  out_.clear();
+  out_off_ = 0;
+}
+
+void Connection::send_error(int status, std::string_view detail) {
+  Response r = problem_response(status, detail, {});
+  keep_alive_ = false;
+  head_request_ = false;
+  ResponseContext ctx;
+  ctx.version_minor = 1;
+  ctx.close = true;
+  ctx.server = server_.options().server_header;
+  ctx.date = server_.date().get();
+  write_response(out_, r, ctx);
+  closing_ = true;
+  rstart_ = rend_ = 0;  // the framing can no longer be trusted: drop what was buffered
+}
+
+Response Connection::error_response(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const HttpError& err) {
+    return problem_response(err.status(), err.detail(), request_.request_id());
+  } catch (const PoolSaturated&) {
+    return problem_response(503, "server is overloaded", request_.request_id());
+  } catch (const std::exception& err) {
+    log::write(log::Level::kError, "keel.http", "handler_exception",
+               {{"route", request_.route_}, {"request_id", request_.request_id()}, {"error", err.what()}});
+  } catch (...) {
+    log::write(log::Level::kError, "keel.http", "handler_exception",
+               {{"route", request_.route_}, {"request_id", request_.request_id()}, {"error", "unknown exception"}});
+  }
+  return problem_response(500, "internal server error", request_.request_id());
+}
+
+// After a final response on a closing connection: stop sending, then read and discard until the
+// client closes (or a bound is hit), so unread request bytes never turn our close into an RST
+// that destroys the response in flight.
+void Connection::start_linger() {
+  closing_ = false;
+  if (peer_eof_) {
+    close_now();
+    return;
+  }
+  ::shutdown(fd_, SHUT_WR);
+  lingering_ = true;
+  want_read_ = true;
+  server_.set_deadline(*this, Deadline::kLinger);
+}
+
+void Connection::close_now() {
+  if (dead_) return;
+  dead_ = true;
+  server_.loop().remove(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  server_.set_deadline(*this, Deadline::kNone);
+  if (!in_handler_) server_.release(this);
+}
+
+void Connection::update_deadline() {
+  if (lingering_) return;
+  if (out_pending() > 0) {
+    if (deadline_kind_ != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
+  } else if (busy()) {
+    server_.set_deadline(*this, Deadline::kNone);
+  } else if (rend_ == rstart_) {
+    if (deadline_kind_ != Deadline::kKeepAlive) server_.set_deadline(*this, Deadline::kKeepAlive);
+  } else if (parser_.head_complete()) {
+    if (deadline_kind_ != Deadline::kBody) server_.set_deadline(*this, Deadline::kBody);
+  } else if (deadline_kind_ != Deadline::kHeader) {
+    server_.set_deadline(*this, Deadline::kHeader);  // from the first byte of the head, never extended
+  }
+}
+
+void Connection::on_deadline(Deadline kind) {
+  switch (kind) {
+    case Deadline::kHeader:
+    case Deadline::kBody:
+      send_error(408, kind == Deadline::kHeader ? "timed out reading the request head" : "timed out reading the body");
+      drive();
+      break;
+    case Deadline::kKeepAlive:
+    case Deadline::kWrite:
+    case Deadline::kLinger:
+    case Deadline::kNone:
+    case Deadline::kCount:
+      close_now();
+      break;
+  }
+}
+
+void Connection::drain() {
+  if (dead_) return;
+  if (!busy() && rend_ == rstart_ && out_pending() == 0) {
+    close_now();
+    return;
+  }
+  keep_alive_ = false;  // the response in progress will carry Connection: close
+}
+
+}  // namespace keel::http

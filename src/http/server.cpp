@@ -1,0 +1,300 @@
+#include "http/server.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "http/connection.hpp"
+#include "keel/async.hpp"
+#include "log/log.hpp"
+
+namespace keel::http {
+namespace {
+
+thread_local Server* t_server = nullptr;
+
+std::string peer_string(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  return "unix";
+}
+
+}  // namespace
+
+class Server::Acceptor final : public net::IoHandler {
+ public:
+  Acceptor(Server& s, int fd) : server_(s), fd_(fd) {}
+  void on_io(std::uint32_t) override { server_.on_accept(fd_); }
+  int fd() const noexcept { return fd_; }
+
+ private:
+  Server& server_;
+  int fd_;
+};
+
+class Server::SignalWatcher final : public net::IoHandler {
+ public:
+  explicit SignalWatcher(Server& s) : server_(s) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    ::sigprocmask(SIG_BLOCK, &set, nullptr);
+    fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd_ >= 0) server_.loop().add(fd_, EPOLLIN, this);
+  }
+  ~SignalWatcher() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+  void on_io(std::uint32_t) override {
+    signalfd_siginfo info{};
+    while (::read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      // TERM: graceful drain; a second TERM, INT or QUIT: stop now.
+      const bool graceful = info.ssi_signo == SIGTERM && !server_.draining();
+      server_.begin_shutdown(graceful);
+    }
+  }
+
+ private:
+  Server& server_;
+  int fd_ = -1;
+};
+
+Server* Server::current() noexcept { return t_server; }
+
+Server::Server(const ServerOptions& options, const Router& router, const std::vector<Middleware>& middleware,
+               std::vector<net::Listener> listeners)
+    : options_(options),
+      router_(router),
+      middleware_(middleware),
+      pool_(options.threads, options.thread_queue),
+      listeners_(std::move(listeners)) {
+  parser_limits_.max_request_line = options.limit_request_line;
+  parser_limits_.max_header_field = options.limit_request_field_size;
+  parser_limits_.max_header_count = options.limit_request_fields;
+  parser_limits_.max_header_block = options.limit_request_header_size;
+  parser_limits_.max_body = options.limit_request_body;
+  const auto set = [this](Deadline d, auto dur) {
+    lists_[static_cast<std::size_t>(d)].duration = std::chrono::duration_cast<net::Clock::duration>(dur);
+  };
+  set(Deadline::kKeepAlive, options.keep_alive);
+  set(Deadline::kHeader, options.header_timeout);
+  set(Deadline::kBody, options.body_timeout);
+  set(Deadline::kWrite, options.write_timeout);
+  set(Deadline::kLinger, std::chrono::seconds(2));
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ResponseContext ctx;
+  ctx.close = true;
+  ctx.server = options.server_header;
+  ctx.date = date_.get();
+  write_response(over_capacity_, problem_response(503, "too many connections", {}), ctx);
+}
+
+Server::~Server() {
+  for (Connection* c : all_) delete c;
+  for (Connection* c : graveyard_) delete c;
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+  t_server = nullptr;
+}
+
+void Server::set_deadline(Connection& c, Deadline kind) {
+  unlink(c);
+  c.deadline_kind_ = kind;
+  if (kind == Deadline::kNone) return;
+  DeadlineList& l = lists_[static_cast<std::size_t>(kind)];
+  c.deadline_ = loop_.now() + l.duration;
+  c.dl_prev_ = l.tail;
+  c.dl_next_ = nullptr;
+  if (l.tail != nullptr) l.tail->dl_next_ = &c;
+  else l.head = &c;
+  l.tail = &c;
+}
+
+void Server::unlink(Connection& c) {
+  if (c.deadline_kind_ == Deadline::kNone) return;
+  DeadlineList& l = lists_[static_cast<std::size_t>(c.deadline_kind_)];
+  if (c.dl_prev_ != nullptr) c.dl_prev_->dl_next_ = c.dl_next_;
+  else l.head = c.dl_next_;
+  if (c.dl_next_ != nullptr) c.dl_next_->dl_prev_ = c.dl_prev_;
+  else l.tail = c.dl_prev_;
+  c.dl_prev_ = c.dl_next_ = nullptr;
+  c.deadline_kind_ = Deadline::kNone;
+}
+
+void Server::release(Connection* c) {
+  unlink(*c);
+  // Swap-remove from the live set; the object itself is freed after this loop iteration, since
+  // events for it may still be queued in the current epoll batch.
+  Connection* last = all_.back();
+  all_[c->all_index_] = last;
+  last->all_index_ = c->all_index_;
+  all_.pop_back();
+  --connections_;
+  graveyard_.push_back(c);
+}
+
+net::Clock::time_point Server::tick() {
+  for (Connection* c : graveyard_) delete c;
+  graveyard_.clear();
+  date_.refresh();
+  const auto now = net::Clock::now();
+  net::Clock::time_point next = net::Clock::time_point::max();
+  for (std::size_t k = 1; k < lists_.size(); ++k) {
+    DeadlineList& l = lists_[k];
+    while (l.head != nullptr && l.head->deadline_ <= now) {
+      Connection* c = l.head;
+      unlink(*c);
+      c->on_deadline(static_cast<Deadline>(k));
+    }
+    if (l.head != nullptr) next = std::min(next, l.head->deadline_);
+  }
+  if (!accepting_ && !draining_) {
+    if (now >= accept_resume_at_) {
+      accepting_ = true;
+      for (auto& a : acceptors_) loop_.add(a->fd(), EPOLLIN | EPOLLEXCLUSIVE, a.get());
+    } else {
+      next = std::min(next, accept_resume_at_);
+    }
+  }
+  if (draining_) {
+    if (connections_ == 0 && in_flight_ == 0) {
+      loop_.stop();
+    } else if (now >= drain_deadline_) {
+      log::write(log::Level::kWarning, "keel.server", "drain_timeout",
+                 {{"open_connections", connections_}, {"in_flight", in_flight_}});
+      loop_.stop();
+    } else {
+      next = std::min(next, drain_deadline_);
+    }
+  }
+  // Wake at least once a second so the Date header stays fresh.
+  return std::min(next, now + std::chrono::seconds(1));
+}
+
+void Server::on_accept(int listen_fd) {
+  for (int i = 0; i < 64 && accepting_; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: spend the reserve one to take the pending connection and close it,
+        // so the listener stops reporting readiness (no busy loop) and the client is told at once.
+        if (reserve_fd_ >= 0) {
+          ::close(reserve_fd_);
+          reserve_fd_ = -1;
+          const int victim = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+          if (victim >= 0) ::close(victim);
+          reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        // Pause accepting briefly either way; connections wait in the backlog meanwhile.
+        accepting_ = false;
+        accept_resume_at_ = loop_.now() + std::chrono::milliseconds(100);
+        for (auto& a : acceptors_) loop_.remove(a->fd());
+        static net::Clock::time_point last_warning{};
+        if (loop_.now() - last_warning > std::chrono::seconds(5)) {
+          last_warning = loop_.now();
+          log::write(log::Level::kWarning, "keel.server", "accept_failed",
+                     {{"error", std::strerror(errno)}, {"open_connections", connections_}});
+        }
+        return;
+      }
+      return;
+    }
+    if (connections_ >= options_.worker_connections) {
+      // Over --worker-connections: an explicit, cheap answer, then close.
+      [[maybe_unused]] const ssize_t n = ::send(fd, over_capacity_.data(), over_capacity_.size(), MSG_NOSIGNAL);
+      ::shutdown(fd, SHUT_WR);
+      ::close(fd);
+      continue;
+    }
+    const int one = 1;
+    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto* c = new Connection(*this, fd, peer_string(ss));
+    c->all_index_ = all_.size();
+    all_.push_back(c);
+    ++connections_;
+    c->start();
+  }
+}
+
+void Server::begin_shutdown(bool graceful) {
+  if (!draining_) {
+    log::write(log::Level::kInfo, "keel.server", graceful ? "graceful_shutdown" : "fast_shutdown",
+               {{"open_connections", connections_}, {"in_flight", in_flight_}});
+  }
+  if (accepting_) {
+    for (auto& a : acceptors_) loop_.remove(a->fd());
+  }
+  accepting_ = false;
+  for (auto& l : listeners_) {
+    if (l.fd >= 0) ::close(l.fd);
+    l.fd = -1;
+  }
+  if (!graceful) {
+    loop_.stop();
+    return;
+  }
+  draining_ = true;
+  drain_deadline_ = loop_.now() + options_.graceful_timeout;
+  // Copy: drain() may release connections, which edits all_.
+  const std::vector<Connection*> live = all_;
+  for (Connection* c : live) c->drain();
+}
+
+int Server::run() {
+  t_server = this;
+  signals_ = std::make_unique<SignalWatcher>(*this);
+  for (const auto& l : listeners_) {
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd));
+    // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.
+    loop_.add(l.fd, EPOLLIN | EPOLLEXCLUSIVE, acceptors_.back().get());
+  }
+  loop_.set_tick([this] { return tick(); });
+  loop_.run();
+  return 0;
+}
+
+}  // namespace keel::http
+
+namespace keel::detail {
+
+void schedule_resume(std::chrono::nanoseconds delay, std::coroutine_handle<> h) {
+  net::EventLoop* loop = net::EventLoop::current();
+  loop->resume_at(net::Clock::now() + delay, h);
+}
+
+bool submit_blocking(std::function<void()> work, std::coroutine_handle<> h) {
+  http::Server* server = http::Server::current();
+  net::EventLoop* loop = &server->loop();
+  return server->pool().submit([work = std::move(work), h, loop] {
+    work();
+    loop->post([h] { h.resume(); });
+  });
+}
+
+}  // namespace keel::detail

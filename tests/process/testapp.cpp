@@ -1,0 +1,68 @@
+// keel-testapp: the application the process-level tests drive over real sockets. It exercises
+// every handler shape (sync, coroutine, offload, streaming) and every error path.
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "keel/keel.hpp"
+
+namespace {
+long query_long(const keel::Request& req, std::string_view name, long fallback) {
+  const auto v = req.query_param(name);
+  return v ? std::stol(*v) : fallback;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  keel::App app;
+  app.get("/plaintext", [](keel::Request&) { return keel::Response::text("Hello, World!"); });
+  app.get("/json", [](keel::Request&) { return keel::Response::json({{"message", "Hello, World!"}}); });
+  app.post("/echo", [](keel::Request& req) {
+    keel::Response r = keel::Response::text(std::string(req.body()));
+    r.set_content_type(std::string(req.header("Content-Type").value_or("application/octet-stream")));
+    r.add_header("X-Body-Length", std::to_string(req.body().size()));
+    r.add_header("X-Trailer-Count", std::to_string(req.trailers().size()));
+    return r;
+  });
+  app.get("/sleep", [](keel::Request& req) -> keel::Task<keel::Response> {
+    co_await keel::sleep(std::chrono::milliseconds(query_long(req, "ms", 100)));
+    co_return keel::Response::text("slept");
+  });
+  app.get("/offload", [](keel::Request& req) -> keel::Task<keel::Response> {
+    const long ms = query_long(req, "ms", 50);
+    const long slept = co_await keel::offload([ms] {
+      ::usleep(static_cast<useconds_t>(ms * 1000));
+      return ms;
+    });
+    co_return keel::Response::text("offloaded " + std::to_string(slept));
+  });
+  app.get("/boom", [](keel::Request&) -> keel::Response { throw std::runtime_error("handler exploded"); });
+  app.get("/http-error", [](keel::Request&) -> keel::Response { throw keel::HttpError(418, "short and stout"); });
+  app.get("/big", [](keel::Request& req) {
+    return keel::Response::text(std::string(static_cast<std::size_t>(query_long(req, "bytes", 1 << 20)), 'x'));
+  });
+  app.get("/stream", [](keel::Request& req) {
+    const long chunks = query_long(req, "chunks", 3);
+    const long size = query_long(req, "size", 5);
+    auto sent = std::make_shared<long>(0);
+    return keel::Response::stream(
+        [=](std::string& out) {
+          out.append(static_cast<std::size_t>(size), static_cast<char>('a' + (*sent % 26)));
+          return ++*sent < chunks;
+        },
+        "text/plain");
+  });
+  app.get("/bad-header", [](keel::Request&) {
+    return keel::Response::text("nope").add_header("X-Injected", "a\r\nSet-Cookie: evil=1");
+  });
+  app.get("/users/{id:int}", [](keel::Request& req) {
+    return nlohmann::json{{"id", req.param_int("id")}, {"route", req.route()}};
+  });
+  app.get("/files/{rest:path}", [](keel::Request& req) {
+    return nlohmann::json{{"rest", req.param("rest")}, {"route", req.route()}};
+  });
+  app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
+  return app.run(argc, argv);
+}
