@@ -35,7 +35,6 @@ rc=0
 
 echo "---"
 grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true
-grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$log" || true
 if [ "$rc" -ne 0 ]; then
   echo "FINDING: the fuzzer exited with status $rc; reproducers:" >&2
   ls -l "$artifacts" >&2 || true

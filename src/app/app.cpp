@@ -36,8 +36,6 @@ int App::serve() {
   std::vector<net::Listener> listeners;
   try {
     for (const auto& spec : options_.bind) {
-      // With --reuse-port every worker would bind its own socket; the shared socket opened here
-      // serves all of them either way, and SO_REUSEPORT lets a new master bind beside it.
       listeners.push_back(net::open_listener(net::parse_bind(spec), options_.backlog, options_.reuse_port));
     }
   } catch (const std::exception& e) {
@@ -49,6 +47,13 @@ int App::serve() {
     log::write(log::Level::kInfo, "keel.server", "listening",
                {{"address", l.url}, {"workers", options_.workers}});
   return process::run(options_, std::move(listeners), [this](std::vector<net::Listener> ls, int) {
+    if (options_.reuse_port && options_.workers > 1) {
+      // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over
+      // the workers' queues. The inherited shared socket stays in the set, so connections the
+      // kernel hashes to it are still accepted.
+      const std::size_t shared = ls.size();
+      for (std::size_t i = 0; i < shared; ++i) ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
+    }
     http::Server server(options_, *router_, middleware_, std::move(ls));
     return server.run();
   });

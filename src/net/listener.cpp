@@ -90,6 +90,7 @@ Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port) {
       l.url = "http://" + std::string(host) + ":" + std::to_string(real_port);
     }
     l.fd = fd;
+    l.bound = BindAddress{addr.host, real_port};
     break;
   }
   ::freeaddrinfo(res);
