@@ -136,6 +136,8 @@ bool Router::match_route(const Route& r, const std::vector<std::string_view>& se
 
 Router::Match Router::match(std::string_view method, std::string_view raw_path, Request& req) const {
   Match m;
+  req.route_ = "unmatched";
+  req.params_.clear();
   if (raw_path.empty() || raw_path.front() != '/') return m;  // "*" and authority-form: no route
   // Split and decode segments. Storage is thread-local to avoid allocating per request; a deque
   // so that growing it never moves the strings earlier views point into.

@@ -223,6 +223,8 @@ void Connection::handle_request() {
   ++server_.in_flight();
   counted_ = true;
 
+  // Route first, so middleware sees the route template (auth rules, labels).
+  const Router::Match match = server_.router().match(p.method, p.path, request_);
   const auto& middleware = server_.middleware();
   std::optional<Response> early;
   std::size_t ran = 0;
@@ -242,7 +244,6 @@ void Connection::handle_request() {
     return;
   }
 
-  const Router::Match match = server_.router().match(p.method, p.path, request_);
   if (match.status != 200) {
     Response r;
     if (match.status == 405 && p.method == "OPTIONS") {

@@ -65,6 +65,13 @@ bool for_each_token(std::string_view list, Fn&& fn) {
   return true;
 }
 
+// True when the unterminated line data[start, len) already proves to be longer than max bytes:
+// a line of at most max bytes can only continue with CR once max bytes have arrived.
+bool line_over_limit(const char* data, std::size_t start, std::size_t len, std::size_t max) {
+  const std::size_t avail = len - start;
+  return avail > max + 1 || (avail == max + 1 && data[len - 1] != '\r');
+}
+
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
@@ -141,7 +148,8 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
         const std::size_t window_end = std::min(len, head_start_ + limits_.max_request_line + 2);
         const char* nl = static_cast<const char*>(std::memchr(data + pos_, '\n', window_end - pos_));
         if (nl == nullptr) {
-          if (len - head_start_ > limits_.max_request_line + 1) return fail(414, "request line too long");
+          if (line_over_limit(data, head_start_, len, limits_.max_request_line))
+            return fail(414, "request line too long");
           pos_ = window_end;
           return ParseStatus::kIncomplete;
         }
@@ -168,7 +176,8 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
         const char* nl = static_cast<const char*>(std::memchr(data + pos_, '\n', window_end - pos_));
         if (nl == nullptr) {
           if (window_end == block_end) return fail(431, "header block too large");
-          if (window_end == field_end) return fail(431, "header field too large");
+          if (window_end == field_end || line_over_limit(data, pos_, len, limits_.max_header_field))
+            return fail(431, "header field too large");
           return ParseStatus::kIncomplete;
         }
         const std::size_t i = static_cast<std::size_t>(nl - data);
@@ -202,7 +211,7 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
         const std::size_t window_end = std::min(len, pos_ + limits_.max_chunk_line + 2);
         const char* nl = static_cast<const char*>(std::memchr(data + pos_, '\n', window_end - pos_));
         if (nl == nullptr) {
-          if (window_end < len || len - pos_ > limits_.max_chunk_line + 1) return fail(400, "chunk size line too long");
+          if (line_over_limit(data, pos_, len, limits_.max_chunk_line)) return fail(400, "chunk size line too long");
           return ParseStatus::kIncomplete;
         }
         const std::size_t i = static_cast<std::size_t>(nl - data);
@@ -365,7 +374,8 @@ ParseStatus RequestParser::finish_head(const char* base) {
       case 6:
         if (iequals(name, "expect")) {
           if (!iequals(h.value, "100-continue")) return fail(417, "unsupported expectation");
-          req_.expect_continue = true;
+          // An HTTP/1.0 client cannot understand 100 Continue: ignore it (RFC 9110 §10.1.1).
+          req_.expect_continue = req_.version_minor == 1;
         }
         break;
       case 10:
@@ -449,15 +459,18 @@ ParseStatus RequestParser::parse_chunk_size(const char* base, std::size_t line_e
   if (digits == 0) return fail(400, "invalid chunk size");
   // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )  (RFC 9112 §7.1.1)
   while (p < end) {
+    // BWS is allowed only before ';' or '=', never at the end of the line.
     while (p < end && is_ows(*p)) ++p;
-    if (p == end) break;
-    if (*p != ';') return fail(400, "invalid chunk extension");
+    if (p == end || *p != ';') return fail(400, "invalid chunk extension");
     ++p;
     while (p < end && is_ows(*p)) ++p;
     const char* n = p;
     while (p < end && is_tchar(*p)) ++p;
     if (p == n) return fail(400, "invalid chunk extension name");
+    const char* after_name = p;
     while (p < end && is_ows(*p)) ++p;
+    if (p < end && *p != '=' && *p != ';') return fail(400, "invalid chunk extension");
+    if (p == end && p != after_name) return fail(400, "whitespace at the end of a chunk extension");
     if (p < end && *p == '=') {
       ++p;
       while (p < end && is_ows(*p)) ++p;
@@ -470,8 +483,9 @@ ParseStatus RequestParser::parse_chunk_size(const char* base, std::size_t line_e
             closed = true;
             break;
           }
-          if (c == '\\') {
+          if (c == '\\') {  // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
             if (p == end) break;
+            if (!kValueChar[static_cast<unsigned char>(*p)]) return fail(400, "invalid chunk extension value");
             ++p;
           } else if (!kValueChar[static_cast<unsigned char>(c)]) {
             return fail(400, "invalid chunk extension value");
