@@ -25,26 +25,26 @@ namespace keel {
 
 // Server settings; every field has a command-line flag (see docs/configuration.md).
 struct ServerOptions {
-  std::vector<std::string> bind{"127.0.0.1:8000"};  // --bind HOST:PORT, [::]:PORT (repeatable)
-  int workers = 1;                                   // --workers
-  int backlog = 2048;                                // --backlog
-  bool reuse_port = false;                           // --reuse-port: one SO_REUSEPORT socket per worker
-  std::chrono::milliseconds keep_alive{5000};        // --keep-alive: idle keep-alive connection timeout
-  std::chrono::milliseconds header_timeout{10000};   // --header-timeout: whole request head (408)
-  std::chrono::milliseconds body_timeout{30000};     // --body-timeout: body read idle (408)
-  std::chrono::milliseconds write_timeout{30000};    // --write-timeout: no write progress -> close
-  std::chrono::milliseconds graceful_timeout{30000}; // --graceful-timeout: drain on SIGTERM
-  std::size_t limit_concurrency = 0;                 // --limit-concurrency: in-flight requests, 0 = none
-  std::size_t worker_connections = 10000;            // --worker-connections: per-worker connection cap
-  std::size_t limit_request_line = 8 * 1024;         // --limit-request-line (414)
-  std::size_t limit_request_fields = 100;            // --limit-request-fields (431)
-  std::size_t limit_request_field_size = 8 * 1024;   // --limit-request-field_size (431)
-  std::size_t limit_request_header_size = 64 * 1024; // --limit-request-header-size (431)
-  std::size_t limit_request_body = 1024 * 1024;      // --limit-request-body (413)
-  std::size_t output_buffer_limit = 256 * 1024;      // pause reading a connection above this
-  std::string server_header = "keel";                // --server-header NAME / --no-server-header
-  int threads = 4;                                   // --threads: blocking-call pool per worker
-  std::size_t thread_queue = 1024;                   // --thread-queue: pending blocking calls
+  std::vector<std::string> bind{"127.0.0.1:8000"};    // --bind HOST:PORT, [::]:PORT (repeatable)
+  int workers = 1;                                    // --workers
+  int backlog = 2048;                                 // --backlog
+  bool reuse_port = false;                            // --reuse-port: one SO_REUSEPORT socket per worker
+  std::chrono::milliseconds keep_alive{5000};         // --keep-alive: idle keep-alive connection timeout
+  std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
+  std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
+  std::chrono::milliseconds write_timeout{30000};     // --write-timeout: no write progress -> close
+  std::chrono::milliseconds graceful_timeout{30000};  // --graceful-timeout: drain on SIGTERM
+  std::size_t limit_concurrency = 0;                  // --limit-concurrency: in-flight requests, 0 = none
+  std::size_t worker_connections = 10000;             // --worker-connections: per-worker connection cap
+  std::size_t limit_request_line = 8 * 1024;          // --limit-request-line (414)
+  std::size_t limit_request_fields = 100;             // --limit-request-fields (431)
+  std::size_t limit_request_field_size = 8 * 1024;    // --limit-request-field_size (431)
+  std::size_t limit_request_header_size = 64 * 1024;  // --limit-request-header-size (431)
+  std::size_t limit_request_body = 1024 * 1024;       // --limit-request-body (413)
+  std::size_t output_buffer_limit = 256 * 1024;       // pause reading a connection above this
+  std::string server_header = "keel";                 // --server-header NAME / --no-server-header
+  int threads = 4;                                    // --threads: blocking-call pool per worker
+  std::size_t thread_queue = 1024;                    // --thread-queue: pending blocking calls
 };
 
 // A route handler. Accepts callables taking Request& and returning Response, std::string
@@ -61,10 +61,10 @@ class Handler {
       async_ = std::move(fn);
     } else if constexpr (std::is_same_v<R, Response>) {
       sync_ = std::move(fn);
+    } else if constexpr (std::is_same_v<std::decay_t<R>, nlohmann::json>) {  // before string: json converts to it
+      sync_ = [f = std::move(fn)](Request& r) { return Response::json(f(r)); };
     } else if constexpr (std::is_convertible_v<R, std::string>) {
       sync_ = [f = std::move(fn)](Request& r) { return Response::text(std::string(f(r))); };
-    } else if constexpr (std::is_same_v<std::decay_t<R>, nlohmann::json>) {
-      sync_ = [f = std::move(fn)](Request& r) { return Response::json(f(r)); };
     } else {
       static_assert(sizeof(F) == 0, "handler must return Response, std::string, nlohmann::json or Task<Response>");
     }

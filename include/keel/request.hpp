@@ -31,7 +31,7 @@ class Request {
   [[nodiscard]] std::string_view path() const noexcept;    // raw path (percent-encoded), no query
   [[nodiscard]] std::string_view query() const noexcept;   // raw query string, without '?'
   [[nodiscard]] std::string_view host() const noexcept;
-  [[nodiscard]] int version_minor() const noexcept;        // 0 or 1
+  [[nodiscard]] int version_minor() const noexcept;  // 0 or 1
   [[nodiscard]] bool keep_alive() const noexcept;
 
   // First header with this name (case-insensitive).

@@ -44,8 +44,7 @@ int App::serve() {
     return 3;
   }
   for (const auto& l : listeners)
-    log::write(log::Level::kInfo, "keel.server", "listening",
-               {{"address", l.url}, {"workers", options_.workers}});
+    log::write(log::Level::kInfo, "keel.server", "listening", {{"address", l.url}, {"workers", options_.workers}});
   return process::run(options_, std::move(listeners), [this](std::vector<net::Listener> ls, int) {
     if (options_.reuse_port && options_.workers > 1) {
       // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over

@@ -22,11 +22,16 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (ec != std::errc() || p != text.data() + unit_at || value < 0) return std::nullopt;
   const std::string_view unit = text.substr(unit_at);
   double ms;
-  if (unit.empty() || unit == "s") ms = value * 1000;
-  else if (unit == "ms") ms = value;
-  else if (unit == "m") ms = value * 60'000;
-  else if (unit == "h") ms = value * 3'600'000;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    ms = value * 1000;
+  else if (unit == "ms")
+    ms = value;
+  else if (unit == "m")
+    ms = value * 60'000;
+  else if (unit == "h")
+    ms = value * 3'600'000;
+  else
+    return std::nullopt;
   if (ms > 1e12) return std::nullopt;
   return std::chrono::milliseconds(static_cast<long long>(ms + 0.5));
 }
@@ -39,7 +44,9 @@ void add_duration(CLI::App& app, const std::string& flag, std::chrono::milliseco
          flag,
          [&target, flag](const std::string& v) {
            const auto d = parse_duration(v);
-           if (!d) throw CLI::ValidationError(flag, "expected a duration like 500ms, 30s, 5m or a number of seconds, got '" + v + "'");
+           if (!d)
+             throw CLI::ValidationError(
+                 flag, "expected a duration like 500ms, 30s, 5m or a number of seconds, got '" + v + "'");
            target = *d;
          },
          help + " (default " + std::to_string(target.count()) + "ms)")
@@ -68,12 +75,14 @@ int parse(int argc, char** argv, ServerOptions& o) {
       ->check(CLI::Range(1, 1024));
   app.add_option("--backlog", o.backlog, "listen backlog")->check(CLI::Range(1, 65535));
   app.add_flag("--reuse-port", o.reuse_port, "one SO_REUSEPORT listening socket per worker");
-  add_duration(app, "--keep-alive", o.keep_alive, "close idle keep-alive connections after this; keep it above your load balancer's idle timeout");
+  add_duration(app, "--keep-alive", o.keep_alive,
+               "close idle keep-alive connections after this; keep it above your load balancer's idle timeout");
   add_duration(app, "--header-timeout", o.header_timeout, "time allowed to receive a request head (then 408)");
   add_duration(app, "--body-timeout", o.body_timeout, "longest pause while receiving a body (then 408)");
   add_duration(app, "--write-timeout", o.write_timeout, "longest stall while the client does not read (then close)");
   add_duration(app, "--graceful-timeout", o.graceful_timeout, "drain time after SIGTERM");
-  app.add_option("--limit-concurrency", o.limit_concurrency, "in-flight requests per worker before answering 503 (0: no limit)");
+  app.add_option("--limit-concurrency", o.limit_concurrency,
+                 "in-flight requests per worker before answering 503 (0: no limit)");
   app.add_option("--worker-connections", o.worker_connections, "open connections per worker before answering 503")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
   app.add_option("--limit-request-line", o.limit_request_line, "request line bytes (414 beyond)")

@@ -1,8 +1,8 @@
 #include <charconv>
 #include <random>
 
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include "http/request_parser.hpp"
 #include "keel/errors.hpp"
@@ -10,16 +10,36 @@
 
 namespace keel {
 
-std::string_view Request::method() const noexcept { return parsed_->method; }
-std::string_view Request::target() const noexcept { return parsed_->target; }
-std::string_view Request::path() const noexcept { return parsed_->path; }
-std::string_view Request::query() const noexcept { return parsed_->query; }
-std::string_view Request::host() const noexcept { return parsed_->host; }
-int Request::version_minor() const noexcept { return parsed_->version_minor; }
-bool Request::keep_alive() const noexcept { return parsed_->keep_alive; }
-const std::vector<HeaderField>& Request::headers() const noexcept { return parsed_->headers; }
-const std::vector<HeaderField>& Request::trailers() const noexcept { return parsed_->trailers; }
-std::string_view Request::body() const noexcept { return parsed_->body; }
+std::string_view Request::method() const noexcept {
+  return parsed_->method;
+}
+std::string_view Request::target() const noexcept {
+  return parsed_->target;
+}
+std::string_view Request::path() const noexcept {
+  return parsed_->path;
+}
+std::string_view Request::query() const noexcept {
+  return parsed_->query;
+}
+std::string_view Request::host() const noexcept {
+  return parsed_->host;
+}
+int Request::version_minor() const noexcept {
+  return parsed_->version_minor;
+}
+bool Request::keep_alive() const noexcept {
+  return parsed_->keep_alive;
+}
+const std::vector<HeaderField>& Request::headers() const noexcept {
+  return parsed_->headers;
+}
+const std::vector<HeaderField>& Request::trailers() const noexcept {
+  return parsed_->trailers;
+}
+std::string_view Request::body() const noexcept {
+  return parsed_->body;
+}
 
 std::optional<std::string_view> Request::header(std::string_view name) const noexcept {
   if (const HeaderField* h = parsed_->find(name)) return h->value;

@@ -31,14 +31,17 @@ bool is_uuid(std::string_view s) {
 }
 
 // Rank for choosing among several matching routes: more specific segments win.
-int rank(Router::SegmentKind k) { return static_cast<int>(k); }
+int rank(Router::SegmentKind k) {
+  return static_cast<int>(k);
+}
 
 }  // namespace
 
 void Router::add(std::string_view method, std::string_view pattern, Handler handler) {
   const std::string where = std::string(method) + " " + std::string(pattern);
   if (method.empty()) throw std::invalid_argument("route " + where + ": empty method");
-  if (pattern.empty() || pattern.front() != '/') throw std::invalid_argument("route " + where + ": must start with '/'");
+  if (pattern.empty() || pattern.front() != '/')
+    throw std::invalid_argument("route " + where + ": must start with '/'");
   if (!handler) throw std::invalid_argument("route " + where + ": empty handler");
   Route r;
   r.method = std::string(method);
@@ -57,10 +60,14 @@ void Router::add(std::string_view method, std::string_view pattern, Handler hand
       const std::string_view type = colon == std::string_view::npos ? "str" : inner.substr(colon + 1);
       if (name.empty()) throw std::invalid_argument("route " + where + ": parameter without a name");
       SegmentKind kind;
-      if (type == "int") kind = SegmentKind::kInt;
-      else if (type == "uuid") kind = SegmentKind::kUuid;
-      else if (type == "str") kind = SegmentKind::kString;
-      else if (type == "path") kind = SegmentKind::kPath;
+      if (type == "int")
+        kind = SegmentKind::kInt;
+      else if (type == "uuid")
+        kind = SegmentKind::kUuid;
+      else if (type == "str")
+        kind = SegmentKind::kString;
+      else if (type == "path")
+        kind = SegmentKind::kPath;
       else
         throw std::invalid_argument("route " + where + ": unknown parameter type '" + std::string(type) +
                                     "' (int, uuid, str, path)");
@@ -191,21 +198,32 @@ Router::Match Router::match(std::string_view method, std::string_view raw_path, 
   }
   if (!path_exists) return m;
   // The path exists under other methods: 405 with Allow (RFC 9110 §15.5.6), or OPTIONS.
+  m.allow = allow_list([&](const Route& r) { return match_route(r, segs, nullptr); });
+  m.status = 405;
+  return m;
+}
+
+template <class Pred>
+std::string Router::allow_list(Pred&& include) const {
   std::vector<std::string_view> methods;
   for (const Route& r : routes_) {
-    if (!match_route(r, segs, nullptr)) continue;
+    if (!include(r)) continue;
     methods.push_back(r.method);
     if (r.method == "GET") methods.push_back("HEAD");
   }
   methods.push_back("OPTIONS");
   std::sort(methods.begin(), methods.end());
   methods.erase(std::unique(methods.begin(), methods.end()), methods.end());
+  std::string allow;
   for (const auto mth : methods) {
-    if (!m.allow.empty()) m.allow += ", ";
-    m.allow += mth;
+    if (!allow.empty()) allow += ", ";
+    allow += mth;
   }
-  m.status = 405;
-  return m;
+  return allow;
+}
+
+std::string Router::all_methods() const {
+  return allow_list([](const Route&) { return true; });
 }
 
 }  // namespace keel

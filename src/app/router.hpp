@@ -37,8 +37,12 @@ class Router {
   Match match(std::string_view method, std::string_view raw_path, Request& req) const;
 
   [[nodiscard]] const std::vector<Route>& routes() const noexcept { return routes_; }
+  // Allow value for "OPTIONS *": every method any route answers.
+  [[nodiscard]] std::string all_methods() const;
 
  private:
+  template <class Pred>
+  std::string allow_list(Pred&& include) const;
   bool match_route(const Route& r, const std::vector<std::string_view>& segs, Request* req) const;
   std::vector<Route> routes_;
 };

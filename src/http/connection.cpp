@@ -57,6 +57,9 @@ void Connection::on_io(std::uint32_t events) {
     return;
   }
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) want_read_ = true;
+  // The peer's FIN may have arrived together with its last bytes: then a short read does not
+  // mean the socket is drained, the EOF is still to be read.
+  if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) peer_hup_ = true;
   drive();
 }
 
@@ -72,7 +75,8 @@ void Connection::drive() {
     if (!busy() && !closing_) progress |= process_buffered();
     if (streaming_ && out_pending() < server_.options().output_buffer_limit) progress |= pump_stream();
     if (dead_) return;
-    if (out_pending() > 0) flush();
+    // Drained output may let buffered pipelined requests proceed: that is progress too.
+    if (out_pending() > 0) progress |= flush();
     if (dead_) return;
     if (out_pending() == 0 && !busy()) {
       if (closing_) {
@@ -152,7 +156,7 @@ bool Connection::read_some() {
   if (n > 0) {
     rend_ += static_cast<std::size_t>(n);
     // A short read drained the socket: with edge-triggered epoll, new data raises a new event.
-    if (static_cast<std::size_t>(n) < space) want_read_ = false;
+    if (static_cast<std::size_t>(n) < space && !peer_hup_) want_read_ = false;
     if (parser_.head_complete()) server_.set_deadline(*this, Deadline::kBody);  // body idle timer restarts
     return true;
   }
@@ -174,8 +178,7 @@ bool Connection::read_some() {
 // backpressure bound and no handler is suspended.
 bool Connection::process_buffered() {
   bool progress = false;
-  while (!dead_ && !busy() && !closing_ && rend_ > rstart_ &&
-         out_pending() < server_.options().output_buffer_limit) {
+  while (!dead_ && !busy() && !closing_ && rend_ > rstart_ && out_pending() < server_.options().output_buffer_limit) {
     const ParseStatus st = parser_.parse(rbuf_.get() + rstart_, rend_ - rstart_);
     if (st == ParseStatus::kIncomplete) {
       if (parser_.head_complete()) {
@@ -246,7 +249,10 @@ void Connection::handle_request() {
 
   if (match.status != 200) {
     Response r;
-    if (match.status == 405 && p.method == "OPTIONS") {
+    if (p.method == "OPTIONS" && p.path == "*") {
+      r = Response(204);
+      r.add_header("Allow", server_.router().all_methods());
+    } else if (match.status == 405 && p.method == "OPTIONS") {
       r = Response(204);
       r.add_header("Allow", match.allow);
     } else if (match.status == 405) {
@@ -339,6 +345,8 @@ void Connection::finish_request(Response& response, std::size_t middleware_ran) 
   parser_.reset();
   sent_continue_ = false;
   request_.parsed_ = nullptr;
+  // Every timer restarts after a request: update_deadline arms the one that fits.
+  server_.set_deadline(*this, Deadline::kNone);
 }
 
 void Connection::send_response(Response& response) {
@@ -350,14 +358,17 @@ void Connection::send_response(Response& response) {
   ResponseContext ctx;
   ctx.version_minor = parser_.request().version_minor;
   ctx.head_request = head_request_;
-  ctx.close = !keep_alive_ || response.closes_connection() || server_.draining();
+  const int status = response.status();
+  const bool stream = response.producer() && !head_request_ && status >= 200 && status != 204 && status != 304;
+  // HTTP/1.0 has no chunked coding: a streamed body is delimited by closing the connection.
+  raw_stream_ = stream && parser_.request().version_minor == 0;
+  ctx.close = !keep_alive_ || response.closes_connection() || server_.draining() || raw_stream_;
   ctx.keep_alive_10 = !ctx.close && ctx.version_minor == 0;
   ctx.server = server_.options().server_header;
   ctx.date = server_.date().get();
   ctx.request_id = request_.request_id_;
   write_response(out_, response, ctx);
-  const int status = response.status();
-  if (response.producer() && !head_request_ && status >= 200 && status != 204 && status != 304) {
+  if (stream) {
     producer_ = response.producer();
     streaming_ = true;
   }
@@ -378,17 +389,21 @@ bool Connection::pump_stream() {
       close_now();
       return false;
     }
-    append_chunk(out_, piece);
+    if (raw_stream_)
+      out_ += piece;
+    else
+      append_chunk(out_, piece);
   }
   if (!more) {
-    append_last_chunk(out_);
+    if (!raw_stream_) append_last_chunk(out_);
     streaming_ = false;
     producer_ = nullptr;
   }
   return true;
 }
 
-void Connection::flush() {
+bool Connection::flush() {
+  const std::size_t before = out_off_;
   while (out_off_ < out_.size()) {
     const ssize_t n = ::send(fd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
     if (n > 0) {
@@ -397,14 +412,15 @@ void Connection::flush() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      server_.set_deadline(*this, Deadline::kWrite);
-      return;
+      if (out_off_ != before || deadline_kind_ != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
+      return out_off_ != before;
     }
     close_now();  // EPIPE, ECONNRESET: the client is gone
-    return;
+    return false;
   }
   out_.clear();
   out_off_ = 0;
+  return true;
 }
 
 void Connection::send_error(int status, std::string_view detail) {

@@ -39,7 +39,7 @@ class Connection final : public net::IoHandler {
   bool read_some();
   bool process_buffered();
   bool pump_stream();
-  void flush();
+  bool flush();  // true when bytes were written
   void handle_request();
   void finish_request(Response& response, std::size_t middleware_ran);
   void send_response(Response& response);
@@ -66,16 +66,18 @@ class Connection final : public net::IoHandler {
 
   bool want_read_ = true;
   bool peer_eof_ = false;
-  bool in_handler_ = false;     // a coroutine handler is suspended
+  bool peer_hup_ = false;    // epoll reported the peer's FIN (EOF not read yet)
+  bool in_handler_ = false;  // a coroutine handler is suspended
   bool inline_dispatch_ = false;
   bool streaming_ = false;
-  bool closing_ = false;        // close after the output is flushed
+  bool raw_stream_ = false;  // HTTP/1.0 streamed body: no chunk framing, ends with close
+  bool closing_ = false;     // close after the output is flushed
   bool lingering_ = false;
-  bool dead_ = false;           // fd closed; freed once no handler references it
+  bool dead_ = false;  // fd closed; freed once no handler references it
   bool head_request_ = false;
   bool keep_alive_ = true;
   bool sent_continue_ = false;
-  bool counted_ = false;        // holds an in-flight slot (--limit-concurrency)
+  bool counted_ = false;  // holds an in-flight slot (--limit-concurrency)
   std::optional<Response> inline_result_;
   std::size_t inline_ran_ = 0;
   std::size_t lingered_bytes_ = 0;

@@ -35,9 +35,15 @@ constexpr auto kTchar = make_tchar();
 constexpr auto kValueChar = make_value_char();
 constexpr auto kTargetChar = make_target_char();
 
-inline bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
-inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline bool is_tchar(char c) {
+  return kTchar[static_cast<unsigned char>(c)];
+}
+inline bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+inline char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 inline int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -381,8 +387,10 @@ ParseStatus RequestParser::finish_head(const char* base) {
       case 10:
         if (iequals(name, "connection")) {
           const bool ok = for_each_token(h.value, [&](std::string_view tok) {
-            if (iequals(tok, "close")) conn_close = true;
-            else if (iequals(tok, "keep-alive")) conn_keep_alive = true;
+            if (iequals(tok, "close"))
+              conn_close = true;
+            else if (iequals(tok, "keep-alive"))
+              conn_keep_alive = true;
           });
           if (!ok) return fail(400, "invalid Connection header");
         }

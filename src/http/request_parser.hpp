@@ -17,12 +17,12 @@
 namespace keel::http {
 
 struct ParserLimits {
-  std::size_t max_request_line = 8 * 1024;    // 414 beyond
-  std::size_t max_header_field = 8 * 1024;    // one "name: value" line, 431 beyond
-  std::size_t max_header_count = 100;         // 431 beyond (trailers count too)
-  std::size_t max_header_block = 64 * 1024;   // request line + all header lines, 431 beyond
-  std::size_t max_body = 1024 * 1024;         // 413 beyond (checked against Content-Length first)
-  std::size_t max_chunk_line = 4 * 1024;      // chunk-size line with extensions, 400 beyond
+  std::size_t max_request_line = 8 * 1024;   // 414 beyond
+  std::size_t max_header_field = 8 * 1024;   // one "name: value" line, 431 beyond
+  std::size_t max_header_count = 100;        // 431 beyond (trailers count too)
+  std::size_t max_header_block = 64 * 1024;  // request line + all header lines, 431 beyond
+  std::size_t max_body = 1024 * 1024;        // 413 beyond (checked against Content-Length first)
+  std::size_t max_chunk_line = 4 * 1024;     // chunk-size line with extensions, 400 beyond
 };
 
 using keel::HeaderField;
@@ -79,7 +79,16 @@ class RequestParser {
   void set_limits(const ParserLimits& limits) noexcept { limits_ = limits; }
 
  private:
-  enum class Phase : std::uint8_t { kRequestLine, kHeaders, kBody, kChunkSize, kChunkData, kChunkDataEnd, kTrailers, kDone };
+  enum class Phase : std::uint8_t {
+    kRequestLine,
+    kHeaders,
+    kBody,
+    kChunkSize,
+    kChunkData,
+    kChunkDataEnd,
+    kTrailers,
+    kDone
+  };
   struct Span {
     std::uint32_t off = 0, len = 0;
   };
@@ -97,11 +106,11 @@ class RequestParser {
 
   ParserLimits limits_;
   Phase phase_ = Phase::kRequestLine;
-  std::size_t pos_ = 0;          // next unparsed byte
-  std::size_t head_start_ = 0;   // first byte of the request line (after skipped empty lines)
-  std::size_t body_start_ = 0;   // first body byte
-  std::size_t body_len_ = 0;     // decoded body bytes so far (at body_start_)
-  std::uint64_t chunk_left_ = 0; // bytes left in the current chunk
+  std::size_t pos_ = 0;           // next unparsed byte
+  std::size_t head_start_ = 0;    // first byte of the request line (after skipped empty lines)
+  std::size_t body_start_ = 0;    // first body byte
+  std::size_t body_len_ = 0;      // decoded body bytes so far (at body_start_)
+  std::uint64_t chunk_left_ = 0;  // bytes left in the current chunk
   std::size_t field_count_ = 0;
   std::size_t trailer_start_ = 0;  // first byte of the trailer section
   int empty_lines_ = 0;            // CRLFs skipped before the request line

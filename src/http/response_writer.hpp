@@ -27,10 +27,10 @@ class DateCache {
 
 struct ResponseContext {
   int version_minor = 1;
-  bool head_request = false;  // HEAD: framing headers as for GET, no body
-  bool close = false;         // send Connection: close
-  bool keep_alive_10 = false; // HTTP/1.0 keep-alive: send Connection: keep-alive
-  std::string_view server;    // empty: no Server header
+  bool head_request = false;   // HEAD: framing headers as for GET, no body
+  bool close = false;          // send Connection: close
+  bool keep_alive_10 = false;  // HTTP/1.0 keep-alive: send Connection: keep-alive
+  std::string_view server;     // empty: no Server header
   std::string_view date;
   std::string_view request_id;  // echoed as X-Request-ID when non-empty
 };

@@ -81,7 +81,9 @@ class Server::SignalWatcher final : public net::IoHandler {
   int fd_ = -1;
 };
 
-Server* Server::current() noexcept { return t_server; }
+Server* Server::current() noexcept {
+  return t_server;
+}
 
 Server::Server(const ServerOptions& options, const Router& router, const std::vector<Middleware>& middleware,
                std::vector<net::Listener> listeners)
@@ -126,18 +128,24 @@ void Server::set_deadline(Connection& c, Deadline kind) {
   c.deadline_ = loop_.now() + l.duration;
   c.dl_prev_ = l.tail;
   c.dl_next_ = nullptr;
-  if (l.tail != nullptr) l.tail->dl_next_ = &c;
-  else l.head = &c;
+  if (l.tail != nullptr)
+    l.tail->dl_next_ = &c;
+  else
+    l.head = &c;
   l.tail = &c;
 }
 
 void Server::unlink(Connection& c) {
   if (c.deadline_kind_ == Deadline::kNone) return;
   DeadlineList& l = lists_[static_cast<std::size_t>(c.deadline_kind_)];
-  if (c.dl_prev_ != nullptr) c.dl_prev_->dl_next_ = c.dl_next_;
-  else l.head = c.dl_next_;
-  if (c.dl_next_ != nullptr) c.dl_next_->dl_prev_ = c.dl_prev_;
-  else l.tail = c.dl_prev_;
+  if (c.dl_prev_ != nullptr)
+    c.dl_prev_->dl_next_ = c.dl_next_;
+  else
+    l.head = c.dl_next_;
+  if (c.dl_next_ != nullptr)
+    c.dl_next_->dl_prev_ = c.dl_prev_;
+  else
+    l.tail = c.dl_prev_;
   c.dl_prev_ = c.dl_next_ = nullptr;
   c.deadline_kind_ = Deadline::kNone;
 }

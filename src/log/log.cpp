@@ -33,23 +33,29 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char c = b(i);
   std::size_t n = 0;
-  if (c >= 0xc2 && c <= 0xdf) n = 2;
-  else if (c >= 0xe0 && c <= 0xef) n = 3;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4;
-  else return 0;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4;
+  else
+    return 0;
   if (i + n > s.size()) return 0;
   for (std::size_t k = 1; k < n; ++k)
     if ((b(i + k) & 0xc0) != 0x80) return 0;
-  if (c == 0xe0 && b(i + 1) < 0xa0) return 0;   // overlong
-  if (c == 0xed && b(i + 1) > 0x9f) return 0;   // surrogates
-  if (c == 0xf0 && b(i + 1) < 0x90) return 0;   // overlong
-  if (c == 0xf4 && b(i + 1) > 0x8f) return 0;   // > U+10FFFF
+  if (c == 0xe0 && b(i + 1) < 0xa0) return 0;  // overlong
+  if (c == 0xed && b(i + 1) > 0x9f) return 0;  // surrogates
+  if (c == 0xf0 && b(i + 1) < 0x90) return 0;  // overlong
+  if (c == 0xf4 && b(i + 1) > 0x8f) return 0;  // > U+10FFFF
   return n;
 }
 
 }  // namespace
 
-void set_worker_id(int id) { g_worker_id = id; }
+void set_worker_id(int id) {
+  g_worker_id = id;
+}
 
 void append_json_escaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -17,7 +17,9 @@ thread_local EventLoop* t_current = nullptr;
 constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};
 }  // namespace
 
-EventLoop* EventLoop::current() noexcept { return t_current; }
+EventLoop* EventLoop::current() noexcept {
+  return t_current;
+}
 
 EventLoop::EventLoop() : now_(Clock::now()) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -52,7 +54,9 @@ void EventLoop::modify(int fd, std::uint32_t events, IoHandler* handler) {
     throw std::system_error(errno, std::generic_category(), "epoll_ctl(MOD)");
 }
 
-void EventLoop::remove(int fd) noexcept { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) noexcept {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void EventLoop::resume_at(Clock::time_point when, std::coroutine_handle<> h) {
   timers_.push(Timer{when, timer_seq_++, h});

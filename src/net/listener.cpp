@@ -38,8 +38,7 @@ BindAddress parse_bind(const std::string& spec) {
   }
   int port = -1;
   const auto [ptr, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), port);
-  if (port_part.empty() || ec != std::errc() || ptr != port_part.data() + port_part.size() || port < 0 ||
-      port > 65535)
+  if (port_part.empty() || ec != std::errc() || ptr != port_part.data() + port_part.size() || port < 0 || port > 65535)
     throw std::invalid_argument("invalid bind address '" + spec + "': port must be 0-65535");
   out.port = port;
   if (out.host.empty()) throw std::invalid_argument("invalid bind address '" + spec + "': empty host");

@@ -18,8 +18,8 @@ BindAddress parse_bind(const std::string& spec);
 
 struct Listener {
   int fd = -1;
-  std::string url;     // "http://127.0.0.1:8000" with the real port after bind
-  BindAddress bound;   // host as given, real port (so workers can open SO_REUSEPORT siblings)
+  std::string url;    // "http://127.0.0.1:8000" with the real port after bind
+  BindAddress bound;  // host as given, real port (so workers can open SO_REUSEPORT siblings)
 };
 
 // Creates, binds and listens (non-blocking, close-on-exec, SO_REUSEADDR; SO_REUSEPORT when asked).

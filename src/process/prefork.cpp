@@ -101,8 +101,7 @@ int run(const ServerOptions& options, std::vector<net::Listener> listeners,
     const int sig = ::sigtimedwait(&set, &info, &timeout);
     if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
       const bool graceful = sig == SIGTERM && !stopping;
-      log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown",
-                 {{"signal", sig}});
+      log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown", {{"signal", sig}});
       stopping = true;
       signal_all(graceful ? SIGTERM : SIGINT);
       for (auto& l : listeners) {

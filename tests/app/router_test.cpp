@@ -6,7 +6,9 @@
 
 namespace {
 
-keel::Response ok(keel::Request&) { return keel::Response::text("ok"); }
+keel::Response ok(keel::Request&) {
+  return keel::Response::text("ok");
+}
 
 struct RouterTest : ::testing::Test {
   keel::Router router;
