@@ -160,13 +160,14 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
           return ParseStatus::kIncomplete;
         }
         const std::size_t i = static_cast<std::size_t>(nl - data);
+        // The length verdict must not depend on whether the LF arrived in the same read.
+        if (line_over_limit(data, head_start_, i, limits_.max_request_line)) return fail(414, "request line too long");
         if (i == head_start_ || data[i - 1] != '\r') return fail(400, "bare LF in request line");
         if (i - 1 == head_start_) {
           if (++empty_lines_ > 4) return fail(400, "too many empty lines before request line");
           head_start_ = pos_ = i + 1;
           continue;
         }
-        if (i - 1 - head_start_ > limits_.max_request_line) return fail(414, "request line too long");
         if (const ParseStatus s = parse_request_line(data, i - 1); s == ParseStatus::kError) return s;
         pos_ = i + 1;
         phase_ = Phase::kHeaders;
@@ -187,6 +188,7 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
           return ParseStatus::kIncomplete;
         }
         const std::size_t i = static_cast<std::size_t>(nl - data);
+        if (line_over_limit(data, pos_, i, limits_.max_header_field)) return fail(431, "header field too large");
         if (i == pos_ || data[i - 1] != '\r') return fail(400, "bare LF in header section");
         if (i - 1 == pos_) {  // empty line: end of the section
           pos_ = i + 1;
@@ -197,7 +199,6 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
           if (const ParseStatus s = finish_head(data); s == ParseStatus::kError) return s;
           continue;
         }
-        if (i - 1 - pos_ > limits_.max_header_field) return fail(431, "header field too large");
         if (++field_count_ > limits_.max_header_count) return fail(431, "too many header fields");
         if (const ParseStatus s = parse_field_line(data, pos_, i - 1, trailers ? trailer_fields_ : fields_);
             s == ParseStatus::kError)
@@ -221,6 +222,7 @@ ParseStatus RequestParser::parse(char* data, std::size_t len) {
           return ParseStatus::kIncomplete;
         }
         const std::size_t i = static_cast<std::size_t>(nl - data);
+        if (line_over_limit(data, pos_, i, limits_.max_chunk_line)) return fail(400, "chunk size line too long");
         if (i == pos_ || data[i - 1] != '\r') return fail(400, "chunk size line not ended by CRLF");
         if (const ParseStatus s = parse_chunk_size(data, i - 1); s == ParseStatus::kError) return s;
         pos_ = i + 1;

@@ -7,9 +7,6 @@
 //   SplitEverywhere - for every k: the first k bytes, then everything (in a moved buffer).
 // and the incremental outcomes must equal the one-shot outcome. Inputs larger than 4 KiB are
 // fed at a sample of offsets (all small ones, all near the end, ~256 spread in between).
-//
-// Cases marked "// BUG:" document parser behaviour that deviates from RFC 9110/9112; they assert
-// the correct behaviour and are expected to fail until the parser is fixed.
 
 #include "http/request_parser.hpp"
 
@@ -422,8 +419,8 @@ std::vector<ValidCase> valid_cases() {
        with_cl("0\r\nExpect: 100-continue", ""),
        {.method = "POST", .expect_continue = false, .has_content_length = true}},
       {"expect_continue_no_body", get11("Expect: 100-continue\r\n\r\n"), {.expect_continue = false}},
-      // BUG: RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
-      // request MUST ignore that expectation." The parser reports expect_continue = true.
+      // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
+      // request MUST ignore that expectation."
       {"expect_continue_ignored_in_http10",
        "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
        {.method = "POST",
@@ -668,15 +665,14 @@ std::vector<ErrorCase> error_cases() {
       {"chunk_ext_ctl_in_quoted", chunked("5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n"), 400, {}},
       {"chunk_ext_bare_cr", chunked("5;a=b\rc\r\nhello\r\n0\r\n\r\n"), 400, {}},
       {"chunk_ext_bare_cr_in_quoted", chunked("5;a=\"b\rc\"\r\nhello\r\n0\r\n\r\n"), 400, {}},
-      // BUG: RFC 9112 §7.1.1 chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ): whitespace
-      // may only precede ';' or '=', never end the line; the parser accepts trailing whitespace.
+      // RFC 9112 §7.1.1 chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ): whitespace
+      // may only precede ';' or '=', never end the line.
       {"chunk_size_trailing_whitespace", chunked("5 \r\nhello\r\n0\r\n\r\n"), 400, {}},
-      // BUG: same grammar; trailing whitespace after an extension name is accepted.
+      // Same grammar: no trailing whitespace after an extension name.
       {"chunk_ext_trailing_whitespace", chunked("5;a \r\nhello\r\n0\r\n\r\n"), 400, {}},
-      // BUG: quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ): the escaped byte is not checked, so
-      // a control byte passes...
+      // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ): no control byte after the backslash...
       {"chunk_ext_ctl_in_quoted_pair", chunked("5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n"), 400, {}},
-      // BUG: ...and so does a bare CR (RFC 9112 §2.2: a bare CR makes the element invalid).
+      // ...and no bare CR (RFC 9112 §2.2: a bare CR makes the element invalid).
       {"chunk_ext_bare_cr_in_quoted_pair", chunked("5;a=\"\\\r\"\r\nhello\r\n0\r\n\r\n"), 400, {}},
       {"trailer_obs_fold", chunked("0\r\nX: a\r\n b\r\n\r\n"), 400, {}},
       {"trailer_bare_lf", chunked("0\r\nX: a\n\r\n"), 400, {}},
@@ -771,16 +767,25 @@ std::vector<ErrorCase> error_cases() {
       {"limit_request_line", request_line_of(33) + "\r\nHost: h\r\n\r\n", 414, {.max_request_line = 32}},
       {"limit_request_line_prefix", "GET /" + std::string(40, 'a'), 414, {.max_request_line = 32}},
       {"limit_request_line_prefix_min", "GET /" + std::string(29, 'a'), 414, {.max_request_line = 32}},
-      // BUG: a prefix of max+1 bytes whose last byte is not CR can only be a line over the limit, but
-      // the parser returns kIncomplete until one more byte arrives (same for the two cases below).
+      // A prefix of max+1 bytes whose last byte is not CR can only be a line over the limit.
       {"limit_request_line_prefix_one_over", "GET /" + std::string(28, 'a'), 414, {.max_request_line = 32}},
       {"limit_request_line_after_empty_lines",
        "\r\n\r\n" + request_line_of(33) + "\r\nHost: h\r\n\r\n",
        414,
        {.max_request_line = 32}},
+      // An over-long line ended by a bare LF: the verdict (length first) must not depend on
+      // whether the LF arrived in the same read (found by the fuzzer).
+      {"limit_request_line_bare_lf",
+       "GET /" + std::string(28, 'a') + "\nHost: h\r\n\r\n",
+       414,
+       {.max_request_line = 32}},
+      {"limit_header_field_bare_lf", get11(field_of(25) + "\n\r\n"), 431, {.max_header_field = 24}},
+      {"limit_chunk_line_bare_lf",
+       chunked("2;a=" + std::string(13, 'b') + "\nok\r\n0\r\n\r\n"),
+       400,
+       {.max_chunk_line = 16}},
       {"limit_header_field", get11(field_of(25) + "\r\n\r\n"), 431, {.max_header_field = 24}},
       {"limit_header_field_prefix", get11(field_of(40)), 431, {.max_header_field = 24}},
-      // BUG: see limit_request_line_prefix_one_over.
       {"limit_header_field_prefix_one_over", get11(field_of(25)), 431, {.max_header_field = 24}},
       {"limit_header_field_trailer", chunked("0\r\n" + field_of(27) + "\r\n\r\n"), 431, {.max_header_field = 26}},
       {"limit_header_count", many_fields(5), 431, {.max_header_count = 4}},
@@ -793,7 +798,6 @@ std::vector<ErrorCase> error_cases() {
       {"limit_body_chunked_total", chunked("a\r\n0123456789\r\n7\r\nabcdefg\r\n0\r\n\r\n"), 413, {.max_body = 16}},
       {"limit_chunk_line", chunked("2;a=" + std::string(13, 'b') + "\r\nok\r\n0\r\n\r\n"), 400, {.max_chunk_line = 16}},
       {"limit_chunk_line_prefix", chunked("2;a=" + std::string(40, 'b')), 400, {.max_chunk_line = 16}},
-      // BUG: see limit_request_line_prefix_one_over.
       {"limit_chunk_line_prefix_one_over", chunked("2;a=" + std::string(13, 'b')), 400, {.max_chunk_line = 16}},
 
       // Limits (defaults).
