@@ -4,6 +4,7 @@
 #include "keel/app.hpp"
 #include "keel/async.hpp"
 #include "keel/errors.hpp"
+#include "keel/json_writer.hpp"
 #include "keel/request.hpp"
 #include "keel/response.hpp"
 #include "keel/task.hpp"

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keel/json_writer.hpp"
+
 namespace keel {
 
 class Response {
@@ -31,6 +33,13 @@ class Response {
     Response r(status);
     r.content_type_ = "application/json";
     r.body_ = value.dump();
+    return r;
+  }
+  // The fast path for hot endpoints: a document built with JsonWriter.
+  static Response json(JsonWriter&& writer, int status = 200) {
+    Response r(status);
+    r.content_type_ = "application/json";
+    r.body_ = std::move(writer).take();
     return r;
   }
   // Chunked streaming: the body is produced piece by piece, with backpressure.

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <cstdio>
 
-#include "log/log.hpp"
+#include "keel/json_writer.hpp"
 
 namespace keel::http {
 
@@ -199,22 +199,16 @@ void append_last_chunk(std::string& out) {
 }
 
 Response problem_response(int status, std::string_view detail, std::string_view request_id) {
-  std::string body = "{\"type\":\"about:blank\",\"title\":\"";
-  log::append_json_escaped(body, reason_phrase(status));
-  body += "\",\"status\":";
-  body += std::to_string(status);
-  body += ",\"detail\":\"";
-  log::append_json_escaped(body, detail);
-  body += '"';
-  if (!request_id.empty()) {
-    body += ",\"request_id\":\"";
-    log::append_json_escaped(body, request_id);
-    body += '"';
-  }
-  body += "}";
-  Response r(status);
+  JsonWriter w;
+  w.begin_object();
+  w.key("type").value("about:blank");
+  w.key("title").value(reason_phrase(status));
+  w.key("status").value(status);
+  w.key("detail").value(detail);
+  if (!request_id.empty()) w.key("request_id").value(request_id);
+  w.end_object();
+  Response r = Response::json(std::move(w), status);
   r.set_content_type("application/problem+json");
-  r.set_body(std::move(body));
   return r;
 }
 

@@ -30,10 +30,6 @@ struct Field {
 // one write(2), so lines from several processes never interleave.
 void write(Level level, std::string_view logger, std::string_view event, std::initializer_list<Field> fields = {});
 
-// Appends s to out as a JSON string body: quotes, backslash and control characters escaped,
-// invalid UTF-8 replaced by U+FFFD.
-void append_json_escaped(std::string& out, std::string_view s);
-
 void set_worker_id(int id);
 
 }  // namespace keel::log
