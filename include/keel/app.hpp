@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,6 +35,7 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
   std::chrono::milliseconds write_timeout{30000};     // --write-timeout: no write progress -> close
   std::chrono::milliseconds graceful_timeout{30000};  // --graceful-timeout: drain on SIGTERM
+  std::chrono::milliseconds shutdown_delay{0};        // --shutdown-delay: keep serving after SIGTERM
   std::size_t limit_concurrency = 0;                  // --limit-concurrency: in-flight requests, 0 = none
   std::size_t worker_connections = 10000;             // --worker-connections: per-worker connection cap
   std::size_t limit_request_line = 8 * 1024;          // --limit-request-line (414)
@@ -43,6 +45,12 @@ struct ServerOptions {
   std::size_t limit_request_body = 1024 * 1024;       // --limit-request-body (413)
   std::size_t output_buffer_limit = 256 * 1024;       // pause reading a connection above this
   std::string server_header = "keel";                 // --server-header NAME / --no-server-header
+  std::chrono::milliseconds timeout{30000};           // --timeout: silent worker -> SIGABRT (0: off)
+  std::uint64_t max_requests = 0;                     // --max-requests: recycle a worker after this many
+  std::uint64_t max_requests_jitter = 0;              // --max-requests-jitter: + random [0, jitter]
+  std::chrono::milliseconds max_worker_lifetime{0};   // --max-worker-lifetime: recycle when older (0: off)
+  std::uint64_t max_worker_memory = 0;                // --max-worker-memory: recycle above this RSS (0: off)
+  std::string pid_file;                               // --pid FILE: the master's pid
   int threads = 4;                                    // --threads: blocking-call pool per worker
   std::size_t thread_queue = 1024;                    // --thread-queue: pending blocking calls
 };

@@ -45,17 +45,20 @@ int App::serve() {
   }
   for (const auto& l : listeners)
     log::write(log::Level::kInfo, "keel.server", "listening", {{"address", l.url}, {"workers", options_.workers}});
-  return process::run(options_, std::move(listeners), [this](std::vector<net::Listener> ls, int) {
-    if (options_.reuse_port && options_.workers > 1) {
-      // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over
-      // the workers' queues. The inherited shared socket stays in the set, so connections the
-      // kernel hashes to it are still accepted.
-      const std::size_t shared = ls.size();
-      for (std::size_t i = 0; i < shared; ++i) ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
-    }
-    http::Server server(options_, *router_, middleware_, std::move(ls));
-    return server.run();
-  });
+  return process::run(
+      options_, std::move(listeners),
+      [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot, std::uint64_t max_requests) {
+        if (options_.reuse_port && options_.workers > 1) {
+          // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over
+          // the workers' queues. The inherited shared socket stays in the set, so connections the
+          // kernel hashes to it are still accepted.
+          const std::size_t shared = ls.size();
+          for (std::size_t i = 0; i < shared; ++i)
+            ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
+        }
+        http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+        return server.run();
+      });
 }
 
 }  // namespace keel

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -36,12 +37,55 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::chrono::milliseconds(static_cast<long long>(ms + 0.5));
 }
 
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  std::size_t unit_at = 0;
+  while (unit_at < text.size() && text[unit_at] >= '0' && text[unit_at] <= '9') ++unit_at;
+  if (unit_at == 0 || unit_at > 19) return std::nullopt;
+  std::uint64_t value = 0;
+  std::from_chars(text.data(), text.data() + unit_at, value);
+  const std::string_view unit = text.substr(unit_at);
+  std::uint64_t mult;
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "KB")
+    mult = 1000;
+  else if (unit == "MB")
+    mult = 1000 * 1000;
+  else if (unit == "GB")
+    mult = 1000ULL * 1000 * 1000;
+  else if (unit == "KiB")
+    mult = 1024;
+  else if (unit == "MiB")
+    mult = 1024 * 1024;
+  else if (unit == "GiB")
+    mult = 1024ULL * 1024 * 1024;
+  else
+    return std::nullopt;
+  if (value > UINT64_MAX / mult) return std::nullopt;
+  return value * mult;
+}
+
 namespace {
 
-// A CLI11 option taking a duration into a milliseconds field, with the flag named on error.
-void add_duration(CLI::App& app, const std::string& flag, std::chrono::milliseconds& target, const std::string& help) {
+// A CLI11 option taking a byte size, with the flag named on error.
+void add_size(CLI::App& app, const std::string& flag, std::uint64_t& target, const std::string& help) {
   app.add_option_function<std::string>(
          flag,
+         [&target, flag](const std::string& v) {
+           const auto n = parse_size(v);
+           if (!n)
+             throw CLI::ValidationError(flag, "expected a size like 512MiB, 1GB or a number of bytes, got '" + v + "'");
+           target = *n;
+         },
+         help)
+      ->type_name("SIZE");
+}
+
+// A CLI11 option taking a duration into a milliseconds field, with the flag named on error.
+void add_duration(CLI::App& app, const std::string& flags, std::chrono::milliseconds& target, const std::string& help) {
+  const std::string flag = flags.substr(flags.rfind(',') + 1);  // "-t,--timeout" -> "--timeout"
+  app.add_option_function<std::string>(
+         flags,
          [&target, flag](const std::string& v) {
            const auto d = parse_duration(v);
            if (!d)
@@ -81,6 +125,14 @@ int parse(int argc, char** argv, ServerOptions& o) {
   add_duration(app, "--body-timeout", o.body_timeout, "longest pause while receiving a body (then 408)");
   add_duration(app, "--write-timeout", o.write_timeout, "longest stall while the client does not read (then close)");
   add_duration(app, "--graceful-timeout", o.graceful_timeout, "drain time after SIGTERM");
+  add_duration(app, "--shutdown-delay", o.shutdown_delay,
+               "after SIGTERM, keep serving this long (readiness already failing) before draining; ~5s on Kubernetes");
+  add_duration(app, "-t,--timeout", o.timeout, "a worker whose event loop is silent this long is aborted (0: never)");
+  app.add_option("--max-requests", o.max_requests, "recycle a worker after this many requests (0: never)");
+  app.add_option("--max-requests-jitter", o.max_requests_jitter, "add a random 0..N to --max-requests per worker");
+  add_duration(app, "--max-worker-lifetime", o.max_worker_lifetime, "recycle a worker older than this (0: never)");
+  add_size(app, "--max-worker-memory", o.max_worker_memory, "recycle a worker whose RSS exceeds this (0: never)");
+  app.add_option("-p,--pid", o.pid_file, "write the master's pid to this file");
   app.add_option("--limit-concurrency", o.limit_concurrency,
                  "in-flight requests per worker before answering 503 (0: no limit)");
   app.add_option("--worker-connections", o.worker_connections, "open connections per worker before answering 503")

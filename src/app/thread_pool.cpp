@@ -1,5 +1,8 @@
 #include "app/thread_pool.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 namespace keel {
 
 ThreadPool::ThreadPool(int threads, std::size_t max_queue) : max_queue_(max_queue), thread_count_(threads) {}
@@ -33,6 +36,11 @@ std::size_t ThreadPool::queued() const {
 }
 
 void ThreadPool::work() {
+  // Signals belong to the event-loop thread: SIGABRT on --timeout must interrupt the loop (to
+  // print its stack), and SIGTERM/SIGINT are read from its signalfd.
+  sigset_t all;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
   for (;;) {
     std::function<void()> job;
     {

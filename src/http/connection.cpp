@@ -341,6 +341,7 @@ void Connection::finish_request(Response& response, std::size_t middleware_ran) 
     counted_ = false;
   }
   send_response(response);
+  server_.request_done();
   rstart_ += parser_.consumed();
   parser_.reset();
   sent_continue_ = false;

@@ -71,7 +71,7 @@ class Server::SignalWatcher final : public net::IoHandler {
     signalfd_siginfo info{};
     while (::read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
       // TERM: graceful drain; a second TERM, INT or QUIT: stop now.
-      const bool graceful = info.ssi_signo == SIGTERM && !server_.draining();
+      const bool graceful = info.ssi_signo == SIGTERM && !server_.shutting_down();
       server_.begin_shutdown(graceful);
     }
   }
@@ -86,12 +86,14 @@ Server* Server::current() noexcept {
 }
 
 Server::Server(const ServerOptions& options, const Router& router, const std::vector<Middleware>& middleware,
-               std::vector<net::Listener> listeners)
+               std::vector<net::Listener> listeners, process::WorkerSlot* slot, std::uint64_t max_requests)
     : options_(options),
       router_(router),
       middleware_(middleware),
       pool_(options.threads, options.thread_queue),
-      listeners_(std::move(listeners)) {
+      listeners_(std::move(listeners)),
+      slot_(slot),
+      max_requests_(max_requests) {
   parser_limits_.max_request_line = options.limit_request_line;
   parser_limits_.max_header_field = options.limit_request_field_size;
   parser_limits_.max_header_count = options.limit_request_fields;
@@ -162,11 +164,28 @@ void Server::release(Connection* c) {
   graveyard_.push_back(c);
 }
 
+void Server::request_done() noexcept {
+  ++requests_;
+  if (slot_ == nullptr) return;
+  slot_->requests.store(requests_, std::memory_order_relaxed);
+  if (max_requests_ != 0 && requests_ == max_requests_ && slot_->get_state() == process::WorkerState::kReady) {
+    // Keep serving: the master starts a replacement and sends SIGTERM once it is ready, so
+    // capacity never drops.
+    slot_->set_state(process::WorkerState::kRetiring);
+    log::write(log::Level::kInfo, "keel.worker", "max_requests_reached", {{"requests", requests_}});
+  }
+}
+
 net::Clock::time_point Server::tick() {
   for (Connection* c : graveyard_) delete c;
   graveyard_.clear();
   date_.refresh();
   const auto now = net::Clock::now();
+  // The heartbeat: written once per loop iteration, and the loop wakes at least once a second.
+  // A handler that blocks the loop stops it, which is what the master's --timeout watches.
+  if (slot_ != nullptr)
+    slot_->heartbeat_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count(),
+                              std::memory_order_relaxed);
   net::Clock::time_point next = net::Clock::time_point::max();
   for (std::size_t k = 1; k < lists_.size(); ++k) {
     DeadlineList& l = lists_[k];
@@ -185,6 +204,8 @@ net::Clock::time_point Server::tick() {
       next = std::min(next, accept_resume_at_);
     }
   }
+  if (shutdown_requested_ && !draining_ && now >= shutdown_at_) begin_shutdown(true);
+  if (shutdown_requested_ && !draining_) next = std::min(next, shutdown_at_);
   if (draining_) {
     if (connections_ == 0 && in_flight_ == 0) {
       loop_.stop();
@@ -200,14 +221,15 @@ net::Clock::time_point Server::tick() {
   return std::min(next, now + std::chrono::seconds(1));
 }
 
-void Server::on_accept(int listen_fd) {
-  for (int i = 0; i < 64 && accepting_; ++i) {
+bool Server::on_accept(int listen_fd) {
+  constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
+  for (int i = 0; i < kBatch && accepting_; ++i) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors: spend the reserve one to take the pending connection and close it,
         // so the listener stops reporting readiness (no busy loop) and the client is told at once.
@@ -228,9 +250,9 @@ void Server::on_accept(int listen_fd) {
           log::write(log::Level::kWarning, "keel.server", "accept_failed",
                      {{"error", std::strerror(errno)}, {"open_connections", connections_}});
         }
-        return;
+        return false;
       }
-      return;
+      return false;
     }
     if (connections_ >= options_.worker_connections) {
       // Over --worker-connections: an explicit, cheap answer, then close.
@@ -248,12 +270,31 @@ void Server::on_accept(int listen_fd) {
     ++connections_;
     c->start();
   }
+  return accepting_;
 }
 
 void Server::begin_shutdown(bool graceful) {
+  if (graceful && !shutdown_requested_ && !draining_ && options_.shutdown_delay.count() > 0) {
+    // Load balancers need time to notice the failing readiness and stop sending: keep serving
+    // normally until then (tick() starts the drain).
+    shutdown_requested_ = true;
+    shutdown_at_ = loop_.now() + options_.shutdown_delay;
+    log::write(log::Level::kInfo, "keel.server", "shutdown_delay",
+               {{"delay_ms", static_cast<std::int64_t>(options_.shutdown_delay.count())}});
+    return;
+  }
+  shutdown_requested_ = true;
+  if (graceful && accepting_) {
+    // Connections already in the backlog reached us: accept and serve them rather than let the
+    // close below reset them.
+    for (const auto& l : listeners_)
+      while (l.fd >= 0 && on_accept(l.fd)) {
+      }
+  }
   if (!draining_) {
     log::write(log::Level::kInfo, "keel.server", graceful ? "graceful_shutdown" : "fast_shutdown",
                {{"open_connections", connections_}, {"in_flight", in_flight_}});
+    if (slot_ != nullptr) slot_->set_state(process::WorkerState::kDraining);
   }
   if (accepting_) {
     for (auto& a : acceptors_) loop_.remove(a->fd());
@@ -283,6 +324,8 @@ int Server::run() {
     loop_.add(l.fd, EPOLLIN | EPOLLEXCLUSIVE, acceptors_.back().get());
   }
   loop_.set_tick([this] { return tick(); });
+  if (slot_ != nullptr && slot_->get_state() == process::WorkerState::kBooting)
+    slot_->set_state(process::WorkerState::kReady);
   loop_.run();
   return 0;
 }

@@ -15,6 +15,7 @@
 #include "keel/app.hpp"
 #include "net/event_loop.hpp"
 #include "net/listener.hpp"
+#include "process/worker_table.hpp"
 
 namespace keel::http {
 
@@ -26,8 +27,10 @@ enum class Deadline : std::uint8_t { kNone, kKeepAlive, kHeader, kBody, kWrite, 
 
 class Server {
  public:
+  // slot: this worker's entry in the master's table (heartbeat, requests, state), or nullptr
+  // when running without a master. max_requests: recycle after this many (0: never).
   Server(const ServerOptions& options, const Router& router, const std::vector<Middleware>& middleware,
-         std::vector<net::Listener> listeners);
+         std::vector<net::Listener> listeners, process::WorkerSlot* slot = nullptr, std::uint64_t max_requests = 0);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -43,10 +46,14 @@ class Server {
   const DateCache& date() const noexcept { return date_; }
   ThreadPool& pool() noexcept { return pool_; }
   bool draining() const noexcept { return draining_; }
+  // From SIGTERM on (including --shutdown-delay): readiness must report not ready.
+  bool shutting_down() const noexcept { return shutdown_requested_ || draining_; }
   std::size_t& in_flight() noexcept { return in_flight_; }
   const ParserLimits& parser_limits() const noexcept { return parser_limits_; }
 
   void set_deadline(Connection& c, Deadline kind);
+  // Counts a finished request; asks the master for a replacement at --max-requests.
+  void request_done() noexcept;
   // Called by a connection when it is finished; freed after the current loop iteration.
   void release(Connection* c);
 
@@ -63,7 +70,8 @@ class Server {
   };
 
   net::Clock::time_point tick();
-  void on_accept(int listen_fd);
+  // Accepts up to a batch of pending connections; true when the batch filled (more may wait).
+  bool on_accept(int listen_fd);
   void begin_shutdown(bool graceful);
   void unlink(Connection& c);
 
@@ -86,9 +94,14 @@ class Server {
   bool accepting_ = true;
   net::Clock::time_point accept_resume_at_{};
   bool draining_ = false;
+  bool shutdown_requested_ = false;  // SIGTERM seen; draining starts after --shutdown-delay
+  net::Clock::time_point shutdown_at_{};
   net::Clock::time_point drain_deadline_{};
   std::size_t live_connections_ = 0;  // not yet released
   std::vector<Connection*> all_;      // every live connection (for drain)
+  process::WorkerSlot* slot_ = nullptr;
+  std::uint64_t max_requests_ = 0;
+  std::uint64_t requests_ = 0;
   friend class Connection;
 };
 

@@ -1,119 +1,470 @@
 #include "process/prefork.hpp"
 
+#include <execinfo.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
-#include <thread>
+#include <optional>
+#include <random>
+#include <string>
 
 #include "log/log.hpp"
+#include "process/worker_table.hpp"
 
 namespace keel::process {
 namespace {
 
-constexpr int kBootFailure = 3;  // a worker that cannot start: do not respawn forever
+constexpr int kBootFailure = 3;                    // a worker that cannot start: do not respawn forever
+constexpr std::int64_t kAbortGraceMs = 2000;       // SIGABRT -> SIGKILL
+constexpr std::int64_t kReadyDeadlineMs = 30'000;  // a replacement must be ready by then
+constexpr std::int64_t kStableAfterMs = 5'000;     // a worker this old resets the crash backoff
+constexpr std::int64_t kMaxBackoffMs = 10'000;
 
-pid_t spawn(const std::vector<net::Listener>& listeners, int id,
-            const std::function<int(std::vector<net::Listener>, int)>& worker_main) {
-  const pid_t pid = ::fork();
-  if (pid != 0) return pid;
-  // Child: die with the master, unblock signals the master blocked, run the worker.
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  sigset_t all;
-  sigfillset(&all);
-  ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
-  log::set_worker_id(id);
-  int code = 0;
-  try {
-    code = worker_main(listeners, id);
-  } catch (const std::exception& e) {
-    log::write(log::Level::kCritical, "keel.worker", "worker_failed", {{"error", e.what()}});
-    code = kBootFailure;
-  }
-  std::_Exit(code);
+// SIGABRT in a worker (sent by the master on --timeout): write the blocked thread's stack to
+// stderr with async-signal-safe calls only, then die of SIGABRT.
+void on_abort(int) {
+  static const char kHead[] = "keel: worker timeout, stack of the blocked event loop:\n";
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kHead, sizeof kHead - 1);
+  void* frames[64];
+  const int count = ::backtrace(frames, 64);
+  ::backtrace_symbols_fd(frames, count, STDERR_FILENO);
+  ::signal(SIGABRT, SIG_DFL);
+  ::raise(SIGABRT);
 }
+
+void install_abort_handler() {
+  void* warm[1];
+  ::backtrace(warm, 1);  // loads libgcc's unwinder now, not inside the signal handler
+  struct sigaction sa {};
+  sa.sa_handler = on_abort;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  ::sigaction(SIGABRT, &sa, nullptr);
+}
+
+enum class ExitReason { kNone, kTimeout, kRecycled, kScaledDown, kReplaced, kShutdown };
+
+const char* reason_name(ExitReason r, int status, bool boot_failed) {
+  switch (r) {
+    case ExitReason::kTimeout:
+      return "timeout";
+    case ExitReason::kRecycled:
+      return "recycled";
+    case ExitReason::kScaledDown:
+      return "scaled_down";
+    case ExitReason::kReplaced:
+      return "rolling_restart";
+    case ExitReason::kShutdown:
+      return "shutdown";
+    case ExitReason::kNone:
+      break;
+  }
+  if (boot_failed) return "boot_failed";
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) return "killed_oom_suspected";
+  if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0)) return "crashed";
+  return "exited";
+}
+
+class Master {
+ public:
+  Master(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main)
+      : options_(options), listeners_(std::move(listeners)), worker_main_(worker_main), target_(options.workers) {}
+
+  int run();
+
+ private:
+  struct Worker {
+    int id = 0;
+    WorkerSlot* slot = nullptr;
+    std::int64_t started_ms = 0;
+    std::uint64_t max_requests = 0;
+    ExitReason reason = ExitReason::kNone;
+    std::int64_t abort_sent_ms = 0;  // SIGABRT sent (timeout)
+    bool kill_sent = false;
+    bool was_ready = false;
+    pid_t replaced_by = 0;  // a replacement is booting for this worker
+    pid_t replaces = 0;     // this worker is the replacement of that one
+  };
+
+  pid_t spawn(int id, pid_t replaces = 0);
+  void reap();
+  void supervise();
+  void start_replacement(pid_t old_pid, Worker& old, ExitReason why);
+  void on_signal(int sig);
+  void begin_stop(bool graceful);
+  void signal_all(int sig);
+  std::uint64_t rss_bytes(pid_t pid) const;
+  int highest_live_id() const;
+
+  const ServerOptions& options_;
+  std::vector<net::Listener> listeners_;
+  const WorkerMain& worker_main_;
+  WorkerTable table_;
+  std::map<pid_t, Worker> workers_;
+  std::map<int, int> crash_streak_;         // id -> consecutive failures
+  std::map<int, std::int64_t> respawn_at_;  // id -> when to start it again
+  std::vector<pid_t> rolling_;              // HUP: workers still to replace, in order
+  int target_;
+  bool stopping_ = false;
+  bool booted_ = false;  // every initial worker became ready once
+  int exit_code_ = 0;
+  std::int64_t stop_deadline_ms_ = INT64_MAX;
+  std::int64_t last_memory_check_ms_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+pid_t Master::spawn(int id, pid_t replaces) {
+  WorkerSlot* slot = table_.acquire();
+  if (slot == nullptr) {
+    log::write(log::Level::kError, "keel.master", "worker_table_full", {{"worker_id", id}});
+    return -1;
+  }
+  std::uint64_t max_requests = options_.max_requests;
+  if (max_requests != 0 && options_.max_requests_jitter != 0)
+    max_requests += std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(rng_);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    log::write(log::Level::kError, "keel.master", "fork_failed", {{"error", std::strerror(errno)}});
+    table_.release(*slot);
+    return -1;
+  }
+  if (pid == 0) {
+    // Child: die with the master, unblock what the master blocked, run the worker.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() == 1) std::_Exit(0);  // the master died before prctl took effect
+    sigset_t all;
+    sigfillset(&all);
+    ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    install_abort_handler();
+    log::set_worker_id(id);
+    slot->pid.store(::getpid());
+    int code = 0;
+    try {
+      code = worker_main_(listeners_, id, slot, max_requests);
+    } catch (const std::exception& e) {
+      log::write(log::Level::kCritical, "keel.worker", "worker_boot_failed", {{"error", e.what()}});
+      code = kBootFailure;
+    }
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+  slot->pid.store(pid);
+  log::write(log::Level::kInfo, "keel.master", "worker_spawned",
+             {{"worker_pid", static_cast<std::int64_t>(pid)}, {"worker_id", id}});
+  Worker w;
+  w.id = id;
+  w.slot = slot;
+  w.started_ms = steady_ms();
+  w.max_requests = max_requests;
+  w.replaces = replaces;
+  workers_[pid] = w;
+  return pid;
+}
+
+void Master::signal_all(int sig) {
+  for (const auto& [pid, w] : workers_) ::kill(pid, sig);
+}
+
+int Master::highest_live_id() const {
+  int best = -1;
+  for (const auto& [pid, w] : workers_)
+    if (w.reason == ExitReason::kNone && w.replaces == 0) best = std::max(best, w.id);
+  return best;
+}
+
+std::uint64_t Master::rss_bytes(pid_t pid) const {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  std::uint64_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+void Master::start_replacement(pid_t old_pid, Worker& old, ExitReason why) {
+  if (old.replaced_by != 0 || stopping_) return;
+  const pid_t fresh = spawn(old.id, old_pid);
+  if (fresh > 0) {
+    old.replaced_by = fresh;
+    old.reason = why;
+    log::write(log::Level::kInfo, "keel.master", "worker_replacing",
+               {{"worker_id", old.id},
+                {"old_pid", static_cast<std::int64_t>(old_pid)},
+                {"new_pid", static_cast<std::int64_t>(fresh)},
+                {"reason", reason_name(why, 0, false)}});
+  }
+}
+
+void Master::reap() {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    const auto it = workers_.find(pid);
+    if (it == workers_.end()) continue;
+    Worker w = it->second;
+    workers_.erase(it);
+    const std::uint64_t requests = w.slot->requests.load();
+    table_.release(*w.slot);
+    const std::int64_t age_ms = steady_ms() - w.started_ms;
+    const bool boot_failed = !w.was_ready && WIFEXITED(status) && WEXITSTATUS(status) == kBootFailure;
+    const char* reason = reason_name(w.reason, status, boot_failed);
+    const bool expected = w.reason != ExitReason::kNone && w.reason != ExitReason::kTimeout;
+    log::write(expected ? log::Level::kInfo : log::Level::kWarning, "keel.master", "worker_exited",
+               {{"worker_pid", static_cast<std::int64_t>(pid)},
+                {"worker_id", w.id},
+                {"age_s", static_cast<double>(age_ms) / 1000.0},
+                {"requests", static_cast<std::int64_t>(requests)},
+                {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
+                {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
+                {"reason", reason}});
+    // This was the old worker of a replacement pair: the replacement carries on.
+    for (auto& [other_pid, other] : workers_)
+      if (other.replaces == pid) other.replaces = 0;
+    if (stopping_) continue;
+    if (w.replaces != 0) {
+      // A replacement died before taking over: keep the old worker serving, stop any roll.
+      if (auto old = workers_.find(w.replaces); old != workers_.end()) {
+        old->second.replaced_by = 0;
+        old->second.reason = ExitReason::kNone;
+      }
+      if (!rolling_.empty()) {
+        log::write(log::Level::kError, "keel.master", "rolling_restart_aborted",
+                   {{"reason", "a new worker failed before becoming ready"}, {"remaining", rolling_.size()}});
+        rolling_.clear();
+      }
+      continue;
+    }
+    if (boot_failed && !booted_) {
+      log::write(log::Level::kCritical, "keel.master", "worker_boot_failed",
+                 {{"worker_pid", static_cast<std::int64_t>(pid)},
+                  {"worker_id", w.id},
+                  {"message", "a worker failed while starting; not respawning (exit code 3)"}});
+      exit_code_ = kBootFailure;
+      begin_stop(true);
+      continue;
+    }
+    if (w.reason == ExitReason::kScaledDown || w.replaced_by != 0) continue;  // nothing to refill
+    // Crash-loop guard: exponential backoff per worker id, reset by a worker that lived long.
+    int& streak = crash_streak_[w.id];
+    streak = (w.was_ready && age_ms >= kStableAfterMs) ? 0 : streak + 1;
+    const std::int64_t delay =
+        streak == 0 ? 0 : std::min<std::int64_t>(kMaxBackoffMs, 100LL << std::min(streak - 1, 10));
+    respawn_at_[w.id] = steady_ms() + delay;
+  }
+}
+
+void Master::supervise() {
+  const std::int64_t now = steady_ms();
+  const bool check_memory = options_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;
+  if (check_memory) last_memory_check_ms_ = now;
+  bool all_ready = !workers_.empty();
+  for (auto& [pid, w] : workers_) {
+    const WorkerState state = w.slot->get_state();
+    if (state == WorkerState::kReady || state == WorkerState::kRetiring) {
+      if (!w.was_ready) {
+        w.was_ready = true;
+        if (w.replaces != 0) {
+          // The replacement serves: retire the worker it replaces, gracefully.
+          if (auto old = workers_.find(w.replaces); old != workers_.end()) ::kill(w.replaces, SIGTERM);
+        }
+      }
+    } else if (state == WorkerState::kBooting) {
+      all_ready = false;
+      if (w.replaces != 0 && now - w.started_ms > kReadyDeadlineMs && !w.kill_sent) {
+        log::write(log::Level::kError, "keel.master", "worker_not_ready",
+                   {{"worker_pid", static_cast<std::int64_t>(pid)}, {"worker_id", w.id}});
+        ::kill(pid, SIGKILL);
+        w.kill_sent = true;
+      }
+    }
+    // Liveness: a loop silent for --timeout is stuck (a blocking handler, a deadlock).
+    if (options_.timeout.count() > 0 && !stopping_ && state != WorkerState::kDraining) {
+      const std::int64_t silent = now - w.slot->heartbeat_ms.load(std::memory_order_relaxed);
+      if (w.abort_sent_ms == 0 && silent > options_.timeout.count()) {
+        log::write(log::Level::kCritical, "keel.master", "worker_timeout",
+                   {{"worker_pid", static_cast<std::int64_t>(pid)},
+                    {"worker_id", w.id},
+                    {"silent_s", static_cast<double>(silent) / 1000.0}});
+        w.reason = ExitReason::kTimeout;
+        w.abort_sent_ms = now;
+        ::kill(pid, SIGABRT);
+      } else if (w.abort_sent_ms != 0 && !w.kill_sent && now - w.abort_sent_ms > kAbortGraceMs) {
+        ::kill(pid, SIGKILL);
+        w.kill_sent = true;
+      }
+    }
+    if (stopping_ || w.replaced_by != 0 || w.reason != ExitReason::kNone || w.replaces != 0) continue;
+    // Recycling: ask for a replacement first; the old worker stops once the new one is ready.
+    if (state == WorkerState::kRetiring) {
+      start_replacement(pid, w, ExitReason::kRecycled);
+    } else if (state == WorkerState::kReady && options_.max_worker_lifetime.count() > 0 &&
+               now - w.started_ms > options_.max_worker_lifetime.count()) {
+      log::write(log::Level::kInfo, "keel.master", "max_worker_lifetime_reached", {{"worker_id", w.id}});
+      start_replacement(pid, w, ExitReason::kRecycled);
+    } else if (check_memory && state == WorkerState::kReady) {
+      if (const std::uint64_t rss = rss_bytes(pid); rss > options_.max_worker_memory) {
+        log::write(log::Level::kWarning, "keel.master", "max_worker_memory_reached",
+                   {{"worker_id", w.id}, {"rss_bytes", static_cast<std::int64_t>(rss)}});
+        start_replacement(pid, w, ExitReason::kRecycled);
+      }
+    }
+  }
+  if (all_ready && !booted_) {
+    booted_ = true;
+    log::write(log::Level::kInfo, "keel.master", "workers_ready", {{"workers", workers_.size()}});
+  }
+  // HUP rolling restart: one worker at a time, the next once the previous replacement serves.
+  if (!rolling_.empty() && !stopping_) {
+    bool busy = false;
+    for (const auto& [pid, w] : workers_) busy = busy || w.replaces != 0;
+    if (!busy) {
+      const pid_t next = rolling_.front();
+      rolling_.erase(rolling_.begin());
+      if (auto it = workers_.find(next); it != workers_.end())
+        start_replacement(next, it->second, ExitReason::kReplaced);
+      if (rolling_.empty()) log::write(log::Level::kInfo, "keel.master", "rolling_restart_last_worker", {});
+    }
+  }
+  // Respawns whose backoff has passed, and scale-ups.
+  for (auto it = respawn_at_.begin(); it != respawn_at_.end();) {
+    if (stopping_ || it->first >= target_) {
+      it = respawn_at_.erase(it);
+    } else if (it->second <= now) {
+      spawn(it->first);
+      it = respawn_at_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Master::begin_stop(bool graceful) {
+  if (!stopping_) log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown", {});
+  stopping_ = true;
+  rolling_.clear();
+  respawn_at_.clear();
+  for (auto& [pid, w] : workers_)
+    if (w.reason == ExitReason::kNone) w.reason = ExitReason::kShutdown;
+  signal_all(graceful ? SIGTERM : SIGINT);
+  for (auto& l : listeners_) {
+    if (l.fd >= 0) ::close(l.fd);
+    l.fd = -1;
+  }
+  const auto grace = graceful ? options_.shutdown_delay + options_.graceful_timeout + std::chrono::seconds(1)
+                              : std::chrono::milliseconds(5000);
+  stop_deadline_ms_ = std::min(stop_deadline_ms_, steady_ms() + grace.count());
+}
+
+void Master::on_signal(int sig) {
+  switch (sig) {
+    case SIGTERM:
+      begin_stop(!stopping_);  // a second TERM escalates
+      break;
+    case SIGINT:
+    case SIGQUIT:
+      begin_stop(false);
+      break;
+    case SIGHUP: {
+      if (stopping_) break;
+      rolling_.clear();
+      for (const auto& [pid, w] : workers_)
+        if (w.reason == ExitReason::kNone && w.replaces == 0) rolling_.push_back(pid);
+      log::write(log::Level::kInfo, "keel.master", "rolling_restart", {{"workers", rolling_.size()}});
+      break;
+    }
+    case SIGTTIN:
+      if (stopping_) break;
+      ++target_;
+      log::write(log::Level::kInfo, "keel.master", "scale_up", {{"workers", target_}});
+      respawn_at_[target_ - 1] = steady_ms();
+      break;
+    case SIGTTOU: {
+      if (stopping_ || target_ <= 1) break;
+      --target_;
+      log::write(log::Level::kInfo, "keel.master", "scale_down", {{"workers", target_}});
+      const int id = highest_live_id();
+      for (auto& [pid, w] : workers_) {
+        if (w.id == id && w.reason == ExitReason::kNone && w.replaces == 0) {
+          w.reason = ExitReason::kScaledDown;
+          ::kill(pid, SIGTERM);
+        }
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+int Master::run() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU}) sigaddset(&set, s);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+
+  for (int id = 0; id < target_; ++id) spawn(id);
+  log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
+
+  for (;;) {
+    reap();
+    if (stopping_ && workers_.empty()) break;
+    if (stopping_ && steady_ms() >= stop_deadline_ms_) {
+      log::write(log::Level::kWarning, "keel.master", "workers_killed", {{"remaining", workers_.size()}});
+      signal_all(SIGKILL);
+      stop_deadline_ms_ = INT64_MAX;
+    }
+    supervise();
+    timespec timeout{0, 100 * 1000 * 1000};
+    siginfo_t info{};
+    const int sig = ::sigtimedwait(&set, &info, &timeout);
+    if (sig > 0 && sig != SIGCHLD) on_signal(sig);
+  }
+  log::write(log::Level::kInfo, "keel.master", "stopped", {{"exit_code", exit_code_}});
+  return exit_code_;
+}
+
+// Writes the pid file and removes it (if still ours) when the process ends.
+class PidFile {
+ public:
+  explicit PidFile(std::string path) : path_(std::move(path)) {
+    if (path_.empty()) return;
+    std::ofstream out(path_, std::ios::trunc);
+    out << ::getpid() << "\n";
+    if (!out) throw std::runtime_error("cannot write pid file " + path_ + ": " + std::strerror(errno));
+  }
+  ~PidFile() {
+    if (path_.empty()) return;
+    std::ifstream in(path_);
+    pid_t pid = 0;
+    if (in >> pid && pid == ::getpid()) ::unlink(path_.c_str());
+  }
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+
+ private:
+  std::string path_;
+};
 
 }  // namespace
 
-int run(const ServerOptions& options, std::vector<net::Listener> listeners,
-        const std::function<int(std::vector<net::Listener>, int)>& worker_main) {
-  if (options.workers <= 1) return worker_main(std::move(listeners), 0);
-
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&set, s);
-  ::sigprocmask(SIG_BLOCK, &set, nullptr);
-
-  std::map<pid_t, int> workers;  // pid -> worker id
-  for (int id = 0; id < options.workers; ++id) workers[spawn(listeners, id, worker_main)] = id;
-  log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", options.workers}});
-
-  bool stopping = false;
-  int exit_code = 0;
-  auto stop_deadline = std::chrono::steady_clock::time_point::max();
-  auto signal_all = [&](int sig) {
-    for (const auto& [pid, id] : workers) ::kill(pid, sig);
-  };
-  for (;;) {
-    // Reap everything that exited.
-    for (;;) {
-      int status = 0;
-      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) break;
-      const auto it = workers.find(pid);
-      if (it == workers.end()) continue;
-      const int id = it->second;
-      workers.erase(it);
-      const bool crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
-      if (stopping) continue;
-      if (WIFEXITED(status) && WEXITSTATUS(status) == kBootFailure) {
-        log::write(log::Level::kCritical, "keel.master", "worker_boot_failed",
-                   {{"worker_pid", static_cast<std::int64_t>(pid)}, {"worker_id", id}});
-        stopping = true;
-        exit_code = kBootFailure;
-        signal_all(SIGTERM);
-        stop_deadline = std::chrono::steady_clock::now() + options.graceful_timeout;
-        continue;
-      }
-      log::write(log::Level::kWarning, "keel.master", "worker_exited",
-                 {{"worker_pid", static_cast<std::int64_t>(pid)},
-                  {"worker_id", id},
-                  {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
-                  {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
-                  {"reason", crashed ? "crashed" : "exited"}});
-      // Brief pause so a crash loop does not spin the CPU.
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      workers[spawn(listeners, id, worker_main)] = id;
-    }
-    if (stopping && workers.empty()) break;
-    if (stopping && std::chrono::steady_clock::now() >= stop_deadline) {
-      log::write(log::Level::kWarning, "keel.master", "workers_killed", {{"remaining", workers.size()}});
-      signal_all(SIGKILL);
-      stop_deadline = std::chrono::steady_clock::time_point::max();
-    }
-    timespec timeout{0, 200 * 1000 * 1000};
-    siginfo_t info{};
-    const int sig = ::sigtimedwait(&set, &info, &timeout);
-    if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-      const bool graceful = sig == SIGTERM && !stopping;
-      log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown", {{"signal", sig}});
-      stopping = true;
-      signal_all(graceful ? SIGTERM : SIGINT);
-      for (auto& l : listeners) {
-        if (l.fd >= 0) ::close(l.fd);
-        l.fd = -1;
-      }
-      const auto grace = graceful ? options.graceful_timeout + std::chrono::seconds(1) : std::chrono::seconds(5);
-      stop_deadline = std::chrono::steady_clock::now() + grace;
-    }
+int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main) {
+  PidFile pid_file(options.pid_file);
+  if (options.workers <= 1 && options.max_requests == 0 && options.max_worker_lifetime.count() == 0 &&
+      options.max_worker_memory == 0) {
+    // One worker and nothing to recycle: serve in this process, no master needed.
+    return worker_main(std::move(listeners), 0, nullptr, 0);
   }
-  log::write(log::Level::kInfo, "keel.master", "stopped", {{"exit_code", exit_code}});
-  return exit_code;
+  Master master(options, std::move(listeners), worker_main);
+  return master.run();
 }
 
 }  // namespace keel::process

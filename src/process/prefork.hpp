@@ -1,19 +1,27 @@
-// Minimal pre-fork supervision: the master binds every listener, forks the workers, forwards
-// shutdown signals and replaces workers that die. (Heartbeats, recycling, rolling restarts and
-// binary upgrade belong to the process-manager work that builds on this.)
+// Pre-fork supervision: the master (which never serves requests) forks the workers onto the
+// listeners it bound, watches their heartbeats in shared memory (--timeout: SIGABRT, stack trace,
+// SIGKILL), replaces workers that die (exponential backoff on crash loops, exit 3 when a worker
+// cannot boot), recycles them (--max-requests[-jitter], --max-worker-lifetime,
+// --max-worker-memory) with the replacement ready before the old one stops, rolls all workers on
+// SIGHUP, scales on SIGTTIN/SIGTTOU, and forwards shutdown signals.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "keel/app.hpp"
 #include "net/listener.hpp"
+#include "process/worker_table.hpp"
 
 namespace keel::process {
 
-// Runs worker_main(listeners, worker_id) in `options.workers` child processes (or in this
-// process when workers == 1) and returns the exit code for the whole service.
-int run(const ServerOptions& options, std::vector<net::Listener> listeners,
-        const std::function<int(std::vector<net::Listener>, int)>& worker_main);
+// worker_main(listeners, worker_id, slot, max_requests) runs one worker's server; slot is null
+// and max_requests 0 when there is no master.
+using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot*, std::uint64_t)>;
+
+// Runs the workers under a master, or serves in this process when there is a single worker and
+// nothing to recycle. Returns the exit code for the whole service.
+int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main);
 
 }  // namespace keel::process

@@ -15,6 +15,14 @@ long query_long(const keel::Request& req, std::string_view name, long fallback) 
 }
 }  // namespace
 
+// Blocks the worker's event loop (a handler bug keel must survive): the master's --timeout
+// aborts the worker, whose stack trace must name this function. External linkage on purpose, so
+// the symbol is exported (-rdynamic) and appears in the trace.
+keel::Response blocking_handler(keel::Request& req) {
+  ::usleep(static_cast<useconds_t>(query_long(req, "ms", 5000) * 1000));
+  return keel::Response::text("unblocked");
+}
+
 int main(int argc, char** argv) {
   keel::App app;
   app.get("/plaintext", [](keel::Request&) { return keel::Response::text("Hello, World!"); });
@@ -63,6 +71,8 @@ int main(int argc, char** argv) {
   app.get("/files/{rest:path}", [](keel::Request& req) {
     return nlohmann::json{{"rest", req.param("rest")}, {"route", req.route()}};
   });
+  app.get("/block", blocking_handler);
+  app.get("/pid", [](keel::Request&) { return std::to_string(::getpid()); });
   app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
   return app.run(argc, argv);
 }
