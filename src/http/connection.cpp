@@ -90,10 +90,6 @@ void Connection::drive() {
         close_now();
         return;
       }
-      if (server_.draining() && rstart_ == rend_) {
-        close_now();
-        return;
-      }
     }
     const bool can_read = !busy() && !closing_ && !peer_eof_ && out_pending() < server_.options().output_buffer_limit;
     if (can_read && want_read_) progress |= read_some();
@@ -487,7 +483,8 @@ void Connection::update_deadline() {
   } else if (busy()) {
     server_.set_deadline(*this, Deadline::kNone);
   } else if (rend_ == rstart_) {
-    if (deadline_kind_ != Deadline::kKeepAlive) server_.set_deadline(*this, Deadline::kKeepAlive);
+    const Deadline idle = server_.draining() ? Deadline::kDrainIdle : Deadline::kKeepAlive;
+    if (deadline_kind_ != idle) server_.set_deadline(*this, idle);
   } else if (parser_.head_complete()) {
     if (deadline_kind_ != Deadline::kBody) server_.set_deadline(*this, Deadline::kBody);
   } else if (deadline_kind_ != Deadline::kHeader) {
@@ -505,6 +502,7 @@ void Connection::on_deadline(Deadline kind) {
     case Deadline::kKeepAlive:
     case Deadline::kWrite:
     case Deadline::kLinger:
+    case Deadline::kDrainIdle:
     case Deadline::kNone:
     case Deadline::kCount:
       close_now();
@@ -514,11 +512,9 @@ void Connection::on_deadline(Deadline kind) {
 
 void Connection::drain() {
   if (dead_) return;
-  if (!busy() && rend_ == rstart_ && out_pending() == 0) {
-    close_now();
-    return;
-  }
-  keep_alive_ = false;  // the response in progress will carry Connection: close
+  keep_alive_ = false;  // a response in progress will carry Connection: close
+  if (!busy() && rend_ == rstart_ && out_pending() == 0 && !lingering_)
+    server_.set_deadline(*this, Deadline::kDrainIdle);
 }
 
 }  // namespace keel::http

@@ -107,6 +107,9 @@ Server::Server(const ServerOptions& options, const Router& router, const std::ve
   set(Deadline::kBody, options.body_timeout);
   set(Deadline::kWrite, options.write_timeout);
   set(Deadline::kLinger, std::chrono::seconds(2));
+  // While draining, an idle keep-alive connection stays open this long: a client that sends
+  // within it is answered with Connection: close (a clean end), instead of racing our close.
+  set(Deadline::kDrainIdle, std::min<std::chrono::milliseconds>(options.keep_alive, std::chrono::seconds(1)));
   reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ResponseContext ctx;
   ctx.close = true;

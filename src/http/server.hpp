@@ -23,7 +23,7 @@ class Connection;
 
 // Deadline kinds. Every connection is in at most one list; each list has one fixed duration,
 // so appending at the tail keeps it sorted and all operations are O(1).
-enum class Deadline : std::uint8_t { kNone, kKeepAlive, kHeader, kBody, kWrite, kLinger, kCount };
+enum class Deadline : std::uint8_t { kNone, kKeepAlive, kHeader, kBody, kWrite, kLinger, kDrainIdle, kCount };
 
 class Server {
  public:

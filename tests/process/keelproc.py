@@ -90,6 +90,26 @@ def group_pids(pgid: int, include_zombies: bool = False) -> list[int]:
     return pids
 
 
+def child_pids(ppid: int, include_zombies: bool = False) -> list[int]:
+    """Pids of the direct children of a process (zombies excluded unless asked), sorted."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read().decode("ascii", "replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        rest = data[data.rfind(")") + 2:].split()
+        if int(rest[1]) != ppid:
+            continue
+        if rest[0] == "Z" and not include_zombies:
+            continue
+        pids.append(int(entry))
+    return sorted(pids)
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """utime+stime (all threads) summed over the live processes of a process group."""
     total = 0.0
