@@ -1,6 +1,7 @@
 #include "keel/app.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -35,30 +36,41 @@ int App::serve() {
   ::signal(SIGPIPE, SIG_IGN);
   std::vector<net::Listener> listeners;
   try {
-    for (const auto& spec : options_.bind) {
-      listeners.push_back(net::open_listener(net::parse_bind(spec), options_.backlog, options_.reuse_port));
+    listeners = net::systemd_listeners();
+    if (!listeners.empty()) {
+      log::write(log::Level::kInfo, "keel.server", "socket_activation", {{"sockets", listeners.size()}});
+    } else {
+      for (const auto& spec : options_.bind)
+        listeners.push_back(net::open_listener(net::parse_bind(spec), options_.backlog, options_.reuse_port,
+                                               options_.unix_socket_mode));
     }
   } catch (const std::exception& e) {
     log::write(log::Level::kCritical, "keel.server", "bind_failed", {{"error", e.what()}});
     std::cerr << "error: " << e.what() << "\n";
     return 3;
   }
-  for (const auto& l : listeners)
+  std::vector<std::string> unix_paths;
+  for (const auto& l : listeners) {
     log::write(log::Level::kInfo, "keel.server", "listening", {{"address", l.url}, {"workers", options_.workers}});
-  return process::run(
-      options_, std::move(listeners),
-      [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot, std::uint64_t max_requests) {
-        if (options_.reuse_port && options_.workers > 1) {
-          // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over
-          // the workers' queues. The inherited shared socket stays in the set, so connections the
-          // kernel hashes to it are still accepted.
-          const std::size_t shared = ls.size();
-          for (std::size_t i = 0; i < shared; ++i)
-            ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
-        }
-        http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
-        return server.run();
-      });
+    if (l.bound.kind == net::BindAddress::Kind::kUnix) unix_paths.push_back(l.bound.path);
+  }
+  const int code =
+      process::run(options_, std::move(listeners),
+                   [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot, std::uint64_t max_requests) {
+                     if (options_.reuse_port && options_.workers > 1) {
+                       // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over
+                       // the workers' queues. The inherited shared socket stays in the set, so connections the
+                       // kernel hashes to it are still accepted.
+                       const std::size_t shared = ls.size();
+                       for (std::size_t i = 0; i < shared; ++i)
+                         if (ls[i].bound.kind == net::BindAddress::Kind::kTcp)
+                           ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
+                     }
+                     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+                     return server.run();
+                   });
+  for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours: created by this process
+  return code;
 }
 
 }  // namespace keel

@@ -114,11 +114,24 @@ int parse(int argc, char** argv, ServerOptions& o) {
   app.option_defaults()->always_capture_default();
   o.workers = default_workers();
   std::vector<std::string> binds;
-  app.add_option("-b,--bind", binds, "HOST:PORT or [IPv6]:PORT to listen on; repeatable (default 127.0.0.1:8000)");
+  app.add_option("-b,--bind", binds,
+                 "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N to listen on; repeatable (default 127.0.0.1:8000; "
+                 "systemd socket activation replaces it)");
   app.add_option("-w,--workers", o.workers, "worker processes (default $WEB_CONCURRENCY or 1)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--backlog", o.backlog, "listen backlog")->check(CLI::Range(1, 65535));
   app.add_flag("--reuse-port", o.reuse_port, "one SO_REUSEPORT listening socket per worker");
+  app.add_option_function<std::string>(
+         "--unix-socket-mode",
+         [&o](const std::string& v) {
+           unsigned mode = 0;
+           const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), mode, 8);
+           if (v.empty() || ec != std::errc() || p != v.data() + v.size() || mode > 0777)
+             throw CLI::ValidationError("--unix-socket-mode", "expected octal permissions like 0660, got '" + v + "'");
+           o.unix_socket_mode = mode;
+         },
+         "permissions of unix: socket files (default 0660)")
+      ->type_name("MODE");
   add_duration(app, "--keep-alive", o.keep_alive,
                "close idle keep-alive connections after this; keep it above your load balancer's idle timeout");
   add_duration(app, "--header-timeout", o.header_timeout, "time allowed to receive a request head (then 408)");

@@ -16,6 +16,7 @@
 #include "http/connection.hpp"
 #include "keel/async.hpp"
 #include "log/log.hpp"
+#include "process/sd_notify.hpp"
 
 namespace keel::http {
 namespace {
@@ -111,6 +112,7 @@ Server::Server(const ServerOptions& options, const Router& router, const std::ve
   // within it is answered with Connection: close (a clean end), instead of racing our close.
   set(Deadline::kDrainIdle, std::min<std::chrono::milliseconds>(options.keep_alive, std::chrono::seconds(1)));
   reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (slot_ == nullptr) watchdog_ = process::sd_watchdog_interval();
   ResponseContext ctx;
   ctx.close = true;
   ctx.server = options.server_header;
@@ -186,6 +188,10 @@ net::Clock::time_point Server::tick() {
   const auto now = net::Clock::now();
   // The heartbeat: written once per loop iteration, and the loop wakes at least once a second.
   // A handler that blocks the loop stops it, which is what the master's --timeout watches.
+  if (watchdog_ && slot_ == nullptr && now >= next_watchdog_) {  // single process: the loop is the liveness
+    process::sd_notify("WATCHDOG=1");
+    next_watchdog_ = now + *watchdog_ / 2;
+  }
   if (slot_ != nullptr)
     slot_->heartbeat_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count(),
                               std::memory_order_relaxed);
@@ -297,6 +303,7 @@ void Server::begin_shutdown(bool graceful) {
   if (!draining_) {
     log::write(log::Level::kInfo, "keel.server", graceful ? "graceful_shutdown" : "fast_shutdown",
                {{"open_connections", connections_}, {"in_flight", in_flight_}});
+    if (slot_ == nullptr) process::sd_notify("STOPPING=1");
     if (slot_ != nullptr) slot_->set_state(process::WorkerState::kDraining);
   }
   if (accepting_) {
@@ -329,6 +336,7 @@ int Server::run() {
   loop_.set_tick([this] { return tick(); });
   if (slot_ != nullptr && slot_->get_state() == process::WorkerState::kBooting)
     slot_->set_state(process::WorkerState::kReady);
+  if (slot_ == nullptr) process::sd_notify("READY=1\nSTATUS=serving");  // no master to say it
   loop_.run();
   return 0;
 }

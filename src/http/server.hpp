@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,8 @@ class Server {
   process::WorkerSlot* slot_ = nullptr;
   std::uint64_t max_requests_ = 0;
   std::uint64_t requests_ = 0;
+  std::optional<std::chrono::milliseconds> watchdog_;  // systemd WatchdogSec, single process only
+  net::Clock::time_point next_watchdog_{};
   friend class Connection;
 };
 

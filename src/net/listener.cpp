@@ -6,10 +6,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <system_error>
 
@@ -17,6 +21,23 @@ namespace keel::net {
 
 BindAddress parse_bind(const std::string& spec) {
   BindAddress out;
+  if (spec.rfind("unix:", 0) == 0) {
+    out.kind = BindAddress::Kind::kUnix;
+    out.path = spec.substr(5);
+    if (out.path.empty()) throw std::invalid_argument("invalid bind address '" + spec + "': empty socket path");
+    if (out.path.size() >= sizeof(sockaddr_un::sun_path))
+      throw std::invalid_argument("invalid bind address '" + spec + "': socket path longer than " +
+                                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+    return out;
+  }
+  if (spec.rfind("fd://", 0) == 0) {
+    out.kind = BindAddress::Kind::kFd;
+    const std::string n = spec.substr(5);
+    const auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), out.fd);
+    if (n.empty() || ec != std::errc() || ptr != n.data() + n.size() || out.fd < 0)
+      throw std::invalid_argument("invalid bind address '" + spec + "': expected fd://N with N a descriptor number");
+    return out;
+  }
   std::string port_part;
   if (!spec.empty() && spec.front() == '[') {
     const auto close = spec.find(']');
@@ -45,7 +66,107 @@ BindAddress parse_bind(const std::string& spec) {
   return out;
 }
 
-Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port) {
+namespace {
+
+// Adopts an inherited descriptor as a listener: it must be a listening stream socket.
+Listener adopt(int fd, const std::string& what) {
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+    throw std::system_error(errno, std::generic_category(), what + " is not a socket");
+  len = sizeof listening;
+  if (type != SOCK_STREAM || ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+    throw std::runtime_error(what + " is not a listening stream socket");
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  Listener l;
+  l.fd = fd;
+  l.bound.kind = BindAddress::Kind::kFd;
+  l.bound.fd = fd;
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    l.url = "http://" + std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    l.url = "http://[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  } else if (ss.ss_family == AF_UNIX) {
+    l.url = "unix:" + std::string(reinterpret_cast<const sockaddr_un*>(&ss)->sun_path);
+  } else {
+    l.url = "fd://" + std::to_string(fd);
+  }
+  return l;
+}
+
+Listener open_unix(const BindAddress& addr, int backlog, unsigned mode) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, addr.path.c_str(), addr.path.size() + 1);
+  const std::string where = "unix:" + addr.path;
+  struct stat st {};
+  if (::lstat(addr.path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      throw std::runtime_error("cannot listen on " + where + ": the path exists and is not a socket");
+    // A socket file: in use if something accepts on it, else left behind by a dead server.
+    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool in_use = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    if (probe >= 0) ::close(probe);
+    if (in_use) throw std::runtime_error("cannot listen on " + where + ": another server is listening on it");
+    ::unlink(addr.path.c_str());
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot listen on " + where);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::chmod(addr.path.c_str(), mode) != 0 ||
+      ::listen(fd, backlog) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw std::system_error(err, std::generic_category(), "cannot listen on " + where);
+  }
+  Listener l;
+  l.fd = fd;
+  l.url = where;
+  l.bound = addr;
+  return l;
+}
+
+}  // namespace
+
+std::vector<Listener> systemd_listeners() {
+  std::vector<Listener> out;
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  if (pid == nullptr || fds == nullptr || std::to_string(::getpid()) != pid) return out;
+  const int n = std::atoi(fds);
+  std::vector<std::string> names;
+  if (const char* nm = std::getenv("LISTEN_FDNAMES")) {
+    std::string all(nm);
+    for (std::size_t start = 0;;) {
+      const auto colon = all.find(':', start);
+      names.push_back(all.substr(start, colon - start));
+      if (colon == std::string::npos) break;
+      start = colon + 1;
+    }
+  }
+  constexpr int kFirst = 3;  // SD_LISTEN_FDS_START
+  for (int i = 0; i < n; ++i) {
+    const std::string what = "systemd socket fd " + std::to_string(kFirst + i) +
+                             (i < static_cast<int>(names.size()) ? " (" + names[i] + ")" : "");
+    out.push_back(adopt(kFirst + i, what));
+  }
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  return out;
+}
+
+Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port, unsigned unix_mode) {
+  if (addr.kind == BindAddress::Kind::kUnix) return open_unix(addr, backlog, unix_mode);
+  if (addr.kind == BindAddress::Kind::kFd) return adopt(addr.fd, "fd://" + std::to_string(addr.fd));
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -89,7 +210,8 @@ Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port) {
       l.url = "http://" + std::string(host) + ":" + std::to_string(real_port);
     }
     l.fd = fd;
-    l.bound = BindAddress{addr.host, real_port};
+    l.bound = addr;
+    l.bound.port = real_port;
     break;
   }
   ::freeaddrinfo(res);

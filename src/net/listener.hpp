@@ -8,12 +8,16 @@
 namespace keel::net {
 
 struct BindAddress {
-  std::string host;  // IPv4 or IPv6 literal, or a resolvable name ("localhost")
-  int port = 0;
+  enum class Kind { kTcp, kUnix, kFd };
+  Kind kind = Kind::kTcp;
+  std::string host;  // kTcp: IPv4 or IPv6 literal, or a resolvable name ("localhost")
+  int port = 0;      // kTcp
+  std::string path;  // kUnix: socket file
+  int fd = -1;       // kFd: an inherited listening socket
 };
 
-// Parses "HOST:PORT", "[V6]:PORT" or ":PORT"/"PORT" (all interfaces). Throws std::invalid_argument
-// with a message that quotes the input.
+// Parses "HOST:PORT", "[V6]:PORT", ":PORT"/"PORT" (all interfaces), "unix:/path" or "fd://N".
+// Throws std::invalid_argument with a message that quotes the input.
 BindAddress parse_bind(const std::string& spec);
 
 struct Listener {
@@ -23,7 +27,14 @@ struct Listener {
 };
 
 // Creates, binds and listens (non-blocking, close-on-exec, SO_REUSEADDR; SO_REUSEPORT when asked).
-// Throws std::system_error naming the address on failure.
-Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port);
+// A unix socket file left behind by a dead server is replaced; any other existing file is an
+// error (never deleted). unix_mode sets the socket file's permissions. fd:// sockets are adopted
+// after checking they are listening stream sockets. Throws naming the address on failure.
+Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port, unsigned unix_mode = 0660);
+
+// Listening sockets passed by systemd socket activation (LISTEN_PID = this process, LISTEN_FDS,
+// LISTEN_FDNAMES), adopted from fd 3 on; empty when not socket-activated. The variables are
+// removed from the environment so that child processes do not take them as theirs.
+std::vector<Listener> systemd_listeners();
 
 }  // namespace keel::net

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "log/log.hpp"
+#include "process/sd_notify.hpp"
 #include "process/worker_table.hpp"
 
 namespace keel::process {
@@ -120,6 +121,9 @@ class Master {
   int exit_code_ = 0;
   std::int64_t stop_deadline_ms_ = INT64_MAX;
   std::int64_t last_memory_check_ms_ = 0;
+  bool reloading_ = false;
+  std::optional<std::chrono::milliseconds> watchdog_ = sd_watchdog_interval();
+  std::int64_t next_watchdog_ms_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
@@ -146,6 +150,8 @@ pid_t Master::spawn(int id, pid_t replaces) {
     sigfillset(&all);
     ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
     install_abort_handler();
+    ::signal(SIGUSR1, SIG_IGN);  // log reopen: workers log to the inherited stdout, nothing to reopen
+    ::signal(SIGUSR2, SIG_IGN);
     log::set_worker_id(id);
     slot->pid.store(::getpid());
     int code = 0;
@@ -321,6 +327,20 @@ void Master::supervise() {
   if (all_ready && !booted_) {
     booted_ = true;
     log::write(log::Level::kInfo, "keel.master", "workers_ready", {{"workers", workers_.size()}});
+    sd_notify("READY=1\nSTATUS=serving");
+  }
+  if (reloading_ && rolling_.empty()) {
+    bool pending = false;
+    for (const auto& [pid, w] : workers_) pending = pending || w.replaces != 0;
+    if (!pending) {
+      reloading_ = false;
+      log::write(log::Level::kInfo, "keel.master", "rolling_restart_done", {});
+      sd_notify("READY=1\nSTATUS=serving");
+    }
+  }
+  if (watchdog_ && now >= next_watchdog_ms_) {
+    sd_notify("WATCHDOG=1");
+    next_watchdog_ms_ = now + watchdog_->count() / 2;
   }
   // HUP rolling restart: one worker at a time, the next once the previous replacement serves.
   if (!rolling_.empty() && !stopping_) {
@@ -348,7 +368,10 @@ void Master::supervise() {
 }
 
 void Master::begin_stop(bool graceful) {
-  if (!stopping_) log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown", {});
+  if (!stopping_) {
+    log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown", {});
+    sd_notify("STOPPING=1");
+  }
   stopping_ = true;
   rolling_.clear();
   respawn_at_.clear();
@@ -379,8 +402,20 @@ void Master::on_signal(int sig) {
       for (const auto& [pid, w] : workers_)
         if (w.reason == ExitReason::kNone && w.replaces == 0) rolling_.push_back(pid);
       log::write(log::Level::kInfo, "keel.master", "rolling_restart", {{"workers", rolling_.size()}});
+      reloading_ = true;
+      sd_notify("RELOADING=1");
       break;
     }
+    case SIGUSR1:
+      // Logs go to stdout (12-factor): the supervisor of the output stream owns rotation.
+      log::write(log::Level::kInfo, "keel.master", "reopen_logs", {{"files", 0}});
+      signal_all(SIGUSR1);
+      break;
+    case SIGUSR2:
+      log::write(
+          log::Level::kWarning, "keel.master", "signal_ignored",
+          {{"signal", "SIGUSR2"}, {"reason", "binary upgrade is not implemented yet; use a rolling restart (SIGHUP)"}});
+      break;
     case SIGTTIN:
       if (stopping_) break;
       ++target_;
@@ -408,7 +443,7 @@ void Master::on_signal(int sig) {
 int Master::run() {
   sigset_t set;
   sigemptyset(&set);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU}) sigaddset(&set, s);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
 
   for (int id = 0; id < target_; ++id) spawn(id);
@@ -461,6 +496,8 @@ int run(const ServerOptions& options, std::vector<net::Listener> listeners, cons
   if (options.workers <= 1 && options.max_requests == 0 && options.max_worker_lifetime.count() == 0 &&
       options.max_worker_memory == 0) {
     // One worker and nothing to recycle: serve in this process, no master needed.
+    ::signal(SIGUSR1, SIG_IGN);  // logs go to stdout: nothing to reopen
+    ::signal(SIGUSR2, SIG_IGN);
     return worker_main(std::move(listeners), 0, nullptr, 0);
   }
   Master master(options, std::move(listeners), worker_main);
