@@ -499,8 +499,15 @@ void Connection::on_deadline(Deadline kind) {
       send_error(408, kind == Deadline::kHeader ? "timed out reading the request head" : "timed out reading the body");
       drive();
       break;
+    case Deadline::kWrite: {
+      // The client stopped reading: reset instead of a graceful close, which would keep up to
+      // the whole socket send buffer queued in the kernel for a peer that may never read it.
+      const linger abort_on_close{1, 0};
+      ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+      close_now();
+      break;
+    }
     case Deadline::kKeepAlive:
-    case Deadline::kWrite:
     case Deadline::kLinger:
     case Deadline::kDrainIdle:
     case Deadline::kNone:

@@ -282,5 +282,80 @@ class EmfileTest(KeelTestCase):
         self.assertTrue(server.alive())
 
 
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class BackpressureTest(KeelTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = cls.start_class_server("--write-timeout", "1s")
+        cls.port = cls.server.port
+
+    def test_write_stall_closes_connection(self):
+        # A client that stops reading a large response: after --write-timeout without progress
+        # the server gives up on it instead of holding the connection (and its buffer) forever.
+        s = keelproc.connect_raw(self.port, timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            s.sendall(build_request("GET", "/big?bytes=50000000"))
+            time.sleep(2.5)  # the server's send buffer fills, then --write-timeout (1 s) runs out
+            received, deadline = 0, time.monotonic() + 10
+            ended = False
+            while time.monotonic() < deadline:
+                try:
+                    chunk = s.recv(1 << 20)
+                except ConnectionResetError:
+                    ended = True
+                    break
+                if not chunk:
+                    ended = True
+                    break
+                received += len(chunk)
+            self.assertTrue(ended, "the stalled connection was not closed")
+            self.assertLess(received, 50_000_000, "the whole body arrived: the stall was not detected")
+        finally:
+            s.close()
+        self.assertEqual(keelproc.get(self.port, "/plaintext").status, 200)
+
+    def test_pipelining_without_reading_is_bounded(self):
+        # 2000 pipelined requests for 100 kB each (200 MB of responses) from a client that does not
+        # read: the server must stop reading the connection once its output buffer is over the
+        # bound instead of queueing every response in memory.
+        pid = self.server.pid
+        before = _rss_bytes(pid)
+        s = keelproc.connect_raw(self.port, timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        try:
+            s.setblocking(False)
+            payload = b"".join(build_request("GET", "/big?bytes=100000") for _ in range(2000))
+            sent = 0
+            t0 = time.monotonic()
+            while sent < len(payload) and time.monotonic() - t0 < 2.0:
+                try:
+                    sent += s.send(payload[sent:])
+                except BlockingIOError:
+                    time.sleep(0.01)
+            time.sleep(0.5)
+            grown = _rss_bytes(pid) - before
+            self.assertLess(grown, 40_000_000, f"server RSS grew by {grown} bytes for an unread pipeline")
+            # Other clients are still served meanwhile.
+            self.assertEqual(keelproc.get(self.port, "/plaintext", timeout=5).status, 200)
+            # And the pipeline is answered in order once the client reads.
+            s.setblocking(True)
+            s.settimeout(10)
+            c = Conn(0, sock=s, timeout=10)
+            for _ in range(20):
+                resp = c.read_response()
+                self.assertStatus(resp, 200)
+                self.assertEqual(len(resp.body), 100000)
+        finally:
+            s.close()
+
+
 if __name__ == "__main__":
     unittest.main()
