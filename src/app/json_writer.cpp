@@ -79,19 +79,24 @@ void append_json_escaped(std::string& out, std::string_view s) {
   out.append(s.data() + run, s.size() - run);
 }
 
-JsonWriter& JsonWriter::value(std::int64_t n) {
-  before_value();
+namespace {
+template <class Int>
+void append_integer(std::string& out, Int n) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, n);
-  out_.append(buf, r.ptr);
+  out.append(buf, r.ptr);
+}
+}  // namespace
+
+JsonWriter& JsonWriter::value(std::int64_t n) {
+  before_value();
+  append_integer(out_, n);
   return *this;
 }
 
 JsonWriter& JsonWriter::value(std::uint64_t n) {
   before_value();
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, n);
-  out_.append(buf, r.ptr);
+  append_integer(out_, n);
   return *this;
 }
 

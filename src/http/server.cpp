@@ -23,21 +23,6 @@ namespace {
 
 thread_local Server* t_server = nullptr;
 
-std::string peer_string(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
-  }
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
-  }
-  return "unix";
-}
-
 }  // namespace
 
 class Server::Acceptor final : public net::IoHandler {
@@ -273,7 +258,7 @@ bool Server::on_accept(int listen_fd) {
     const int one = 1;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto* c = new Connection(*this, fd, peer_string(ss));
+    auto* c = new Connection(*this, fd, net::format_address(ss));
     c->all_index_ = all_.size();
     all_.push_back(c);
     ++connections_;

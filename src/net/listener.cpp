@@ -66,6 +66,28 @@ BindAddress parse_bind(const std::string& spec) {
   return out;
 }
 
+std::string format_address(const sockaddr_storage& ss, int* port) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (port != nullptr) *port = 0;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    if (port != nullptr) *port = ntohs(a->sin_port);
+    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    if (port != nullptr) *port = ntohs(a->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  if (ss.ss_family == AF_UNIX) {
+    const char* path = reinterpret_cast<const sockaddr_un*>(&ss)->sun_path;
+    return path[0] != '\0' ? "unix:" + std::string(path) : "unix";
+  }
+  return "unknown";
+}
+
 namespace {
 
 // Adopts an inherited descriptor as a listener: it must be a listening stream socket.
@@ -86,20 +108,8 @@ Listener adopt(int fd, const std::string& what) {
   sockaddr_storage ss{};
   socklen_t sl = sizeof ss;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    l.url = "http://" + std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
-  } else if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    l.url = "http://[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
-  } else if (ss.ss_family == AF_UNIX) {
-    l.url = "unix:" + std::string(reinterpret_cast<const sockaddr_un*>(&ss)->sun_path);
-  } else {
-    l.url = "fd://" + std::to_string(fd);
-  }
+  const std::string address = format_address(ss);
+  l.url = (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) ? "http://" + address : address;
   return l;
 }
 
@@ -196,19 +206,8 @@ Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port, un
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-    char host[INET6_ADDRSTRLEN] = {};
     int real_port = 0;
-    if (ss.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-      ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-      real_port = ntohs(a->sin6_port);
-      l.url = "http://[" + std::string(host) + "]:" + std::to_string(real_port);
-    } else {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-      ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-      real_port = ntohs(a->sin_port);
-      l.url = "http://" + std::string(host) + ":" + std::to_string(real_port);
-    }
+    l.url = "http://" + format_address(ss, &real_port);
     l.fd = fd;
     l.bound = addr;
     l.bound.port = real_port;

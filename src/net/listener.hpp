@@ -2,6 +2,8 @@
 // mode) and inherited by workers, which only accept on them.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <string>
 #include <vector>
 
@@ -19,6 +21,10 @@ struct BindAddress {
 // Parses "HOST:PORT", "[V6]:PORT", ":PORT"/"PORT" (all interfaces), "unix:/path" or "fd://N".
 // Throws std::invalid_argument with a message that quotes the input.
 BindAddress parse_bind(const std::string& spec);
+
+// "127.0.0.1:8000", "[::1]:8000", "unix:/path" (or "unix" for an unnamed peer); port is set to
+// the TCP port (0 otherwise) when given.
+std::string format_address(const sockaddr_storage& ss, int* port = nullptr);
 
 struct Listener {
   int fd = -1;
