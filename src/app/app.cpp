@@ -34,6 +34,13 @@ int App::run(int argc, char** argv) {
 
 int App::serve() {
   ::signal(SIGPIPE, SIG_IGN);
+  // Block the control signals from the start: until the master (or the single worker) reads
+  // them, a signal arriving early must wait, not kill the process with its default action.
+  sigset_t control;
+  sigemptyset(&control);
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
+    sigaddset(&control, sig);
+  ::sigprocmask(SIG_BLOCK, &control, nullptr);
   std::vector<net::Listener> listeners;
   try {
     listeners = net::systemd_listeners();

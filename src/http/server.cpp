@@ -173,14 +173,17 @@ net::Clock::time_point Server::tick() {
   const auto now = net::Clock::now();
   // The heartbeat: written once per loop iteration, and the loop wakes at least once a second.
   // A handler that blocks the loop stops it, which is what the master's --timeout watches.
-  if (watchdog_ && slot_ == nullptr && now >= next_watchdog_) {  // single process: the loop is the liveness
-    process::sd_notify("WATCHDOG=1");
-    next_watchdog_ = now + *watchdog_ / 2;
-  }
   if (slot_ != nullptr)
     slot_->heartbeat_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count(),
                               std::memory_order_relaxed);
   net::Clock::time_point next = net::Clock::time_point::max();
+  if (watchdog_ && slot_ == nullptr) {  // single process: the event loop itself is the liveness
+    if (now >= next_watchdog_) {
+      process::sd_notify("WATCHDOG=1");
+      next_watchdog_ = now + *watchdog_ / 2;
+    }
+    next = std::min(next, next_watchdog_);
+  }
   for (std::size_t k = 1; k < lists_.size(); ++k) {
     DeadlineList& l = lists_[k];
     while (l.head != nullptr && l.head->deadline_ <= now) {

@@ -136,6 +136,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
   std::uint64_t max_requests = options_.max_requests;
   if (max_requests != 0 && options_.max_requests_jitter != 0)
     max_requests += std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(rng_);
+  const pid_t master_pid = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     log::write(log::Level::kError, "keel.master", "fork_failed", {{"error", std::strerror(errno)}});
@@ -145,13 +146,16 @@ pid_t Master::spawn(int id, pid_t replaces) {
   if (pid == 0) {
     // Child: die with the master, unblock what the master blocked, run the worker.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() == 1) std::_Exit(0);  // the master died before prctl took effect
-    sigset_t all;
-    sigfillset(&all);
-    ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
-    install_abort_handler();
-    ::signal(SIGUSR1, SIG_IGN);  // log reopen: workers log to the inherited stdout, nothing to reopen
+    if (::getppid() != master_pid) std::_Exit(0);  // the master died before prctl took effect
+    ::signal(SIGUSR1, SIG_IGN);                    // log reopen: workers log to the inherited stdout, nothing to reopen
     ::signal(SIGUSR2, SIG_IGN);
+    install_abort_handler();
+    // Unblock what the master blocked, except the shutdown signals: the worker's event loop reads
+    // those from a signalfd, so one arriving while it boots waits instead of killing it.
+    sigset_t unblock;
+    sigfillset(&unblock);
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT}) sigdelset(&unblock, sig);
+    ::sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
     log::set_worker_id(id);
     slot->pid.store(::getpid());
     int code = 0;

@@ -143,7 +143,7 @@ class ServerStartError(RuntimeError):
 class Server:
     """A running server process (own process group) whose output is drained in the background."""
 
-    def __init__(self, args: list[str], preexec_fn=None, env=None):
+    def __init__(self, args: list[str], preexec_fn=None, env=None, pass_fds=()):
         self.args = args
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -160,6 +160,7 @@ class Server:
             start_new_session=True,  # own process group: stop() can reach every worker
             preexec_fn=preexec_fn,
             env=env,
+            pass_fds=pass_fds,
         )
         self.pid = self.proc.pid
         self.pgid = self.proc.pid
@@ -190,7 +191,9 @@ class Server:
             with self._cond:
                 self._cond.notify_all()
 
-    def wait_listening(self, count: int = 1, timeout: float = START_TIMEOUT) -> None:
+    def wait_listening(self, count: int = 1, timeout: float = START_TIMEOUT, expect_port: bool = True) -> None:
+        """Waits for count "listening" log lines; sets .port from the first one (unless
+        expect_port is False: a unix: address has no port, .port is then None)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while len(self.listening) < count:
@@ -203,7 +206,8 @@ class Server:
                 if remaining <= 0:
                     raise ServerStartError(f"no 'listening' log line within {timeout}s\n{self.output_tail()}")
                 self._cond.wait(min(remaining, 0.1))
-        self.port = port_of(self.listening[0])
+        if expect_port:
+            self.port = port_of(self.listening[0])
 
     def wait_for_stdout(self, predicate, timeout: float = 5.0):
         """Waits for a stdout line whose parsed JSON object satisfies predicate; returns it."""
@@ -310,27 +314,29 @@ def port_of(address: str) -> int:
 
 
 def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn=None, env=None,
-          wrapper: list[str] | None = None, listening: int = 1, timeout: float = START_TIMEOUT) -> Server:
+          wrapper: list[str] | None = None, listening: int = 1, timeout: float = START_TIMEOUT,
+          pass_fds=(), expect_port: bool = True) -> Server:
     """Starts binary with flags (plus --bind 127.0.0.1:0 unless bind is None or flags bind),
-    waits for the "listening" log line and returns the Server (.port, .proc)."""
+    waits for the "listening" log line and returns the Server (.port, .proc). pass_fds: extra
+    descriptors the server inherits; expect_port=False when the first address is unix:."""
     args = list(wrapper or []) + [binary]
     if bind is not None and "--bind" not in flags:
         args += ["--bind", bind]
     args += list(flags)
-    server = Server(args, preexec_fn=preexec_fn, env=env)
+    server = Server(args, preexec_fn=preexec_fn, env=env, pass_fds=pass_fds)
     try:
-        server.wait_listening(count=listening, timeout=timeout)
+        server.wait_listening(count=listening, timeout=timeout, expect_port=expect_port)
     except BaseException:
         server.stop(timeout=2.0)
         raise
     return server
 
 
-def run_cli(binary: str, *flags: str, timeout: float = 10.0):
+def run_cli(binary: str, *flags: str, timeout: float = 10.0, env=None, pass_fds=()):
     """Runs the binary expecting it to exit by itself (bad flags). Returns (rc, stdout, stderr);
     rc is None if it had to be killed after timeout."""
     proc = subprocess.Popen([binary, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, env=env, pass_fds=pass_fds)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode
