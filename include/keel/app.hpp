@@ -97,6 +97,24 @@ struct Middleware {
 
 class Router;
 
+// Lifecycle hooks of the process model. Worker hooks run in every worker process (or in the single
+// process); master hooks run in the master (in the single process too, where there is no fork).
+struct LifecycleHooks {
+  // Worker: before it accepts its first connection (open pools, run migrations, warm caches).
+  // An exception is a boot failure: logged with its message, the worker exits with code 3 and a
+  // master that never became ready stops with exit code 3 instead of respawning forever.
+  std::vector<std::function<void()>> startup;
+  // Worker: after it has drained (close pools, flush). Exceptions are logged.
+  std::vector<std::function<void()>> shutdown;
+  // Master.
+  std::function<void()> on_starting;             // listeners bound, before the first fork
+  std::function<void()> when_ready;              // every worker serves (again after a roll)
+  std::function<void(int worker_id)> pre_fork;   // in the master, before forking a worker
+  std::function<void(int worker_id)> post_fork;  // in the new worker, right after the fork
+  std::function<void(int worker_id, int pid, std::string_view reason)> worker_exit;  // after reaping
+  std::function<void()> on_exit;                                                     // the service is about to exit
+};
+
 class App {
  public:
   App();
@@ -113,6 +131,15 @@ class App {
   App& patch(std::string_view pattern, Handler h) { return route("PATCH", pattern, std::move(h)); }
   App& del(std::string_view pattern, Handler h) { return route("DELETE", pattern, std::move(h)); }
   App& use(Middleware m);
+  App& on_startup(std::function<void()> hook) {
+    hooks_.startup.push_back(std::move(hook));
+    return *this;
+  }
+  App& on_shutdown(std::function<void()> hook) {
+    hooks_.shutdown.push_back(std::move(hook));
+    return *this;
+  }
+  LifecycleHooks& hooks() noexcept { return hooks_; }
 
   ServerOptions& options() noexcept { return options_; }
 
@@ -129,6 +156,7 @@ class App {
   ServerOptions options_;
   std::unique_ptr<Router> router_;
   std::vector<Middleware> middleware_;
+  LifecycleHooks hooks_;
 };
 
 }  // namespace keel

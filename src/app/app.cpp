@@ -61,21 +61,39 @@ int App::serve() {
     log::write(log::Level::kInfo, "keel.server", "listening", {{"address", l.url}, {"workers", options_.workers}});
     if (l.bound.kind == net::BindAddress::Kind::kUnix) unix_paths.push_back(l.bound.path);
   }
-  const int code =
-      process::run(options_, std::move(listeners),
-                   [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot, std::uint64_t max_requests) {
-                     if (options_.reuse_port && options_.workers > 1) {
-                       // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over
-                       // the workers' queues. The inherited shared socket stays in the set, so connections the
-                       // kernel hashes to it are still accepted.
-                       const std::size_t shared = ls.size();
-                       for (std::size_t i = 0; i < shared; ++i)
-                         if (ls[i].bound.kind == net::BindAddress::Kind::kTcp)
-                           ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
-                     }
-                     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
-                     return server.run();
-                   });
+  const process::WorkerMain worker_main = [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot,
+                                                 std::uint64_t max_requests) {
+    if (options_.reuse_port && options_.workers > 1) {
+      // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over the
+      // workers' queues. The inherited shared socket stays in the set, so connections the kernel
+      // hashes to it are still accepted.
+      const std::size_t shared = ls.size();
+      for (std::size_t i = 0; i < shared; ++i)
+        if (ls[i].bound.kind == net::BindAddress::Kind::kTcp)
+          ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
+    }
+    http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+    for (const auto& hook : hooks_.startup) {
+      try {
+        hook();
+      } catch (const std::exception& e) {
+        log::write(log::Level::kCritical, "keel.worker", "startup_failed", {{"error", e.what()}});
+        std::cerr << "error: a startup hook failed: " << e.what() << "\n";
+        return 3;  // boot failure: the master stops instead of respawning forever
+      }
+    }
+    if (slot == nullptr && hooks_.when_ready) hooks_.when_ready();  // single process: no master to say it
+    const int code = server.run();
+    for (const auto& hook : hooks_.shutdown) {
+      try {
+        hook();
+      } catch (const std::exception& e) {
+        log::write(log::Level::kError, "keel.worker", "shutdown_hook_failed", {{"error", e.what()}});
+      }
+    }
+    return code;
+  };
+  const int code = process::run(options_, std::move(listeners), worker_main, hooks_);
   for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours: created by this process
   return code;
 }

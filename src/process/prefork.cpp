@@ -53,6 +53,19 @@ void install_abort_handler() {
   ::sigaction(SIGABRT, &sa, nullptr);
 }
 
+// Runs a user hook; an exception is logged, never allowed to take the master down.
+template <class Fn, class... Args>
+void run_hook(const char* name, const Fn& fn, Args&&... args) {
+  if (!fn) return;
+  try {
+    fn(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    log::write(log::Level::kError, "keel.master", "hook_failed", {{"hook", name}, {"error", e.what()}});
+  } catch (...) {
+    log::write(log::Level::kError, "keel.master", "hook_failed", {{"hook", name}, {"error", "unknown exception"}});
+  }
+}
+
 enum class ExitReason { kNone, kTimeout, kRecycled, kScaledDown, kReplaced, kShutdown };
 
 const char* reason_name(ExitReason r, int status, bool boot_failed) {
@@ -78,8 +91,13 @@ const char* reason_name(ExitReason r, int status, bool boot_failed) {
 
 class Master {
  public:
-  Master(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main)
-      : options_(options), listeners_(std::move(listeners)), worker_main_(worker_main), target_(options.workers) {}
+  Master(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
+         const LifecycleHooks& hooks)
+      : options_(options),
+        listeners_(std::move(listeners)),
+        worker_main_(worker_main),
+        hooks_(hooks),
+        target_(options.workers) {}
 
   int run();
 
@@ -110,6 +128,7 @@ class Master {
   const ServerOptions& options_;
   std::vector<net::Listener> listeners_;
   const WorkerMain& worker_main_;
+  const LifecycleHooks& hooks_;
   WorkerTable table_;
   std::map<pid_t, Worker> workers_;
   std::map<int, int> crash_streak_;         // id -> consecutive failures
@@ -136,6 +155,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
   std::uint64_t max_requests = options_.max_requests;
   if (max_requests != 0 && options_.max_requests_jitter != 0)
     max_requests += std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(rng_);
+  run_hook("pre_fork", hooks_.pre_fork, id);
   const pid_t master_pid = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -158,6 +178,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
     ::sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
     log::set_worker_id(id);
     slot->pid.store(::getpid());
+    run_hook("post_fork", hooks_.post_fork, id);
     int code = 0;
     try {
       code = worker_main_(listeners_, id, slot, max_requests);
@@ -236,6 +257,7 @@ void Master::reap() {
                 {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
                 {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
                 {"reason", reason}});
+    run_hook("worker_exit", hooks_.worker_exit, w.id, static_cast<int>(pid), std::string_view(reason));
     // This was the old worker of a replacement pair: the replacement carries on.
     for (auto& [other_pid, other] : workers_)
       if (other.replaces == pid) other.replaces = 0;
@@ -332,6 +354,7 @@ void Master::supervise() {
     booted_ = true;
     log::write(log::Level::kInfo, "keel.master", "workers_ready", {{"workers", workers_.size()}});
     sd_notify("READY=1\nSTATUS=serving");
+    run_hook("when_ready", hooks_.when_ready);
   }
   if (reloading_ && rolling_.empty()) {
     bool pending = false;
@@ -340,6 +363,7 @@ void Master::supervise() {
       reloading_ = false;
       log::write(log::Level::kInfo, "keel.master", "rolling_restart_done", {});
       sd_notify("READY=1\nSTATUS=serving");
+      run_hook("when_ready", hooks_.when_ready);
     }
   }
   if (watchdog_ && now >= next_watchdog_ms_) {
@@ -467,6 +491,7 @@ int Master::run() {
     const int sig = ::sigtimedwait(&set, &info, &timeout);
     if (sig > 0 && sig != SIGCHLD) on_signal(sig);
   }
+  run_hook("on_exit", hooks_.on_exit);
   log::write(log::Level::kInfo, "keel.master", "stopped", {{"exit_code", exit_code_}});
   return exit_code_;
 }
@@ -495,16 +520,20 @@ class PidFile {
 
 }  // namespace
 
-int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main) {
+int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
+        const LifecycleHooks& hooks) {
   PidFile pid_file(options.pid_file);
+  run_hook("on_starting", hooks.on_starting);
   if (options.workers <= 1 && options.max_requests == 0 && options.max_worker_lifetime.count() == 0 &&
       options.max_worker_memory == 0) {
     // One worker and nothing to recycle: serve in this process, no master needed.
     ::signal(SIGUSR1, SIG_IGN);  // logs go to stdout: nothing to reopen
     ::signal(SIGUSR2, SIG_IGN);
-    return worker_main(std::move(listeners), 0, nullptr, 0);
+    const int code = worker_main(std::move(listeners), 0, nullptr, 0);
+    run_hook("on_exit", hooks.on_exit);
+    return code;
   }
-  Master master(options, std::move(listeners), worker_main);
+  Master master(options, std::move(listeners), worker_main, hooks);
   return master.run();
 }
 

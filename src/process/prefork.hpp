@@ -22,6 +22,7 @@ using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot
 
 // Runs the workers under a master, or serves in this process when there is a single worker and
 // nothing to recycle. Returns the exit code for the whole service.
-int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main);
+int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
+        const LifecycleHooks& hooks);
 
 }  // namespace keel::process

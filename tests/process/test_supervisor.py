@@ -623,5 +623,77 @@ class BindFailureTest(SupervisorCase):
         self.assertFalse(any(e and e.get("event") == "worker_spawned" for e in events), out)
 
 
+class LifecycleHooksTest(SupervisorCase):
+    """Startup/shutdown hooks per worker and the master-level hooks, in order; a failing startup
+    hook is a boot failure: exit 3 quickly, no respawn loop."""
+
+    @staticmethod
+    def hooks(server_or_lines) -> list[tuple[str, int, int]]:
+        lines = server_or_lines.stdout_snapshot() if hasattr(server_or_lines, "stdout_snapshot") else server_or_lines
+        out = []
+        for line in lines:
+            e = keelproc.parse_log_line(line)
+            if e and e.get("event") == "testapp_hook":
+                out.append((e["hook"], e["pid"], e["worker_id"]))
+        return out
+
+    def test_master_and_worker_hooks_in_order(self):
+        server = self.start_master(workers=2)
+        master = server.pid
+        self.wait_events(server, "testapp_hook", 1, hook="when_ready")
+        self.assertServing(server)
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(10), 0, server.output_tail())
+        self.wait_events(server, "testapp_hook", 1, hook="on_exit")  # output is read by a thread
+        hooks = self.hooks(server)
+        names = [h[0] for h in hooks]
+        self.assertEqual(names[0], "on_starting", hooks)
+        self.assertEqual(names[-1], "on_exit", hooks)
+        self.assertTrue(all(pid == master for name, pid, _ in hooks
+                            if name in ("on_starting", "pre_fork", "when_ready", "worker_exit", "on_exit")), hooks)
+        for worker_id in (0, 1):
+            self.assertIn(("pre_fork", master, worker_id), hooks)
+            post = [h for h in hooks if h[0] == "post_fork" and h[2] == worker_id]
+            self.assertEqual(len(post), 1, hooks)
+            worker_pid = post[0][1]
+            self.assertNotEqual(worker_pid, master)
+            mine = [h[0] for h in hooks if h[1] == worker_pid]
+            self.assertEqual(mine, ["post_fork", "startup", "shutdown"], hooks)
+            self.assertIn(("worker_exit", master, worker_id), hooks)
+        # when_ready only after every worker ran its startup hook.
+        ready_at = names.index("when_ready")
+        self.assertEqual(names[:ready_at].count("startup"), 2, hooks)
+
+    def test_single_process_hooks(self):
+        server = self.start_server()  # one worker, no master
+        self.assertServing(server, 1)
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(10), 0, server.output_tail())
+        self.wait_events(server, "testapp_hook", 1, hook="on_exit")  # output is read by a thread
+        self.assertEqual([h[0] for h in self.hooks(server)],
+                         ["on_starting", "startup", "when_ready", "shutdown", "on_exit"])
+
+    def run_failing(self, *flags) -> tuple[int | None, float, str, str]:
+        env = dict(os.environ, KEEL_TESTAPP_FAIL_STARTUP="1")
+        t0 = time.monotonic()
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--bind", "127.0.0.1:0", *flags, timeout=10, env=env)
+        return rc, time.monotonic() - t0, out, err
+
+    def test_startup_failure_with_master_exits_3_without_respawn_loop(self):
+        rc, elapsed, out, err = self.run_failing("--workers", "2")
+        self.assertEqual(rc, 3, out + err)
+        self.assertLess(elapsed, 2.0)
+        self.assertIn("database unreachable", err)
+        spawned = [e for e in map(keelproc.parse_log_line, out.splitlines()) if e and e.get("event") == "worker_spawned"]
+        self.assertLessEqual(len(spawned), 2, "workers were respawned after a boot failure")
+        self.assertIn("worker_boot_failed", out)
+
+    def test_startup_failure_single_process_exits_3(self):
+        rc, elapsed, out, err = self.run_failing()
+        self.assertEqual(rc, 3, out + err)
+        self.assertLess(elapsed, 2.0)
+        self.assertIn("startup_failed", out)
+
+
 if __name__ == "__main__":
     unittest.main()

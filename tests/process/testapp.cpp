@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -23,8 +25,31 @@ keel::Response blocking_handler(keel::Request& req) {
   return keel::Response::text("unblocked");
 }
 
+namespace {
+// Lifecycle hooks announce themselves as JSON lines (stdout stays one JSON object per line).
+void announce(std::string_view hook, long worker = -1) {
+  std::printf("{\"event\":\"testapp_hook\",\"hook\":\"%.*s\",\"pid\":%d,\"worker_id\":%ld}\n",
+              static_cast<int>(hook.size()), hook.data(), static_cast<int>(::getpid()), worker);
+  std::fflush(stdout);
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   keel::App app;
+  // KEEL_TESTAPP_FAIL_STARTUP=1 makes every worker's startup hook throw (boot failure).
+  app.on_startup([] {
+    announce("startup");
+    if (const char* fail = std::getenv("KEEL_TESTAPP_FAIL_STARTUP"); fail != nullptr && std::string_view(fail) == "1")
+      throw std::runtime_error("database unreachable (injected by KEEL_TESTAPP_FAIL_STARTUP)");
+  });
+  app.on_shutdown([] { announce("shutdown"); });
+  auto& hooks = app.hooks();
+  hooks.on_starting = [] { announce("on_starting"); };
+  hooks.when_ready = [] { announce("when_ready"); };
+  hooks.pre_fork = [](int id) { announce("pre_fork", id); };
+  hooks.post_fork = [](int id) { announce("post_fork", id); };
+  hooks.worker_exit = [](int id, int, std::string_view) { announce("worker_exit", id); };
+  hooks.on_exit = [] { announce("on_exit"); };
   app.get("/plaintext", [](keel::Request&) { return keel::Response::text("Hello, World!"); });
   app.get("/json", [](keel::Request&) { return keel::Response::json({{"message", "Hello, World!"}}); });
   app.post("/echo", [](keel::Request& req) {
