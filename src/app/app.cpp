@@ -29,6 +29,7 @@ App& App::use(Middleware m) {
 
 int App::run(int argc, char** argv) {
   if (const int rc = cli::parse(argc, argv, options_); rc >= 0) return rc;
+  process::set_command_line(argc, argv);
   return serve();
 }
 
@@ -43,8 +44,10 @@ int App::serve() {
   ::sigprocmask(SIG_BLOCK, &control, nullptr);
   std::vector<net::Listener> listeners;
   try {
-    listeners = net::systemd_listeners();
+    listeners = net::inherited_listeners(process::kListenFdsEnv);
     if (!listeners.empty()) {
+      log::write(log::Level::kInfo, "keel.server", "listeners_inherited", {{"sockets", listeners.size()}});
+    } else if (listeners = net::systemd_listeners(); !listeners.empty()) {
       log::write(log::Level::kInfo, "keel.server", "socket_activation", {{"sockets", listeners.size()}});
     } else {
       for (const auto& spec : options_.bind)
@@ -94,7 +97,8 @@ int App::serve() {
     return code;
   };
   const int code = process::run(options_, std::move(listeners), worker_main, hooks_);
-  for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours: created by this process
+  if (!process::listeners_handed_over())
+    for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
   return code;
 }
 

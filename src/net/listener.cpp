@@ -110,6 +110,10 @@ Listener adopt(int fd, const std::string& what) {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
   const std::string address = format_address(ss);
   l.url = (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) ? "http://" + address : address;
+  if (ss.ss_family == AF_UNIX && address.rfind("unix:", 0) == 0) {  // a named unix socket: ours to clean up
+    l.bound.kind = BindAddress::Kind::kUnix;
+    l.bound.path = address.substr(5);
+  }
   return l;
 }
 
@@ -171,6 +175,26 @@ std::vector<Listener> systemd_listeners() {
   ::unsetenv("LISTEN_PID");
   ::unsetenv("LISTEN_FDS");
   ::unsetenv("LISTEN_FDNAMES");
+  return out;
+}
+
+std::vector<Listener> inherited_listeners(const char* env_var) {
+  std::vector<Listener> out;
+  const char* list = std::getenv(env_var);
+  if (list == nullptr) return out;
+  const std::string all(list);
+  ::unsetenv(env_var);
+  for (std::size_t start = 0; start < all.size();) {
+    const auto comma = all.find(',', start);
+    const std::string n = all.substr(start, comma - start);
+    int fd = -1;
+    const auto [p, ec] = std::from_chars(n.data(), n.data() + n.size(), fd);
+    if (ec != std::errc() || p != n.data() + n.size() || fd < 0)
+      throw std::invalid_argument(std::string(env_var) + ": not a descriptor number: '" + n + "'");
+    out.push_back(adopt(fd, std::string(env_var) + " fd " + n));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
   return out;
 }
 

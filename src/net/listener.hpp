@@ -43,4 +43,8 @@ Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port, un
 // removed from the environment so that child processes do not take them as theirs.
 std::vector<Listener> systemd_listeners();
 
+// Listening sockets handed over by a previous master (binary upgrade): the comma-separated
+// descriptor numbers in the environment variable env_var, which is then removed.
+std::vector<Listener> inherited_listeners(const char* env_var);
+
 }  // namespace keel::net

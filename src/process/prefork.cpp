@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -66,6 +67,9 @@ void run_hook(const char* name, const Fn& fn, Args&&... args) {
   }
 }
 
+std::vector<std::string> g_command_line;
+bool g_handed_over = false;
+
 enum class ExitReason { kNone, kTimeout, kRecycled, kScaledDown, kReplaced, kShutdown };
 
 const char* reason_name(ExitReason r, int status, bool boot_failed) {
@@ -120,6 +124,8 @@ class Master {
   void supervise();
   void start_replacement(pid_t old_pid, Worker& old, ExitReason why);
   void on_signal(int sig);
+  void start_upgrade();
+  void check_upgrade(pid_t pid, int status);
   void begin_stop(bool graceful);
   void signal_all(int sig);
   std::uint64_t rss_bytes(pid_t pid) const;
@@ -141,6 +147,9 @@ class Master {
   std::int64_t stop_deadline_ms_ = INT64_MAX;
   std::int64_t last_memory_check_ms_ = 0;
   bool reloading_ = false;
+  pid_t upgrade_pid_ = 0;  // the new master being started by SIGUSR2
+  std::int64_t upgrade_deadline_ms_ = 0;
+  pid_t upgrade_from_ = 0;  // this master replaces that one: stop it once our workers serve
   std::optional<std::chrono::milliseconds> watchdog_ = sd_watchdog_interval();
   std::int64_t next_watchdog_ms_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
@@ -239,6 +248,10 @@ void Master::reap() {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) return;
+    if (pid == upgrade_pid_) {
+      check_upgrade(pid, status);
+      continue;
+    }
     const auto it = workers_.find(pid);
     if (it == workers_.end()) continue;
     Worker w = it->second;
@@ -355,6 +368,20 @@ void Master::supervise() {
     log::write(log::Level::kInfo, "keel.master", "workers_ready", {{"workers", workers_.size()}});
     sd_notify("READY=1\nSTATUS=serving");
     run_hook("when_ready", hooks_.when_ready);
+    if (upgrade_from_ != 0) {
+      // Binary upgrade: our workers serve, so the old master may drain and go.
+      log::write(log::Level::kInfo, "keel.master", "upgrade_takeover",
+                 {{"old_master", static_cast<std::int64_t>(upgrade_from_)}});
+      ::kill(upgrade_from_, SIGTERM);
+      upgrade_from_ = 0;
+    }
+  }
+  if (upgrade_pid_ != 0 && now > upgrade_deadline_ms_) {
+    log::write(log::Level::kError, "keel.master", "upgrade_failed",
+               {{"new_master", static_cast<std::int64_t>(upgrade_pid_)},
+                {"reason", "the new master did not become ready in time"}});
+    ::kill(upgrade_pid_, SIGKILL);
+    upgrade_deadline_ms_ = INT64_MAX;  // reaped (and the pid file restored) in reap()
   }
   if (reloading_ && rolling_.empty()) {
     bool pending = false;
@@ -418,6 +445,13 @@ void Master::begin_stop(bool graceful) {
 void Master::on_signal(int sig) {
   switch (sig) {
     case SIGTERM:
+      if (upgrade_pid_ != 0 && !stopping_) {
+        // The new master took over: its workers serve; ours drain.
+        log::write(log::Level::kInfo, "keel.master", "upgrade_succeeded",
+                   {{"new_master", static_cast<std::int64_t>(upgrade_pid_)}});
+        g_handed_over = true;
+        upgrade_pid_ = 0;
+      }
       begin_stop(!stopping_);  // a second TERM escalates
       break;
     case SIGINT:
@@ -440,9 +474,7 @@ void Master::on_signal(int sig) {
       signal_all(SIGUSR1);
       break;
     case SIGUSR2:
-      log::write(
-          log::Level::kWarning, "keel.master", "signal_ignored",
-          {{"signal", "SIGUSR2"}, {"reason", "binary upgrade is not implemented yet; use a rolling restart (SIGHUP)"}});
+      start_upgrade();
       break;
     case SIGTTIN:
       if (stopping_) break;
@@ -468,12 +500,70 @@ void Master::on_signal(int sig) {
   }
 }
 
+void Master::start_upgrade() {
+  if (stopping_ || upgrade_pid_ != 0) return;
+  if (g_command_line.empty()) {
+    log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", "no command line to execute"}});
+    return;
+  }
+  std::string fds;
+  for (const auto& l : listeners_) {
+    if (l.fd < 0) continue;
+    if (!fds.empty()) fds += ',';
+    fds += std::to_string(l.fd);
+  }
+  const std::string old_pid = std::to_string(::getpid());
+  if (!options_.pid_file.empty()) ::rename(options_.pid_file.c_str(), (options_.pid_file + ".oldbin").c_str());
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", std::strerror(errno)}});
+    return;
+  }
+  if (pid == 0) {
+    // The new master: the listening sockets survive exec, everything else is close-on-exec.
+    for (const auto& l : listeners_)
+      if (l.fd >= 0) ::fcntl(l.fd, F_SETFD, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::setenv(kListenFdsEnv, fds.c_str(), 1);
+    ::setenv(kUpgradeFromEnv, old_pid.c_str(), 1);
+    std::vector<char*> argv;
+    for (auto& a : g_command_line) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    const std::string msg =
+        std::string("keel: upgrade: cannot execute ") + argv[0] + ": " + std::strerror(errno) + "\n";
+    [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
+    std::_Exit(127);
+  }
+  upgrade_pid_ = pid;
+  upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, options_.graceful_timeout.count());
+  log::write(log::Level::kInfo, "keel.master", "upgrade_started",
+             {{"new_master", static_cast<std::int64_t>(pid)}, {"executable", g_command_line[0]}});
+}
+
+void Master::check_upgrade(pid_t pid, int status) {
+  // The new master exited before taking over: keep serving with what we have.
+  upgrade_pid_ = 0;
+  if (!options_.pid_file.empty()) ::rename((options_.pid_file + ".oldbin").c_str(), options_.pid_file.c_str());
+  log::write(log::Level::kError, "keel.master", "upgrade_failed",
+             {{"new_master", static_cast<std::int64_t>(pid)},
+              {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
+              {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
+              {"reason", "the new master exited before its workers were ready; the old master keeps serving"}});
+}
+
 int Master::run() {
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
 
+  if (const char* from = std::getenv(kUpgradeFromEnv)) {
+    upgrade_from_ = static_cast<pid_t>(std::atoi(from));
+    ::unsetenv(kUpgradeFromEnv);
+  }
   for (int id = 0; id < target_; ++id) spawn(id);
   log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
 
@@ -507,9 +597,11 @@ class PidFile {
   }
   ~PidFile() {
     if (path_.empty()) return;
-    std::ifstream in(path_);
-    pid_t pid = 0;
-    if (in >> pid && pid == ::getpid()) ::unlink(path_.c_str());
+    for (const std::string& p : {path_, path_ + ".oldbin"}) {  // .oldbin: we were upgraded away
+      std::ifstream in(p);
+      pid_t pid = 0;
+      if (in >> pid && pid == ::getpid()) ::unlink(p.c_str());
+    }
   }
   PidFile(const PidFile&) = delete;
   PidFile& operator=(const PidFile&) = delete;
@@ -519,6 +611,18 @@ class PidFile {
 };
 
 }  // namespace
+
+void set_command_line(int argc, char** argv) {
+  g_command_line.assign(argv, argv + argc);
+  if (!g_command_line.empty() && g_command_line[0].find('/') != std::string::npos && g_command_line[0][0] != '/') {
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd) != nullptr) g_command_line[0] = std::string(cwd) + "/" + g_command_line[0];
+  }
+}
+
+bool listeners_handed_over() {
+  return g_handed_over;
+}
 
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks) {

@@ -16,6 +16,20 @@
 
 namespace keel::process {
 
+// The command line to re-execute on SIGUSR2 (binary upgrade). argv[0] is kept as given (made
+// absolute against the current directory when relative), not resolved, so that a deploy that
+// swaps a symlink or replaces the file is picked up.
+void set_command_line(int argc, char** argv);
+
+// Environment variables of the upgrade hand-over: the listening descriptors passed to the new
+// master ("3,4") and the pid of the old master, which the new one stops once its workers serve.
+inline constexpr const char* kListenFdsEnv = "KEEL_LISTEN_FDS";
+inline constexpr const char* kUpgradeFromEnv = "KEEL_UPGRADE_FROM";
+
+// True when this process handed its listeners to a new master (its unix socket files are the new
+// master's now and must stay).
+bool listeners_handed_over();
+
 // worker_main(listeners, worker_id, slot, max_requests) runs one worker's server; slot is null
 // and max_requests 0 when there is no master.
 using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot*, std::uint64_t)>;

@@ -695,5 +695,82 @@ class LifecycleHooksTest(SupervisorCase):
         self.assertIn("startup_failed", out)
 
 
+class BinaryUpgradeTest(SupervisorCase):
+    """SIGUSR2: the master re-executes its binary with the listening sockets; the new master's
+    workers take over and the old master drains and exits; a broken new binary changes nothing."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-upgrade-")
+        self.app = os.path.join(self.dir, "app")
+        self.pidfile = os.path.join(self.dir, "keel.pid")
+        with open(keelproc.testapp(), "rb") as src, open(self.app, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(self.app, 0o755)
+
+    def replace_binary(self, script: str) -> None:
+        tmp = self.app + ".new"
+        with open(tmp, "w") as f:
+            f.write("#!/bin/sh\n" + script + "\n")
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, self.app)  # atomically, like a deploy: the running file stays intact
+
+    def read_pidfile(self) -> int:
+        with open(self.pidfile) as f:
+            return int(f.read().strip())
+
+    def start(self):
+        server = self.start_master("--pid", self.pidfile, workers=2, binary=self.app)
+        self.assertEqual(self.read_pidfile(), server.pid)
+        return server
+
+    def test_upgrade_under_load(self):
+        server = self.start()
+        old_master = server.pid
+        old_workers = set(self.wait_worker_count(server, 2))
+        real = os.path.join(self.dir, "app.v1")
+        os.link(self.app, real)
+        self.replace_binary(f'KEEL_TESTAPP_VERSION=2 exec "{real}" "$@"')
+        load = LoadLoop(server.port, threads=2, pid_every=3, pause=0.002).start()
+        self.addCleanup(load.stop)
+        time.sleep(0.3)
+        server.send_signal(signal.SIGUSR2)
+        started = self.wait_event(server, "upgrade_started")
+        new_master = started["new_master"]
+        self.wait_event(server, "upgrade_takeover", timeout=10, pid=new_master)
+        self.wait_event(server, "upgrade_succeeded", timeout=5, pid=old_master)
+        self.assertEqual(server.wait(15), 0, "the old master did not drain and exit\n" + server.output_tail())
+        time.sleep(0.3)
+        load.stop()
+        self.assertNoFailures(load, server)
+        self.assertEqual(load.retries, 0, "a draining old worker closed a keep-alive connection under a client")
+        self.assertGreater(load.ok, 20)
+        for _ in range(5):
+            resp = fresh_get(server.port, "/version")
+            self.assertEqual(resp.body, b"2", "the new binary does not serve")
+        self.assertEqual(self.read_pidfile(), new_master)
+        self.assertFalse(os.path.exists(self.pidfile + ".oldbin"))
+        for pid in old_workers | {old_master}:
+            self.wait_gone(pid, timeout=5)
+        self.assertTrue(self.events(server, "listeners_inherited", pid=new_master))
+
+    def test_broken_new_binary_keeps_old_master_serving(self):
+        server = self.start()
+        self.replace_binary("echo 'new build is broken' >&2; exit 1")
+        load = LoadLoop(server.port, threads=2, pid_every=0, pause=0.002).start()
+        self.addCleanup(load.stop)
+        time.sleep(0.2)
+        server.send_signal(signal.SIGUSR2)
+        failed = self.wait_event(server, "upgrade_failed", timeout=10)
+        self.assertEqual(failed.get("exit_code"), 1, failed)
+        time.sleep(0.3)
+        load.stop()
+        self.assertNoFailures(load, server)
+        self.assertTrue(server.alive())
+        self.assertEqual(self.read_pidfile(), server.pid, "the pid file was not restored")
+        self.assertFalse(os.path.exists(self.pidfile + ".oldbin"))
+        self.assertEqual(fresh_get(server.port, "/version").body, b"1")
+        self.assertEqual(len(self.workers(server)), 2)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -98,6 +98,11 @@ int main(int argc, char** argv) {
   });
   app.get("/block", blocking_handler);
   app.get("/pid", [](keel::Request&) { return std::to_string(::getpid()); });
+  // Which build answers: binary-upgrade tests start the new binary with another value.
+  app.get("/version", [](keel::Request&) {
+    const char* v = std::getenv("KEEL_TESTAPP_VERSION");
+    return std::string(v != nullptr ? v : "1");
+  });
   app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
   return app.run(argc, argv);
 }
