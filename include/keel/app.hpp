@@ -52,6 +52,9 @@ struct ServerOptions {
   std::chrono::milliseconds max_worker_lifetime{0};   // --max-worker-lifetime: recycle when older (0: off)
   std::uint64_t max_worker_memory = 0;                // --max-worker-memory: recycle above this RSS (0: off)
   std::string pid_file;                               // --pid FILE: the master's pid
+  std::string control_socket;                         // --control-socket PATH: `status` queries it
+  bool reload = false;                                // --reload: re-exec when the binary changes (dev)
+  std::vector<std::string> reload_extra_files;        // --reload-extra-file: more files to watch
   int threads = 4;                                    // --threads: blocking-call pool per worker
   std::size_t thread_queue = 1024;                    // --thread-queue: pending blocking calls
 };

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "net/listener.hpp"
+#include "process/prefork.hpp"
 
 namespace keel::cli {
 
@@ -146,6 +147,16 @@ int parse(int argc, char** argv, ServerOptions& o) {
   add_duration(app, "--max-worker-lifetime", o.max_worker_lifetime, "recycle a worker older than this (0: never)");
   add_size(app, "--max-worker-memory", o.max_worker_memory, "recycle a worker whose RSS exceeds this (0: never)");
   app.add_option("-p,--pid", o.pid_file, "write the master's pid to this file");
+  app.add_option("--control-socket", o.control_socket,
+                 "unix socket where the master answers `status` (workers, pids, ages, requests)");
+  app.add_flag("--reload", o.reload, "development: restart (re-exec) when the binary or a --reload-extra-file changes");
+  app.add_option("--reload-extra-file", o.reload_extra_files,
+                 "another file whose change triggers --reload (repeatable)");
+  auto* status = app.add_subcommand("status", "show the workers of a running master and exit");
+  std::string status_socket;
+  bool status_json = false;
+  status->add_option("--control-socket", status_socket, "the master's --control-socket")->required();
+  status->add_flag("--json", status_json, "print the raw JSON");
   app.add_option("--limit-concurrency", o.limit_concurrency,
                  "in-flight requests per worker before answering 503 (0: no limit)");
   app.add_option("--worker-connections", o.worker_connections, "open connections per worker before answering 503")
@@ -169,6 +180,7 @@ int parse(int argc, char** argv, ServerOptions& o) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
   try {
     app.parse(argc, argv);
+    if (status->parsed()) return process::print_status(status_socket, status_json);
     if (!binds.empty()) o.bind = binds;
     for (const auto& b : o.bind) {
       try {

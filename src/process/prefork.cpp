@@ -3,7 +3,10 @@
 #include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +21,8 @@
 #include <optional>
 #include <random>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "log/log.hpp"
 #include "process/sd_notify.hpp"
@@ -126,6 +131,12 @@ class Master {
   void on_signal(int sig);
   void start_upgrade();
   void check_upgrade(pid_t pid, int status);
+  void open_control();
+  void close_control();
+  void serve_control();
+  std::string status_json() const;
+  void watch_for_reload();
+  void check_reload();
   void begin_stop(bool graceful);
   void signal_all(int sig);
   std::uint64_t rss_bytes(pid_t pid) const;
@@ -149,7 +160,11 @@ class Master {
   bool reloading_ = false;
   pid_t upgrade_pid_ = 0;  // the new master being started by SIGUSR2
   std::int64_t upgrade_deadline_ms_ = 0;
-  pid_t upgrade_from_ = 0;  // this master replaces that one: stop it once our workers serve
+  pid_t upgrade_from_ = 0;                            // this master replaces that one: stop it once our workers serve
+  int control_fd_ = -1;                               // --control-socket listener
+  int inotify_fd_ = -1;                               // --reload watches
+  std::vector<std::pair<int, std::string>> watched_;  // watch descriptor -> file name in that directory
+  std::int64_t reload_at_ms_ = 0;                     // debounced re-exec time, 0: none pending
   std::optional<std::chrono::milliseconds> watchdog_ = sd_watchdog_interval();
   std::int64_t next_watchdog_ms_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
@@ -309,6 +324,8 @@ void Master::reap() {
 
 void Master::supervise() {
   const std::int64_t now = steady_ms();
+  serve_control();
+  check_reload();
   const bool check_memory = options_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;
   if (check_memory) last_memory_check_ms_ = now;
   bool all_ready = !workers_.empty();
@@ -537,6 +554,7 @@ void Master::start_upgrade() {
     [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
     std::_Exit(127);
   }
+  close_control();  // the new master answers `status` at the same path
   upgrade_pid_ = pid;
   upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, options_.graceful_timeout.count());
   log::write(log::Level::kInfo, "keel.master", "upgrade_started",
@@ -546,12 +564,110 @@ void Master::start_upgrade() {
 void Master::check_upgrade(pid_t pid, int status) {
   // The new master exited before taking over: keep serving with what we have.
   upgrade_pid_ = 0;
+  open_control();
   if (!options_.pid_file.empty()) ::rename((options_.pid_file + ".oldbin").c_str(), options_.pid_file.c_str());
   log::write(log::Level::kError, "keel.master", "upgrade_failed",
              {{"new_master", static_cast<std::int64_t>(pid)},
               {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
               {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
               {"reason", "the new master exited before its workers were ready; the old master keeps serving"}});
+}
+
+void Master::open_control() {
+  if (options_.control_socket.empty() || control_fd_ >= 0) return;
+  try {
+    net::BindAddress addr;
+    addr.kind = net::BindAddress::Kind::kUnix;
+    addr.path = options_.control_socket;
+    control_fd_ = net::open_listener(addr, 16, false, 0600).fd;
+  } catch (const std::exception& e) {
+    log::write(log::Level::kError, "keel.master", "control_socket_failed", {{"error", e.what()}});
+  }
+}
+
+void Master::close_control() {
+  if (control_fd_ < 0) return;
+  ::close(control_fd_);
+  control_fd_ = -1;
+  ::unlink(options_.control_socket.c_str());
+}
+
+std::string Master::status_json() const {
+  std::string out = "{\"master_pid\":" + std::to_string(::getpid()) + ",\"workers_target\":" + std::to_string(target_) +
+                    ",\"stopping\":" + (stopping_ ? "true" : "false") +
+                    ",\"upgrading\":" + (upgrade_pid_ != 0 ? "true" : "false") + ",\"workers\":[";
+  static constexpr const char* kStates[] = {"free", "booting", "ready", "retiring", "draining"};
+  const std::int64_t now = steady_ms();
+  bool first = true;
+  for (const auto& [pid, w] : workers_) {
+    const int state = static_cast<int>(w.slot->get_state());
+    char age[32];
+    std::snprintf(age, sizeof age, "%.3f", static_cast<double>(now - w.started_ms) / 1000.0);
+    out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(w.id) + ",\"pid\":" + std::to_string(pid) +
+           ",\"state\":\"" + (state >= 0 && state <= 4 ? kStates[state] : "unknown") + "\",\"age_s\":" + age +
+           ",\"requests\":" + std::to_string(w.slot->requests.load(std::memory_order_relaxed)) + "}";
+    first = false;
+  }
+  return out + "]}\n";
+}
+
+void Master::serve_control() {
+  for (int i = 0; control_fd_ >= 0 && i < 16; ++i) {
+    const int c = ::accept4(control_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    // Blocking write with a short timeout: a client that does not read cannot stall the master.
+    const timeval tv{0, 200 * 1000};
+    ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    const std::string body = status_json();
+    [[maybe_unused]] const ssize_t n = ::send(c, body.data(), body.size(), MSG_NOSIGNAL);
+    ::close(c);
+  }
+}
+
+void Master::watch_for_reload() {
+  if (!options_.reload || g_command_line.empty()) return;
+  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0) {
+    log::write(log::Level::kError, "keel.master", "reload_unavailable", {{"error", std::strerror(errno)}});
+    return;
+  }
+  std::vector<std::string> files{g_command_line[0]};
+  files.insert(files.end(), options_.reload_extra_files.begin(), options_.reload_extra_files.end());
+  for (const auto& f : files) {
+    // Watch the directory: builds and deploys replace files (rename), which a file watch misses.
+    const auto slash = f.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : f.substr(0, slash));
+    const std::string name = slash == std::string::npos ? f : f.substr(slash + 1);
+    const int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+    if (wd < 0) {
+      log::write(log::Level::kError, "keel.master", "reload_watch_failed",
+                 {{"file", f}, {"error", std::strerror(errno)}});
+      continue;
+    }
+    watched_.emplace_back(wd, name);
+  }
+  log::write(log::Level::kInfo, "keel.master", "reload_watching", {{"files", files.size()}});
+}
+
+void Master::check_reload() {
+  if (inotify_fd_ < 0) return;
+  alignas(inotify_event) char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(inotify_fd_, buf, sizeof buf);
+    if (n <= 0) break;
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      const std::string name = ev->len > 0 ? std::string(ev->name) : std::string();
+      for (const auto& [wd, file] : watched_)
+        if (wd == ev->wd && name == file) reload_at_ms_ = steady_ms() + 300;  // debounce a build's writes
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  }
+  if (reload_at_ms_ != 0 && steady_ms() >= reload_at_ms_ && upgrade_pid_ == 0 && booted_) {
+    reload_at_ms_ = 0;
+    log::write(log::Level::kInfo, "keel.master", "reload", {{"reason", "a watched file changed"}});
+    start_upgrade();
+  }
 }
 
 int Master::run() {
@@ -566,6 +682,8 @@ int Master::run() {
   }
   for (int id = 0; id < target_; ++id) spawn(id);
   log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
+  open_control();
+  watch_for_reload();
 
   for (;;) {
     reap();
@@ -581,6 +699,8 @@ int Master::run() {
     const int sig = ::sigtimedwait(&set, &info, &timeout);
     if (sig > 0 && sig != SIGCHLD) on_signal(sig);
   }
+  if (!g_handed_over) close_control();  // else the new master owns the path now
+  if (inotify_fd_ >= 0) ::close(inotify_fd_);
   run_hook("on_exit", hooks_.on_exit);
   log::write(log::Level::kInfo, "keel.master", "stopped", {{"exit_code", exit_code_}});
   return exit_code_;
@@ -624,12 +744,56 @@ bool listeners_handed_over() {
   return g_handed_over;
 }
 
+int print_status(const std::string& control_socket, bool as_json) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (fd < 0 || control_socket.size() >= sizeof sa.sun_path) {
+    std::fprintf(stderr, "status: invalid control socket path '%s'\n", control_socket.c_str());
+    return 1;
+  }
+  std::memcpy(sa.sun_path, control_socket.c_str(), control_socket.size() + 1);
+  const timeval tv{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    std::fprintf(stderr, "status: no master answers on %s: %s\n", control_socket.c_str(), std::strerror(errno));
+    ::close(fd);
+    return 1;
+  }
+  std::string body;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) body.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  if (body.empty()) {
+    std::fprintf(stderr, "status: the master at %s sent nothing\n", control_socket.c_str());
+    return 1;
+  }
+  if (as_json) {
+    std::fputs(body.c_str(), stdout);
+    return 0;
+  }
+  const auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) {
+    std::fprintf(stderr, "status: unreadable answer from %s\n", control_socket.c_str());
+    return 1;
+  }
+  std::printf("master %lld  workers %lld%s%s\n", j.value("master_pid", 0LL), j.value("workers_target", 0LL),
+              j.value("stopping", false) ? "  (stopping)" : "", j.value("upgrading", false) ? "  (upgrading)" : "");
+  std::printf("%-4s %-8s %-9s %10s %10s\n", "ID", "PID", "STATE", "AGE(s)", "REQUESTS");
+  for (const auto& w : j.value("workers", nlohmann::json::array()))
+    std::printf("%-4lld %-8lld %-9s %10.1f %10llu\n", w.value("id", 0LL), w.value("pid", 0LL),
+                w.value("state", std::string("?")).c_str(), w.value("age_s", 0.0), w.value("requests", 0ULL));
+  return 0;
+}
+
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks) {
   PidFile pid_file(options.pid_file);
   run_hook("on_starting", hooks.on_starting);
-  if (options.workers <= 1 && options.max_requests == 0 && options.max_worker_lifetime.count() == 0 &&
-      options.max_worker_memory == 0) {
+  const bool needs_master = options.workers > 1 || options.max_requests != 0 ||
+                            options.max_worker_lifetime.count() != 0 || options.max_worker_memory != 0 ||
+                            options.reload || !options.control_socket.empty();
+  if (!needs_master) {
     // One worker and nothing to recycle: serve in this process, no master needed.
     ::signal(SIGUSR1, SIG_IGN);  // logs go to stdout: nothing to reopen
     ::signal(SIGUSR2, SIG_IGN);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "keel/app.hpp"
@@ -29,6 +30,10 @@ inline constexpr const char* kUpgradeFromEnv = "KEEL_UPGRADE_FROM";
 // True when this process handed its listeners to a new master (its unix socket files are the new
 // master's now and must stay).
 bool listeners_handed_over();
+
+// `<binary> status`: asks the master at control_socket for its workers and prints them (a table,
+// or the JSON with as_json). Returns 0, or 1 with a message when no master answers.
+int print_status(const std::string& control_socket, bool as_json);
 
 // worker_main(listeners, worker_id, slot, max_requests) runs one worker's server; slot is null
 // and max_requests 0 when there is no master.

@@ -695,9 +695,8 @@ class LifecycleHooksTest(SupervisorCase):
         self.assertIn("startup_failed", out)
 
 
-class BinaryUpgradeTest(SupervisorCase):
-    """SIGUSR2: the master re-executes its binary with the listening sockets; the new master's
-    workers take over and the old master drains and exits; a broken new binary changes nothing."""
+class TempBinaryCase(SupervisorCase):
+    """Runs a copy of the test app from a temporary directory, so a test can replace it."""
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="keel-upgrade-")
@@ -722,6 +721,11 @@ class BinaryUpgradeTest(SupervisorCase):
         server = self.start_master("--pid", self.pidfile, workers=2, binary=self.app)
         self.assertEqual(self.read_pidfile(), server.pid)
         return server
+
+
+class BinaryUpgradeTest(TempBinaryCase):
+    """SIGUSR2: the master re-executes its binary with the listening sockets; the new master's
+    workers take over and the old master drains and exits; a broken new binary changes nothing."""
 
     def test_upgrade_under_load(self):
         server = self.start()
@@ -770,6 +774,48 @@ class BinaryUpgradeTest(SupervisorCase):
         self.assertFalse(os.path.exists(self.pidfile + ".oldbin"))
         self.assertEqual(fresh_get(server.port, "/version").body, b"1")
         self.assertEqual(len(self.workers(server)), 2)
+
+
+class ControlAndReloadTest(TempBinaryCase):
+    """`status` against the master's --control-socket, and --reload re-executing a changed binary."""
+
+    def test_status(self):
+        ctl = os.path.join(self.dir, "ctl")
+        server = self.start_master("--control-socket", ctl, workers=2, binary=self.app)
+        self.assertServing(server, 2)
+        rc, out, err = keelproc.run_cli(self.app, "status", "--control-socket", ctl, "--json")
+        self.assertEqual(rc, 0, err)
+        import json
+        status = json.loads(out)
+        self.assertEqual(status["master_pid"], server.pid)
+        self.assertEqual(sorted(w["id"] for w in status["workers"]), [0, 1])
+        self.assertEqual(sorted(w["pid"] for w in status["workers"]), sorted(self.workers(server)))
+        self.assertTrue(all(w["state"] == "ready" for w in status["workers"]), status)
+        self.assertEqual(sum(w["requests"] for w in status["workers"]), 2)
+        rc, out, err = keelproc.run_cli(self.app, "status", "--control-socket", ctl)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"master {server.pid}", out)
+        self.assertIn("ready", out)
+        rc, out, err = keelproc.run_cli(self.app, "status", "--control-socket", os.path.join(self.dir, "none"))
+        self.assertEqual(rc, 1)
+        self.assertIn("no master answers", err)
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(10), 0)
+        self.assertFalse(os.path.exists(ctl), "the control socket was left behind")
+
+    def test_reload_on_binary_change(self):
+        server = self.start_master("--reload", workers=2, binary=self.app)
+        self.wait_event(server, "reload_watching")
+        real = os.path.join(self.dir, "app.v1")
+        os.link(self.app, real)
+        self.replace_binary(f'KEEL_TESTAPP_VERSION=2 exec "{real}" "$@"')
+        self.wait_event(server, "reload", timeout=5)
+        self.wait_event(server, "upgrade_succeeded", timeout=10)
+        self.assertEqual(server.wait(15), 0, server.output_tail())
+        deadline = time.monotonic() + 5
+        while fresh_get(server.port, "/version").body != b"2":
+            self.assertLess(time.monotonic(), deadline, "the reloaded binary does not serve")
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":
