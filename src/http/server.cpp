@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -56,9 +57,11 @@ class Server::SignalWatcher final : public net::IoHandler {
   void on_io(std::uint32_t) override {
     signalfd_siginfo info{};
     while (::read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-      // TERM: graceful drain; a second TERM, INT or QUIT: stop now.
+      // TERM: graceful drain; a second TERM, INT or QUIT: stop now. The master marks (sigqueue)
+      // the TERM that stops the whole service, as opposed to retiring this one worker.
       const bool graceful = info.ssi_signo == SIGTERM && !server_.shutting_down();
-      server_.begin_shutdown(graceful);
+      const bool whole_service = info.ssi_code == SI_QUEUE && info.ssi_int == process::kStopServiceSignalValue;
+      server_.begin_shutdown(graceful, whole_service);
     }
   }
 
@@ -201,10 +204,16 @@ net::Clock::time_point Server::tick() {
       next = std::min(next, accept_resume_at_);
     }
   }
-  if (shutdown_requested_ && !draining_ && now >= shutdown_at_) begin_shutdown(true);
+  if (shutdown_requested_ && !draining_ && now >= shutdown_at_) begin_shutdown(true, stopping_service_);
+  if (listeners_close_at_ != net::Clock::time_point{}) {
+    if (now >= listeners_close_at_)
+      close_listeners();
+    else
+      next = std::min(next, listeners_close_at_);
+  }
   if (shutdown_requested_ && !draining_) next = std::min(next, shutdown_at_);
   if (draining_) {
-    if (connections_ == 0 && in_flight_ == 0) {
+    if (connections_ == 0 && in_flight_ == 0 && listeners_closed_) {
       loop_.stop();
     } else if (now >= drain_deadline_) {
       log::write(log::Level::kWarning, "keel.server", "drain_timeout",
@@ -270,7 +279,43 @@ bool Server::on_accept(int listen_fd) {
   return accepting_;
 }
 
-void Server::begin_shutdown(bool graceful) {
+namespace {
+// A classic BPF socket filter that drops TCP segments with SYN set and ACK clear: new connection
+// attempts stop reaching the listener (their SYNs are retransmitted, and refused once it is
+// closed), while handshakes already under way complete and wait in the backlog to be accepted.
+void refuse_new_connections(int fd) {
+  static sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),           // TCP flags byte
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),        // SYN | ACK
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),  // SYN alone: a new connection
+      BPF_STMT(BPF_RET | BPF_K, 0),                     // drop
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffffU),           // keep
+  };
+  const sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  ::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+}  // namespace
+
+void Server::close_listeners() {
+  listeners_close_at_ = {};
+  // The last look at the backlog: everything that reached us is accepted and served.
+  if (accepting_)
+    for (const auto& l : listeners_)
+      while (l.fd >= 0 && on_accept(l.fd)) {
+      }
+  if (accepting_)
+    for (auto& a : acceptors_) loop_.remove(a->fd());
+  accepting_ = false;
+  for (auto& l : listeners_) {
+    if (l.fd >= 0) ::close(l.fd);
+    l.fd = -1;
+  }
+  listeners_closed_ = true;
+}
+
+void Server::begin_shutdown(bool graceful, bool whole_service) {
+  // Without a master this process is the whole service.
+  stopping_service_ = whole_service || slot_ == nullptr;
   if (graceful && !shutdown_requested_ && !draining_ && options_.shutdown_delay.count() > 0) {
     // Load balancers need time to notice the failing readiness and stop sending: keep serving
     // normally until then (tick() starts the drain).
@@ -281,30 +326,28 @@ void Server::begin_shutdown(bool graceful) {
     return;
   }
   shutdown_requested_ = true;
-  if (graceful && accepting_) {
-    // Connections already in the backlog reached us: accept and serve them rather than let the
-    // close below reset them.
-    for (const auto& l : listeners_)
-      while (l.fd >= 0 && on_accept(l.fd)) {
-      }
-  }
   if (!draining_) {
     log::write(log::Level::kInfo, "keel.server", graceful ? "graceful_shutdown" : "fast_shutdown",
                {{"open_connections", connections_}, {"in_flight", in_flight_}});
     if (slot_ == nullptr) process::sd_notify("STOPPING=1");
     if (slot_ != nullptr) slot_->set_state(process::WorkerState::kDraining);
   }
-  if (accepting_) {
-    for (auto& a : acceptors_) loop_.remove(a->fd());
-  }
-  accepting_ = false;
-  for (auto& l : listeners_) {
-    if (l.fd >= 0) ::close(l.fd);
-    l.fd = -1;
-  }
   if (!graceful) {
+    close_listeners();
     loop_.stop();
     return;
+  }
+  if (stopping_service_ && accepting_ && !draining_) {
+    // The listening sockets are about to close for good: stop new connections first, then keep
+    // accepting briefly so that handshakes already under way are served, not reset by the close.
+    for (const auto& l : listeners_)
+      if (l.fd >= 0 && (l.bound.kind == net::BindAddress::Kind::kTcp || l.bound.kind == net::BindAddress::Kind::kFd))
+        refuse_new_connections(l.fd);
+    listeners_close_at_ = loop_.now() + std::chrono::milliseconds(100);
+  } else if (!draining_) {
+    // Only this worker retires: the other workers keep accepting from the shared sockets, so
+    // closing our copies loses nothing.
+    close_listeners();
   }
   draining_ = true;
   drain_deadline_ = loop_.now() + options_.graceful_timeout;

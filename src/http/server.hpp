@@ -73,7 +73,10 @@ class Server {
   net::Clock::time_point tick();
   // Accepts up to a batch of pending connections; true when the batch filled (more may wait).
   bool on_accept(int listen_fd);
-  void begin_shutdown(bool graceful);
+  // whole_service: the master stops everything (the listening sockets close for good), as
+  // opposed to this worker retiring while the others keep accepting.
+  void begin_shutdown(bool graceful, bool whole_service);
+  void close_listeners();
   void unlink(Connection& c);
 
   const ServerOptions& options_;
@@ -96,6 +99,9 @@ class Server {
   net::Clock::time_point accept_resume_at_{};
   bool draining_ = false;
   bool shutdown_requested_ = false;  // SIGTERM seen; draining starts after --shutdown-delay
+  bool stopping_service_ = false;    // the whole service stops (not just this worker)
+  bool listeners_closed_ = false;
+  net::Clock::time_point listeners_close_at_{};  // final backlog drain, then close
   net::Clock::time_point shutdown_at_{};
   net::Clock::time_point drain_deadline_{};
   std::size_t live_connections_ = 0;  // not yet released

@@ -449,7 +449,18 @@ void Master::begin_stop(bool graceful) {
   respawn_at_.clear();
   for (auto& [pid, w] : workers_)
     if (w.reason == ExitReason::kNone) w.reason = ExitReason::kShutdown;
-  signal_all(graceful ? SIGTERM : SIGINT);
+  if (graceful && !g_handed_over) {
+    // The whole service stops: tell the workers so (they refuse new connections, serve the
+    // backlog, then close the sockets). After a hand-over the new master's workers share the
+    // sockets, so ours just retire.
+    for (const auto& [pid, w] : workers_) {
+      sigval value{};
+      value.sival_int = kStopServiceSignalValue;
+      ::sigqueue(pid, SIGTERM, value);
+    }
+  } else {
+    signal_all(graceful ? SIGTERM : SIGINT);
+  }
   for (auto& l : listeners_) {
     if (l.fd >= 0) ::close(l.fd);
     l.fd = -1;

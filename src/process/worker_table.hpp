@@ -49,4 +49,8 @@ class WorkerTable {
 
 std::int64_t steady_ms() noexcept;
 
+// sigqueue() value the master attaches to the SIGTERM that stops the whole service (workers then
+// close the shared listening sockets for good), as opposed to a plain SIGTERM retiring one worker.
+inline constexpr int kStopServiceSignalValue = 1;
+
 }  // namespace keel::process

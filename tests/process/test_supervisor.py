@@ -818,5 +818,87 @@ class ControlAndReloadTest(TempBinaryCase):
             time.sleep(0.05)
 
 
+class DrainUnderLoadTest(SupervisorCase):
+    """SIGTERM at steady load (wrk in the background, counting clients in Python): every request
+    written on a connection that reached the server gets a complete 200 — no resets, no timeouts,
+    no retries; only new connections attempted after the listeners closed may be refused."""
+
+    def test_sigterm_under_load_loses_nothing(self):
+        import shutil
+        import subprocess
+        server = self.start_master("--graceful-timeout", "10s", workers=2)
+        wrk = None
+        if shutil.which("wrk"):
+            wrk = subprocess.Popen(["wrk", "-t1", "-c32", "-d4s", f"http://127.0.0.1:{server.port}/plaintext"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.addCleanup(lambda: wrk.poll() is None and wrk.kill())
+        stop = threading.Event()
+        lock = threading.Lock()
+        stats = {"ok": 0, "refused": 0, "failures": [], "retries": 0}
+
+        def keep_alive_client():
+            client = KeepAliveClient(server.port)
+            while not stop.is_set():
+                try:
+                    client.get("/plaintext")
+                    with lock:
+                        stats["ok"] += 1
+                except RequestFailed as e:
+                    if "ConnectionRefused" in str(e) or "Errno 111" in str(e):
+                        with lock:
+                            stats["refused"] += 1
+                        break  # the listeners are closed: a load balancer would stop here too
+                    with lock:
+                        stats["failures"].append(str(e))
+                    break
+                except ConnectionRefusedError:
+                    with lock:
+                        stats["refused"] += 1
+                    break
+            with lock:
+                stats["retries"] += client.retries
+            client.close()
+
+        def fresh_client():
+            while not stop.is_set():
+                try:
+                    c = Conn(server.port, timeout=5)
+                except ConnectionRefusedError:
+                    with lock:
+                        stats["refused"] += 1
+                    return
+                try:
+                    resp = c.get("/plaintext")  # the connection reached us: it must be answered
+                    with lock:
+                        if resp.status == 200:
+                            stats["ok"] += 1
+                        else:
+                            stats["failures"].append(f"fresh connection: status {resp.status}")
+                except Exception as e:  # noqa: BLE001
+                    with lock:
+                        stats["failures"].append(f"fresh connection: {e!r}")
+                finally:
+                    c.close()
+
+        threads = [threading.Thread(target=keep_alive_client, daemon=True) for _ in range(3)]
+        threads += [threading.Thread(target=fresh_client, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        before = stats["ok"]
+        t_term = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(15)
+        elapsed = time.monotonic() - t_term
+        stop.set()
+        for t in threads:
+            t.join(5)
+        self.assertEqual(code, 0, server.output_tail())
+        self.assertLess(elapsed, 5.0, "shutdown took longer than the in-flight work needs")
+        self.assertGreater(before, 50, "no load before SIGTERM")
+        self.assertEqual(stats["failures"], [], server.output_tail())
+        self.assertEqual(stats["retries"], 0, "a keep-alive connection was closed under a client")
+
+
 if __name__ == "__main__":
     unittest.main()
