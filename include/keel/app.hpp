@@ -100,6 +100,11 @@ struct Middleware {
 
 class Router;
 
+// True from the moment this worker was asked to stop (SIGTERM, including the --shutdown-delay
+// during which it still serves normally): a readiness endpoint answers 503 from then on, so load
+// balancers stop routing here before the listeners close. False outside a running worker.
+bool shutting_down() noexcept;
+
 // Lifecycle hooks of the process model. Worker hooks run in every worker process (or in the single
 // process); master hooks run in the master (in the single process too, where there is no fork).
 struct LifecycleHooks {

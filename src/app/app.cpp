@@ -14,6 +14,11 @@
 
 namespace keel {
 
+bool shutting_down() noexcept {
+  const http::Server* server = http::Server::current();
+  return server != nullptr && server->shutting_down();
+}
+
 App::App() : router_(std::make_unique<Router>()) {}
 App::~App() = default;
 

@@ -900,5 +900,32 @@ class DrainUnderLoadTest(SupervisorCase):
         self.assertEqual(stats["retries"], 0, "a keep-alive connection was closed under a client")
 
 
+class ShutdownDelayTest(SupervisorCase):
+    def test_shutdown_delay_keeps_serving_while_readiness_fails(self):
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                server = self.start_master("--shutdown-delay", "1s", workers=workers) if workers > 1 else \
+                    self.start_server("--shutdown-delay", "1s")
+                self.assertEqual(fresh_get(server.port, "/ready").status, 200)
+                client = KeepAliveClient(server.port)
+                self.assertEqual(client.get("/plaintext").status, 200)
+                t0 = time.monotonic()
+                server.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                # During the delay: readiness fails, everything else is served normally, new
+                # connections included, and keep-alive continues.
+                ready = fresh_get(server.port, "/ready")
+                self.assertEqual(ready.status, 503, ready)
+                resp = client.get("/plaintext")
+                self.assertEqual(resp.status, 200)
+                self.assertFalse(resp.has_token("Connection", "close"), "draining before the delay ended")
+                self.assertEqual(fresh_get(server.port, "/plaintext").status, 200)
+                self.assertEqual(server.wait(10), 0, server.output_tail())
+                elapsed = time.monotonic() - t0
+                self.assertGreaterEqual(elapsed, 0.9, "stopped before --shutdown-delay")
+                self.assertLess(elapsed, 4.0)
+                client.close()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -97,6 +97,10 @@ int main(int argc, char** argv) {
     return nlohmann::json{{"rest", req.param("rest")}, {"route", req.route()}};
   });
   app.get("/block", blocking_handler);
+  // A minimal readiness endpoint (the real one comes with the health module).
+  app.get("/ready", [](keel::Request&) {
+    return keel::shutting_down() ? keel::Response::text("shutting down", 503) : keel::Response::text("ready");
+  });
   app.get("/pid", [](keel::Request&) { return std::to_string(::getpid()); });
   // Which build answers: binary-upgrade tests start the new binary with another value.
   app.get("/version", [](keel::Request&) {
