@@ -66,7 +66,7 @@ void Connection::on_io(std::uint32_t events) {
 // The connection's state machine: read, parse and handle, stream, write, until no step makes
 // progress. Every event and every async completion ends up here, so there is no re-entrancy.
 void Connection::drive() {
-  for (int rounds = 0; !dead_; ++rounds) {
+  while (!dead_) {
     bool progress = false;
     if (lingering_) {
       if (!read_some()) break;
