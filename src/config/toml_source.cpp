@@ -1,0 +1,85 @@
+#include "config/toml_source.hpp"
+
+#include <toml++/toml.h>
+#include <fstream>
+#include <sstream>
+
+namespace keel::config {
+namespace {
+
+int line_of(const toml::node& n) {
+  return static_cast<int>(n.source().begin.line);
+}
+
+// Scalar to text the way a user would write it in an environment variable.
+bool scalar_text(const toml::node& n, std::string& out) {
+  if (const auto* s = n.as_string()) {
+    out = s->get();
+  } else if (const auto* i = n.as_integer()) {
+    out = std::to_string(i->get());
+  } else if (const auto* f = n.as_floating_point()) {
+    std::ostringstream os;
+    os << f->get();
+    out = os.str();
+  } else if (const auto* b = n.as_boolean()) {
+    out = b->get() ? "true" : "false";
+  } else {
+    return false;  // dates and times: no setting type takes them
+  }
+  return true;
+}
+
+void flatten(const toml::table& table, const std::string& prefix, FileResult& out) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      flatten(*sub, key, out);
+    } else if (const auto* arr = node.as_array()) {
+      std::string joined;
+      bool ok = true;
+      for (const auto& item : *arr) {
+        std::string text;
+        if (!scalar_text(item, text)) {
+          ok = false;
+          break;
+        }
+        if (!joined.empty()) joined += ',';
+        joined += text;
+      }
+      if (ok)
+        out.entries.push_back({key, joined, line_of(node)});
+      else
+        out.errors.push_back(
+            {line_of(node), "key '" + key + "': only arrays of strings, numbers or booleans are supported"});
+    } else {
+      std::string text;
+      if (scalar_text(node, text))
+        out.entries.push_back({key, text, line_of(node)});
+      else
+        out.errors.push_back({line_of(node), "key '" + key + "': dates and times are not supported values"});
+    }
+  }
+}
+
+}  // namespace
+
+FileResult parse_toml(std::string_view text, std::string_view source_name) {
+  FileResult out;
+  try {
+    const toml::table doc = toml::parse(text, source_name);
+    flatten(doc, "", out);
+  } catch (const toml::parse_error& e) {
+    out.errors.push_back({static_cast<int>(e.source().begin.line), std::string(e.description())});
+  }
+  return out;
+}
+
+FileResult load_toml_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return FileResult{{}, {{0, "cannot read " + path}}};
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_toml(text.str(), path);
+}
+
+}  // namespace keel::config

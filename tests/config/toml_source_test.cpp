@@ -1,0 +1,66 @@
+#include "config/toml_source.hpp"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using keel::config::parse_toml;
+
+TEST(ConfigToml, FlattensScalarsTablesAndArrays) {
+  const auto r = parse_toml(R"(# keel's own settings at the top level
+workers = 4
+graceful_timeout = "45s"
+reuse_port = true
+ratio = 0.25
+bind = ["127.0.0.1:8000", "unix:/run/app.sock"]
+
+[app]
+database_url = "sqlite:./demo.db"
+)",
+                            "keel.toml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0].message;
+  ASSERT_EQ(r.entries.size(), 6u);
+  auto find = [&](std::string_view key) -> const keel::config::FileEntry* {
+    for (const auto& e : r.entries)
+      if (e.key == key) return &e;
+    return nullptr;
+  };
+  ASSERT_NE(find("workers"), nullptr);
+  EXPECT_EQ(find("workers")->value, "4");
+  EXPECT_EQ(find("workers")->line, 2);
+  EXPECT_EQ(find("graceful_timeout")->value, "45s");
+  EXPECT_EQ(find("reuse_port")->value, "true");
+  EXPECT_EQ(find("ratio")->value, "0.25");
+  EXPECT_EQ(find("bind")->value, "127.0.0.1:8000,unix:/run/app.sock");
+  ASSERT_NE(find("app.database_url"), nullptr);
+  EXPECT_EQ(find("app.database_url")->value, "sqlite:./demo.db");
+  EXPECT_EQ(find("app.database_url")->line, 9);
+}
+
+TEST(ConfigToml, SyntaxErrorNamesTheLine) {
+  const auto r = parse_toml("workers = 4\ngraceful_timeout = \"45s\nkeep_alive = 5\n", "bad.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 2);
+  EXPECT_FALSE(r.errors[0].message.empty());
+}
+
+TEST(ConfigToml, UnsupportedValuesAreErrorsNamingTheKey) {
+  const auto r = parse_toml("when = 1979-05-27\n[[servers]]\nname = \"a\"\nnested = [[1, 2], [3]]\n", "x.toml");
+  ASSERT_GE(r.errors.size(), 2u);
+  bool when = false, servers = false;
+  for (const auto& e : r.errors) {
+    when = when || e.message.find("'when'") != std::string::npos;
+    servers = servers || e.message.find("'servers'") != std::string::npos;
+  }
+  EXPECT_TRUE(when);
+  EXPECT_TRUE(servers);
+}
+
+TEST(ConfigToml, UnreadableFile) {
+  const auto r = keel::config::load_toml_file("/nonexistent/keel.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 0);
+  EXPECT_NE(r.errors[0].message.find("/nonexistent/keel.toml"), std::string::npos);
+}
+
+}  // namespace
