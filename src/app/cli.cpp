@@ -9,62 +9,11 @@
 #include <iostream>
 #include <thread>
 
+#include "config/values.hpp"
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
 
 namespace keel::cli {
-
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  std::size_t unit_at = 0;
-  while (unit_at < text.size() && ((text[unit_at] >= '0' && text[unit_at] <= '9') || text[unit_at] == '.')) ++unit_at;
-  if (unit_at == 0) return std::nullopt;
-  double value = 0;
-  const auto [p, ec] = std::from_chars(text.data(), text.data() + unit_at, value);
-  if (ec != std::errc() || p != text.data() + unit_at || value < 0) return std::nullopt;
-  const std::string_view unit = text.substr(unit_at);
-  double ms;
-  if (unit.empty() || unit == "s")
-    ms = value * 1000;
-  else if (unit == "ms")
-    ms = value;
-  else if (unit == "m")
-    ms = value * 60'000;
-  else if (unit == "h")
-    ms = value * 3'600'000;
-  else
-    return std::nullopt;
-  if (ms > 1e12) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<long long>(ms + 0.5));
-}
-
-std::optional<std::uint64_t> parse_size(std::string_view text) {
-  std::size_t unit_at = 0;
-  while (unit_at < text.size() && text[unit_at] >= '0' && text[unit_at] <= '9') ++unit_at;
-  if (unit_at == 0 || unit_at > 19) return std::nullopt;
-  std::uint64_t value = 0;
-  std::from_chars(text.data(), text.data() + unit_at, value);
-  const std::string_view unit = text.substr(unit_at);
-  std::uint64_t mult;
-  if (unit.empty() || unit == "B")
-    mult = 1;
-  else if (unit == "KB")
-    mult = 1000;
-  else if (unit == "MB")
-    mult = 1000 * 1000;
-  else if (unit == "GB")
-    mult = 1000ULL * 1000 * 1000;
-  else if (unit == "KiB")
-    mult = 1024;
-  else if (unit == "MiB")
-    mult = 1024 * 1024;
-  else if (unit == "GiB")
-    mult = 1024ULL * 1024 * 1024;
-  else
-    return std::nullopt;
-  if (value > UINT64_MAX / mult) return std::nullopt;
-  return value * mult;
-}
 
 namespace {
 
@@ -73,10 +22,9 @@ void add_size(CLI::App& app, const std::string& flag, std::uint64_t& target, con
   app.add_option_function<std::string>(
          flag,
          [&target, flag](const std::string& v) {
-           const auto n = parse_size(v);
-           if (!n)
-             throw CLI::ValidationError(flag, "expected a size like 512MiB, 1GB or a number of bytes, got '" + v + "'");
-           target = *n;
+           const auto n = config::parse_size(v);
+           if (!n) throw CLI::ValidationError(flag, n.message());
+           target = *n.value;
          },
          help)
       ->type_name("SIZE");
@@ -88,11 +36,9 @@ void add_duration(CLI::App& app, const std::string& flags, std::chrono::millisec
   app.add_option_function<std::string>(
          flags,
          [&target, flag](const std::string& v) {
-           const auto d = parse_duration(v);
-           if (!d)
-             throw CLI::ValidationError(
-                 flag, "expected a duration like 500ms, 30s, 5m or a number of seconds, got '" + v + "'");
-           target = *d;
+           const auto d = config::parse_duration(v);
+           if (!d) throw CLI::ValidationError(flag, d.message());
+           target = *d.value;
          },
          help + " (default " + std::to_string(target.count()) + "ms)")
       ->type_name("DURATION");
