@@ -1,0 +1,183 @@
+#include "config/settings.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "config/values.hpp"
+
+namespace keel::config {
+namespace {
+
+bool valid_name(std::string_view n) {
+  if (n.empty() || !(n[0] >= 'a' && n[0] <= 'z')) return false;
+  for (char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
+std::optional<std::string> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+std::string Problem::to_string() const {
+  std::string out = setting.empty() ? std::string() : setting;
+  if (!origin.empty()) out += (out.empty() ? "" : " ") + std::string("(") + origin + ")";
+  return out + (out.empty() ? "" : ": ") + message;
+}
+
+std::string Registry::env_name(const Spec& s) const {
+  return s.env.empty() ? to_env_name(prefix_, s.name) : s.env;
+}
+
+std::optional<std::string> Registry::check(const Spec& spec, const std::string& text) const {
+  auto fail = [&](auto&& parsed) -> std::optional<std::string> {
+    if (parsed.ok()) return std::nullopt;
+    // A secret's rejected value must not leak into logs or terminals.
+    return spec.secret ? "expected " + parsed.expected + " (the value is secret and not shown)" : parsed.message();
+  };
+  switch (spec.type) {
+    case Type::kString:
+      return std::nullopt;
+    case Type::kInt:
+      return fail(parse_int(text, spec.min ? static_cast<std::int64_t>(*spec.min) : INT64_MIN,
+                            spec.max ? static_cast<std::int64_t>(*spec.max) : INT64_MAX));
+    case Type::kFloat:
+      return fail(parse_float(text, spec.min.value_or(std::numeric_limits<double>::lowest()),
+                              spec.max.value_or(std::numeric_limits<double>::max())));
+    case Type::kBool:
+      return fail(parse_bool(text));
+    case Type::kDuration:
+      return fail(parse_duration(text));
+    case Type::kSize:
+      return fail(parse_size(text));
+    case Type::kList:
+      return fail(parse_list(text));
+    case Type::kEnum: {
+      std::vector<std::string_view> allowed(spec.choices.begin(), spec.choices.end());
+      auto r = parse_enum(text, allowed);
+      if (!r.ok()) {
+        const std::string hint = suggest(text, allowed);
+        if (!hint.empty() && !spec.secret) return r.message() + " (did you mean '" + hint + "'?)";
+      }
+      return fail(r);
+    }
+    case Type::kUrl: {
+      std::vector<std::string_view> schemes(spec.schemes.begin(), spec.schemes.end());
+      return fail(parse_url(text, schemes));
+    }
+  }
+  return std::nullopt;
+}
+
+void Registry::add(Spec spec) {
+  if (!valid_name(spec.name)) throw std::invalid_argument("setting name '" + spec.name + "' must be snake_case");
+  for (const auto& s : specs_)
+    if (s.name == spec.name) throw std::invalid_argument("setting '" + spec.name + "' is defined twice");
+  if (spec.default_value)
+    if (const auto err = check(spec, *spec.default_value))
+      throw std::invalid_argument("setting '" + spec.name + "': invalid default: " + *err);
+  specs_.push_back(std::move(spec));
+}
+
+std::vector<Problem> Registry::resolve(const Layers& layers) {
+  std::vector<Problem> problems;
+  values_.clear();
+  std::vector<std::string_view> names;
+  for (const auto& s : specs_) names.push_back(s.name);
+
+  // Unknown keys: reported with a suggestion instead of silently ignored (a typo must not fall
+  // back to a default without a word).
+  for (const auto& e : layers.file.errors)
+    problems.push_back({"", layers.file_name + (e.line > 0 ? ":" + std::to_string(e.line) : ""), e.message});
+  for (const auto& e : layers.dotenv.errors)
+    problems.push_back({"", layers.dotenv_name + (e.line > 0 ? ":" + std::to_string(e.line) : ""), e.message});
+  for (const auto& e : layers.file.entries) {
+    bool known = false;
+    for (const auto& s : specs_) known = known || s.name == e.key;
+    if (known || e.key.find('.') != std::string::npos) continue;  // dotted keys belong to other registries
+    const std::string hint = suggest(e.key, names);
+    problems.push_back({"", layers.file_name + ":" + std::to_string(e.line),
+                        "unknown key '" + e.key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)")});
+  }
+  std::vector<std::string> env_names_known;
+  for (const auto& s : specs_) {
+    env_names_known.push_back(env_name(s));
+    env_names_known.push_back(env_name(s) + "_FILE");
+  }
+  std::vector<std::string_view> env_known_views(env_names_known.begin(), env_names_known.end());
+  auto check_unknown_env = [&](const std::string& var, const std::string& origin) {
+    if (prefix_.empty() || var.rfind(prefix_, 0) != 0) return;
+    for (const auto& k : env_names_known)
+      if (k == var) return;
+    const std::string hint = suggest(var, env_known_views);
+    problems.push_back({"", origin, "unknown variable " + var + (hint.empty() ? "" : " (did you mean " + hint + "?)")});
+  };
+  for (const auto& e : layers.dotenv.entries)
+    check_unknown_env(e.key, layers.dotenv_name + ":" + std::to_string(e.line));
+  for (const auto& var : layers.env_names) check_unknown_env(var, "env " + var);
+
+  const auto read_file = layers.read_file ? layers.read_file : read_whole_file;
+  for (const auto& spec : specs_) {
+    std::optional<Resolved> v;
+    if (spec.default_value) v = Resolved{*spec.default_value, "default"};
+    for (const auto& e : layers.file.entries)
+      if (e.key == spec.name) v = Resolved{e.value, layers.file_name + ":" + std::to_string(e.line)};
+    const std::string env = env_name(spec);
+    for (const auto& e : layers.dotenv.entries)
+      if (e.key == env) v = Resolved{e.value, layers.dotenv_name + ":" + std::to_string(e.line)};
+    const std::optional<std::string> direct = layers.env ? layers.env(env) : std::nullopt;
+    const std::optional<std::string> file_var = layers.env ? layers.env(env + "_FILE") : std::nullopt;
+    if (direct && file_var) {
+      problems.push_back({spec.name, "env " + env, "both " + env + " and " + env + "_FILE are set; keep one"});
+    } else if (direct) {
+      v = Resolved{*direct, "env " + env};
+    } else if (file_var) {
+      // Docker/Kubernetes secrets and Vault agent files end with a newline that is not part of
+      // the value.
+      if (auto content = read_file(*file_var)) {
+        while (!content->empty() && (content->back() == '\n' || content->back() == '\r')) content->pop_back();
+        v = Resolved{*content, "env " + env + "_FILE (" + *file_var + ")"};
+      } else {
+        problems.push_back({spec.name, "env " + env + "_FILE", "cannot read " + *file_var});
+      }
+    }
+    for (const auto& [name, value] : layers.flags)
+      if (name == spec.name) v = Resolved{value, "flag " + to_flag_name(spec.name)};
+    if (!v) {
+      problems.push_back({spec.name, "",
+                          "required, but not set (file key " + spec.name + ", env " + env + ", flag " +
+                              to_flag_name(spec.name) + ")"});
+      continue;
+    }
+    if (const auto err = check(spec, v->text)) {
+      problems.push_back({spec.name, v->origin, *err});
+      continue;
+    }
+    values_.emplace(spec.name, std::move(*v));
+  }
+  return problems;
+}
+
+const Resolved* Registry::find(std::string_view name) const {
+  const auto it = values_.find(name);
+  return it == values_.end() ? nullptr : &it->second;
+}
+
+std::string Registry::display(std::string_view name) const {
+  const Resolved* r = find(name);
+  for (const auto& s : specs_)
+    if (s.name == name && s.secret) return r ? "********" : "(unset)";
+  if (r == nullptr) return "(unset)";
+  for (const auto& s : specs_)
+    if (s.name == name && s.type == Type::kUrl) return redact_url(r->text);
+  return r->text;
+}
+
+}  // namespace keel::config
