@@ -1,7 +1,6 @@
 #include "config/dotenv.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include "config/read_file.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -307,28 +306,6 @@ class Parser {
   std::vector<bool> live_;                                 // per entry: not redefined later
   std::map<std::string, std::size_t, std::less<>> index_;  // key -> its current entry
 };
-
-// Returns 0 or the errno that stopped the read. POSIX read(2) rather than ifstream so that a
-// directory (which opens fine) is reported as EISDIR instead of reading as an empty file.
-int read_whole_file(const std::string& path, std::string& out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int err = 0;
-  char buf[16 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      err = errno;
-      break;
-    }
-  }
-  ::close(fd);
-  return err;
-}
 
 }  // namespace
 

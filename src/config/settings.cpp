@@ -1,9 +1,8 @@
 #include "config/settings.hpp"
 
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
+#include "config/read_file.hpp"
 #include "config/values.hpp"
 
 namespace keel::config {
@@ -16,12 +15,10 @@ bool valid_name(std::string_view n) {
   return true;
 }
 
-std::optional<std::string> read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+std::optional<std::string> read_secret_file(const std::string& path) {
+  std::string text;
+  if (read_whole_file(path, text) != 0) return std::nullopt;
+  return text;
 }
 
 }  // namespace
@@ -123,7 +120,7 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
     check_unknown_env(e.key, layers.dotenv_name + ":" + std::to_string(e.line));
   for (const auto& var : layers.env_names) check_unknown_env(var, "env " + var);
 
-  const auto read_file = layers.read_file ? layers.read_file : read_whole_file;
+  const auto read_file = layers.read_file ? layers.read_file : read_secret_file;
   for (const auto& spec : specs_) {
     std::optional<Resolved> v;
     if (spec.default_value) v = Resolved{*spec.default_value, "default"};

@@ -1,7 +1,9 @@
 #include "config/toml_source.hpp"
 
+#include "config/read_file.hpp"
+
 #include <toml++/toml.h>
-#include <fstream>
+#include <cstring>
 #include <sstream>
 
 namespace keel::config {
@@ -75,11 +77,10 @@ FileResult parse_toml(std::string_view text, std::string_view source_name) {
 }
 
 FileResult load_toml_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FileResult{{}, {{0, "cannot read " + path}}};
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_toml(text.str(), path);
+  std::string text;
+  if (const int err = read_whole_file(path, text); err != 0)
+    return FileResult{{}, {{0, "cannot read " + path + ": " + std::strerror(err)}}};
+  return parse_toml(text, path);
 }
 
 }  // namespace keel::config
