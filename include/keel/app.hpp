@@ -26,11 +26,11 @@ namespace keel {
 
 // Server settings; every field has a command-line flag (see docs/configuration.md).
 struct ServerOptions {
-  std::vector<std::string> bind{"127.0.0.1:8000"};    // --bind HOST:PORT, [::]:PORT (repeatable)
-  int workers = 1;                                    // --workers
-  int backlog = 2048;                                 // --backlog
-  unsigned unix_socket_mode = 0660;                   // --unix-socket-mode: permissions of unix: sockets
-  bool reuse_port = false;                            // --reuse-port: one SO_REUSEPORT socket per worker
+  std::vector<std::string> bind{"127.0.0.1:8000"};  // --bind HOST:PORT, [::]:PORT (repeatable)
+  int workers = 1;                   // --workers; the CLI default is $WEB_CONCURRENCY, else the number of CPUs
+  int backlog = 2048;                // --backlog
+  unsigned unix_socket_mode = 0660;  // --unix-socket-mode: permissions of unix: sockets
+  bool reuse_port = false;           // --reuse-port: one SO_REUSEPORT socket per worker
   std::chrono::milliseconds keep_alive{5000};         // --keep-alive: idle keep-alive connection timeout
   std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
   std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)

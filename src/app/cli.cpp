@@ -1,8 +1,10 @@
 #include "app/cli.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
@@ -44,14 +46,12 @@ void add_duration(CLI::App& app, const std::string& flags, std::chrono::millisec
       ->type_name("DURATION");
 }
 
-int default_workers() {
-  if (const char* wc = std::getenv("WEB_CONCURRENCY")) {
-    int n = 0;
-    const std::string_view s(wc);
-    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec == std::errc() && p == s.data() + s.size() && n > 0) return n;
-  }
-  return 1;
+// CPUs this process may run on (affinity, as taskset/cpusets restrict it), at least 1.
+int cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
 }
 
 }  // namespace
@@ -59,13 +59,13 @@ int default_workers() {
 int parse(int argc, char** argv, ServerOptions& o) {
   CLI::App app{"keel HTTP application server"};
   app.option_defaults()->always_capture_default();
-  o.workers = default_workers();
   std::vector<std::string> binds;
   app.add_option("-b,--bind", binds,
                  "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N to listen on; repeatable (default 127.0.0.1:8000; "
                  "systemd socket activation replaces it)");
-  app.add_option("-w,--workers", o.workers, "worker processes (default $WEB_CONCURRENCY or 1)")
-      ->check(CLI::Range(1, 1024));
+  auto* workers_opt =
+      app.add_option("-w,--workers", o.workers, "worker processes (default $WEB_CONCURRENCY, else the number of CPUs)")
+          ->check(CLI::Range(1, 1024));
   app.add_option("--backlog", o.backlog, "listen backlog")->check(CLI::Range(1, 65535));
   app.add_flag("--reuse-port", o.reuse_port, "one SO_REUSEPORT listening socket per worker");
   app.add_option_function<std::string>(
@@ -127,6 +127,15 @@ int parse(int argc, char** argv, ServerOptions& o) {
   try {
     app.parse(argc, argv);
     if (status->parsed()) return process::print_status(status_socket, status_json);
+    if (workers_opt->count() == 0) {  // like gunicorn: $WEB_CONCURRENCY, else one worker per CPU
+      if (const char* wc = std::getenv("WEB_CONCURRENCY")) {
+        const auto n = config::parse_int(wc, 1, 1024);
+        if (!n) throw CLI::ValidationError("WEB_CONCURRENCY", n.message());
+        o.workers = static_cast<int>(*n.value);
+      } else {
+        o.workers = cpu_count();
+      }
+    }
     if (!binds.empty()) o.bind = binds;
     for (const auto& b : o.bind) {
       try {

@@ -315,13 +315,16 @@ def port_of(address: str) -> int:
 
 def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn=None, env=None,
           wrapper: list[str] | None = None, listening: int = 1, timeout: float = START_TIMEOUT,
-          pass_fds=(), expect_port: bool = True) -> Server:
+          pass_fds=(), expect_port: bool = True, pin_workers: bool = True) -> Server:
     """Starts binary with flags (plus --bind 127.0.0.1:0 unless bind is None or flags bind),
     waits for the "listening" log line and returns the Server (.port, .proc). pass_fds: extra
     descriptors the server inherits; expect_port=False when the first address is unix:."""
     args = list(wrapper or []) + [binary]
     if bind is not None and "--bind" not in flags:
         args += ["--bind", bind]
+    # keel's default is one worker per CPU; tests pin the count so they mean the same everywhere.
+    if pin_workers and "--workers" not in flags and "-w" not in flags and not (env and "WEB_CONCURRENCY" in env):
+        args += ["--workers", "1"]
     args += list(flags)
     server = Server(args, preexec_fn=preexec_fn, env=env, pass_fds=pass_fds)
     try:

@@ -123,6 +123,29 @@ class WorkersTest(KeelTestCase):
         self.assertEqual(len(workers), n, f"expected {n} worker processes, found {workers}")
         return workers
 
+    def test_default_is_web_concurrency_else_one_per_cpu(self):
+        env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+        cpus = len(os.sched_getaffinity(0))
+        # --workers omitted: keelproc.start pins 1 unless WEB_CONCURRENCY is in env, so start by hand.
+        server = self.start_server(binary=None, env=dict(env, WEB_CONCURRENCY="3"))
+        self.wait_workers(server, 3)
+        server.stop()
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--bind", "127.0.0.1:0", timeout=10,
+                                        env=dict(env, WEB_CONCURRENCY="lots"))
+        self.assertEqual(rc, 78, out + err)
+        self.assertIn("WEB_CONCURRENCY", err)
+        self.assertIn("'lots'", err)
+        proc_env = dict(env, WEB_CONCURRENCY="")  # present but empty counts as set: rejected too
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--bind", "127.0.0.1:0", timeout=10, env=proc_env)
+        self.assertEqual(rc, 78, err)
+        server = keelproc.start(keelproc.testapp(), env=env, pin_workers=False)  # the real default
+        self.addCleanup(server.stop)
+        if cpus > 1:
+            self.wait_workers(server, cpus)
+        listening = [e for e in map(keelproc.parse_log_line, server.stdout_snapshot())
+                     if e and e.get("event") == "listening"]
+        self.assertEqual(listening[0].get("workers"), cpus)
+
     def test_two_workers(self):
         server = self.start_server("--workers", "2")
         port = server.port
