@@ -104,8 +104,7 @@ class Server {
   net::Clock::time_point listeners_close_at_{};  // final backlog drain, then close
   net::Clock::time_point shutdown_at_{};
   net::Clock::time_point drain_deadline_{};
-  std::size_t live_connections_ = 0;  // not yet released
-  std::vector<Connection*> all_;      // every live connection (for drain)
+  std::vector<Connection*> all_;  // every live connection (for drain)
   process::WorkerSlot* slot_ = nullptr;
   std::uint64_t max_requests_ = 0;
   std::uint64_t requests_ = 0;

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keel/json_writer.hpp"
 #include "log/log.hpp"
 #include "process/sd_notify.hpp"
 #include "process/worker_table.hpp"
@@ -604,22 +605,27 @@ void Master::close_control() {
 }
 
 std::string Master::status_json() const {
-  std::string out = "{\"master_pid\":" + std::to_string(::getpid()) + ",\"workers_target\":" + std::to_string(target_) +
-                    ",\"stopping\":" + (stopping_ ? "true" : "false") +
-                    ",\"upgrading\":" + (upgrade_pid_ != 0 ? "true" : "false") + ",\"workers\":[";
   static constexpr const char* kStates[] = {"free", "booting", "ready", "retiring", "draining"};
   const std::int64_t now = steady_ms();
-  bool first = true;
-  for (const auto& [pid, w] : workers_) {
-    const int state = static_cast<int>(w.slot->get_state());
-    char age[32];
-    std::snprintf(age, sizeof age, "%.3f", static_cast<double>(now - w.started_ms) / 1000.0);
-    out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(w.id) + ",\"pid\":" + std::to_string(pid) +
-           ",\"state\":\"" + (state >= 0 && state <= 4 ? kStates[state] : "unknown") + "\",\"age_s\":" + age +
-           ",\"requests\":" + std::to_string(w.slot->requests.load(std::memory_order_relaxed)) + "}";
-    first = false;
+  JsonWriter w;
+  w.begin_object();
+  w.key("master_pid").value(static_cast<std::int64_t>(::getpid()));
+  w.key("workers_target").value(target_);
+  w.key("stopping").value(stopping_);
+  w.key("upgrading").value(upgrade_pid_ != 0);
+  w.key("workers").begin_array();
+  for (const auto& [pid, worker] : workers_) {
+    const int state = static_cast<int>(worker.slot->get_state());
+    w.begin_object();
+    w.key("id").value(worker.id);
+    w.key("pid").value(static_cast<std::int64_t>(pid));
+    w.key("state").value(state >= 0 && state <= 4 ? kStates[state] : "unknown");
+    w.key("age_s").value(static_cast<double>(now - worker.started_ms) / 1000.0);
+    w.key("requests").value(static_cast<std::uint64_t>(worker.slot->requests.load(std::memory_order_relaxed)));
+    w.end_object();
   }
-  return out + "]}\n";
+  w.end_array().end_object();
+  return std::move(w).take() + "\n";
 }
 
 void Master::serve_control() {
