@@ -7,7 +7,8 @@ packages=(
   g++ clang clang-format libclang-rt-14-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 curl wrk procps
+  libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev
+  python3 curl wrk procps sqlite3 postgresql redis-server
 )
 missing=()
 for p in "${packages[@]}"; do

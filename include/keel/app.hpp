@@ -20,17 +20,19 @@
 #include "keel/errors.hpp"
 #include "keel/request.hpp"
 #include "keel/response.hpp"
+#include "keel/settings.hpp"
 #include "keel/task.hpp"
 
 namespace keel {
 
-// Server settings; every field has a command-line flag (see docs/configuration.md).
+// Server settings. Each field is a setting with a flag, a config file key and a KEEL_* variable
+// (see docs/configuration.md); values set here before App::run() become the defaults.
 struct ServerOptions {
-  std::vector<std::string> bind{"127.0.0.1:8000"};  // --bind HOST:PORT, [::]:PORT (repeatable)
-  int workers = 1;                   // --workers; the CLI default is $WEB_CONCURRENCY, else the number of CPUs
-  int backlog = 2048;                // --backlog
-  unsigned unix_socket_mode = 0660;  // --unix-socket-mode: permissions of unix: sockets
-  bool reuse_port = false;           // --reuse-port: one SO_REUSEPORT socket per worker
+  std::vector<std::string> bind{"127.0.0.1:8000"};    // --bind HOST:PORT, [::]:PORT (repeatable)
+  int workers = 0;                                    // --workers; 0: $WEB_CONCURRENCY, else the number of CPUs
+  int backlog = 2048;                                 // --backlog
+  unsigned unix_socket_mode = 0660;                   // --unix-socket-mode: permissions of unix: sockets
+  bool reuse_port = false;                            // --reuse-port: one SO_REUSEPORT socket per worker
   std::chrono::milliseconds keep_alive{5000};         // --keep-alive: idle keep-alive connection timeout
   std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
   std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
@@ -150,9 +152,13 @@ class App {
   LifecycleHooks& hooks() noexcept { return hooks_; }
 
   ServerOptions& options() noexcept { return options_; }
+  // The application's own settings: declare before run(), read after (startup hooks, handlers).
+  Settings& settings() noexcept { return settings_; }
 
-  // Parses the command line into options() (exits with a message on bad flags), then serves
-  // until SIGTERM/SIGINT. Returns the process exit code.
+  // Resolves the configuration (defaults < config file < .env < environment < flags) into
+  // options() and settings() — every problem reported at once, exit code 78 — then serves until
+  // SIGTERM/SIGINT. Also runs the subcommands `config [--json|--check]` and `status`. Returns the
+  // process exit code.
   int run(int argc, char** argv);
   // Serves with options() as they are.
   int serve();
@@ -162,6 +168,8 @@ class App {
 
  private:
   ServerOptions options_;
+  Settings settings_;
+  std::function<bool()> reload_config_;  // set by run(): HUP re-reads the configuration
   std::unique_ptr<Router> router_;
   std::vector<Middleware> middleware_;
   LifecycleHooks hooks_;

@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <optional>
 
 #include "app/cli.hpp"
+#include "app/configuration.hpp"
 #include "app/router.hpp"
+#include "app/server_settings.hpp"
 #include "http/server.hpp"
 #include "log/log.hpp"
 #include "net/listener.hpp"
@@ -33,12 +36,44 @@ App& App::use(Middleware m) {
 }
 
 int App::run(int argc, char** argv) {
-  if (const int rc = cli::parse(argc, argv, options_); rc >= 0) return rc;
+  const ServerOptions defaults = options_;
+  std::optional<app::Configuration> configuration;
+  try {
+    configuration.emplace(defaults, settings_);
+  } catch (const std::invalid_argument& e) {  // a programming error in the application's settings
+    std::cerr << argv[0] << ": error: " << e.what() << "\n";
+    return 78;
+  }
+  const cli::Command cmd = cli::parse(argc, argv, configuration->flags());
+  if (cmd.kind == cli::Command::Kind::kExit) return cmd.exit_code;
+  if (cmd.kind == cli::Command::Kind::kStatus) return process::print_status(cmd.control_socket, cmd.json);
+  const config::Loaded loaded = configuration->load(cmd.sources);
+  if (!loaded.problems.empty()) {
+    std::cerr << config::format_problems(argv[0], loaded.problems);
+    return 78;  // EX_CONFIG: nothing started
+  }
+  configuration->apply(options_, settings_);
+  if (cmd.kind == cli::Command::Kind::kConfig) {
+    if (cmd.check) {
+      std::cout << "configuration ok (" << configuration->registry().specs().size()
+                << " settings; config file: " << (loaded.config_file.empty() ? "none" : loaded.config_file)
+                << "; env file: " << (loaded.env_file.empty() ? "none" : loaded.env_file) << ")\n";
+    } else {
+      std::cout << (cmd.json ? config::report_json(configuration->registry(), loaded)
+                             : config::report_text(configuration->registry(), loaded));
+    }
+    return 0;
+  }
+  config::export_dotenv(loaded);
+  reload_config_ = [this, defaults, sources = cmd.sources] {
+    return app::reload(defaults, sources, options_, settings_);
+  };
   process::set_command_line(argc, argv);
   return serve();
 }
 
 int App::serve() {
+  if (options_.workers <= 0) options_.workers = app::cpu_count();
   ::signal(SIGPIPE, SIG_IGN);
   // Block the control signals from the start: until the master (or the single worker) reads
   // them, a signal arriving early must wait, not kill the process with its default action.
@@ -101,7 +136,7 @@ int App::serve() {
     }
     return code;
   };
-  const int code = process::run(options_, std::move(listeners), worker_main, hooks_);
+  const int code = process::run(options_, std::move(listeners), worker_main, hooks_, reload_config_);
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
   return code;

@@ -1,18 +1,37 @@
-// Command-line flags for ServerOptions, named like gunicorn/uvicorn's where they exist.
+// The command line: one flag per setting (generated from the settings table, so every setting has
+// its flag and flags can only name settings), spelled like gunicorn/uvicorn's where they exist,
+// plus the subcommands `config` and `status`.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
-#include <optional>
 #include <string>
-#include <string_view>
+#include <vector>
 
-#include "keel/app.hpp"
+#include "config/loader.hpp"
+#include "keel/settings.hpp"
 
 namespace keel::cli {
 
-// Parses argv into options. On --help prints usage and returns 0; on a bad flag prints a message
-// naming it and returns 78 (EX_CONFIG); returns -1 when the server should run.
-int parse(int argc, char** argv, ServerOptions& options);
+struct Flag {
+  std::string name;                    // setting name: "graceful_timeout" -> --graceful-timeout
+  std::vector<std::string> aliases{};  // "-t", "--limit-request-field_size"
+  SettingType type = SettingType::kString;
+  std::string help{};
+  std::string env{};           // shown in --help
+  std::string default_text{};  // shown in --help (empty for secrets)
+};
+
+struct Command {
+  enum class Kind { kServe, kConfig, kStatus, kExit };
+  Kind kind = Kind::kServe;
+  int exit_code = 0;  // kExit: --help (0) or a command-line error (78, already printed)
+  config::Sources sources;
+  bool json = false;           // config --json, status --json
+  bool check = false;          // config --check
+  std::string control_socket;  // status
+};
+
+// Parses argv. Bool settings are plain flags (--reuse-port); list settings may repeat (--bind a
+// --bind b). Values are not checked here: the configuration loader validates every source alike.
+Command parse(int argc, char** argv, const std::vector<Flag>& flags);
 
 }  // namespace keel::cli

@@ -1,5 +1,7 @@
 #include "config/settings.hpp"
 
+#include <algorithm>
+#include <regex>
 #include <stdexcept>
 
 #include "config/read_file.hpp"
@@ -29,8 +31,19 @@ std::string Problem::to_string() const {
   return out + (out.empty() ? "" : ": ") + message;
 }
 
+const Registry::Placement& Registry::placement(const Spec& s) const {
+  return placements_[static_cast<std::size_t>(&s - specs_.data())];
+}
+
 std::string Registry::env_name(const Spec& s) const {
-  return s.env.empty() ? to_env_name(prefix_, s.name) : s.env;
+  if (!s.env.empty()) return s.env;
+  const auto i = static_cast<std::size_t>(&s - specs_.data());
+  return to_env_name(i < placements_.size() ? placements_[i].env_prefix : prefix_, s.name);
+}
+
+std::string Registry::file_key(const Spec& s) const {
+  const std::string& section = placement(s).file_section;
+  return section.empty() ? s.name : section + "." + s.name;
 }
 
 std::optional<std::string> Registry::check(const Spec& spec, const std::string& text) const {
@@ -39,23 +52,46 @@ std::optional<std::string> Registry::check(const Spec& spec, const std::string& 
     // A secret's rejected value must not leak into logs or terminals.
     return spec.secret ? "expected " + parsed.expected + " (the value is secret and not shown)" : parsed.message();
   };
+  // Range of a duration (ms) or size (bytes): the parser accepts any amount.
+  auto in_range = [&](double v, const std::string& unit) -> std::optional<std::string> {
+    if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
+      std::string range = spec.min && spec.max
+                              ? "from " + std::to_string(static_cast<std::int64_t>(*spec.min)) + unit + " to " +
+                                    std::to_string(static_cast<std::int64_t>(*spec.max)) + unit
+                          : spec.min ? "at least " + std::to_string(static_cast<std::int64_t>(*spec.min)) + unit
+                                     : "at most " + std::to_string(static_cast<std::int64_t>(*spec.max)) + unit;
+      return "expected a value " + range + ", got '" + (spec.secret ? std::string("(secret)") : text) + "'";
+    }
+    return std::nullopt;
+  };
+  std::optional<std::string> err;
   switch (spec.type) {
     case Type::kString:
-      return std::nullopt;
+      break;
     case Type::kInt:
-      return fail(parse_int(text, spec.min ? static_cast<std::int64_t>(*spec.min) : INT64_MIN,
-                            spec.max ? static_cast<std::int64_t>(*spec.max) : INT64_MAX));
+      err = fail(parse_int(text, spec.min ? static_cast<std::int64_t>(*spec.min) : INT64_MIN,
+                           spec.max ? static_cast<std::int64_t>(*spec.max) : INT64_MAX));
+      break;
     case Type::kFloat:
-      return fail(parse_float(text, spec.min.value_or(std::numeric_limits<double>::lowest()),
-                              spec.max.value_or(std::numeric_limits<double>::max())));
+      err = fail(parse_float(text, spec.min.value_or(std::numeric_limits<double>::lowest()),
+                             spec.max.value_or(std::numeric_limits<double>::max())));
+      break;
     case Type::kBool:
-      return fail(parse_bool(text));
-    case Type::kDuration:
-      return fail(parse_duration(text));
-    case Type::kSize:
-      return fail(parse_size(text));
+      err = fail(parse_bool(text));
+      break;
+    case Type::kDuration: {
+      const auto d = parse_duration(text);
+      err = d ? in_range(static_cast<double>(d.value->count()), "ms") : fail(d);
+      break;
+    }
+    case Type::kSize: {
+      const auto n = parse_size(text);
+      err = n ? in_range(static_cast<double>(*n.value), " bytes") : fail(n);
+      break;
+    }
     case Type::kList:
-      return fail(parse_list(text));
+      err = fail(parse_list(text));
+      break;
     case Type::kEnum: {
       std::vector<std::string_view> allowed(spec.choices.begin(), spec.choices.end());
       auto r = parse_enum(text, allowed);
@@ -63,31 +99,51 @@ std::optional<std::string> Registry::check(const Spec& spec, const std::string& 
         const std::string hint = suggest(text, allowed);
         if (!hint.empty() && !spec.secret) return r.message() + " (did you mean '" + hint + "'?)";
       }
-      return fail(r);
+      err = fail(r);
+      break;
     }
     case Type::kUrl: {
       std::vector<std::string_view> schemes(spec.schemes.begin(), spec.schemes.end());
-      return fail(parse_url(text, schemes));
+      err = fail(parse_url(text, schemes));
+      break;
     }
+  }
+  if (err) return err;
+  if (!spec.pattern.empty() && !std::regex_match(text, std::regex(spec.pattern, std::regex::ECMAScript)))
+    return "expected text matching /" + spec.pattern + "/" +
+           (spec.secret ? std::string(" (the value is secret and not shown)") : ", got '" + text + "'");
+  if (spec.validate) {
+    std::string why = spec.validate(text);
+    if (!why.empty()) return why;
   }
   return std::nullopt;
 }
 
 void Registry::add(Spec spec) {
+  add(std::move(spec), Placement{prefix_});
+}
+
+void Registry::add(Spec spec, Placement placement) {
   if (!valid_name(spec.name)) throw std::invalid_argument("setting name '" + spec.name + "' must be snake_case");
   for (const auto& s : specs_)
     if (s.name == spec.name) throw std::invalid_argument("setting '" + spec.name + "' is defined twice");
+  if (!spec.pattern.empty()) {
+    try {
+      (void)std::regex(spec.pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw std::invalid_argument("setting '" + spec.name + "': invalid pattern: " + e.what());
+    }
+  }
   if (spec.default_value)
     if (const auto err = check(spec, *spec.default_value))
       throw std::invalid_argument("setting '" + spec.name + "': invalid default: " + *err);
   specs_.push_back(std::move(spec));
+  placements_.push_back(std::move(placement));
 }
 
 std::vector<Problem> Registry::resolve(const Layers& layers) {
   std::vector<Problem> problems;
   values_.clear();
-  std::vector<std::string_view> names;
-  for (const auto& s : specs_) names.push_back(s.name);
 
   // Unknown keys: reported with a suggestion instead of silently ignored (a typo must not fall
   // back to a default without a word).
@@ -95,11 +151,14 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
     problems.push_back({"", layers.file_name + (e.line > 0 ? ":" + std::to_string(e.line) : ""), e.message});
   for (const auto& e : layers.dotenv.errors)
     problems.push_back({"", layers.dotenv_name + (e.line > 0 ? ":" + std::to_string(e.line) : ""), e.message});
+  std::vector<std::string> keys;
+  for (const auto& s : specs_) keys.push_back(file_key(s));
+  std::vector<std::string_view> key_views(keys.begin(), keys.end());
   for (const auto& e : layers.file.entries) {
     bool known = false;
-    for (const auto& s : specs_) known = known || s.name == e.key;
-    if (known || e.key.find('.') != std::string::npos) continue;  // dotted keys belong to other registries
-    const std::string hint = suggest(e.key, names);
+    for (const auto& k : keys) known = known || k == e.key;
+    if (known) continue;
+    const std::string hint = suggest(e.key, key_views);
     problems.push_back({"", layers.file_name + ":" + std::to_string(e.line),
                         "unknown key '" + e.key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)")});
   }
@@ -109,9 +168,17 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
     env_names_known.push_back(env_name(s) + "_FILE");
   }
   std::vector<std::string_view> env_known_views(env_names_known.begin(), env_names_known.end());
+  std::vector<std::string> prefixes;
+  for (const auto& p : placements_)
+    if (!p.env_prefix.empty() && std::find(prefixes.begin(), prefixes.end(), p.env_prefix) == prefixes.end())
+      prefixes.push_back(p.env_prefix);
   auto check_unknown_env = [&](const std::string& var, const std::string& origin) {
-    if (prefix_.empty() || var.rfind(prefix_, 0) != 0) return;
+    bool prefixed = false;
+    for (const auto& p : prefixes) prefixed = prefixed || var.rfind(p, 0) == 0;
+    if (!prefixed) return;
     for (const auto& k : env_names_known)
+      if (k == var) return;
+    for (const auto& k : allowed_env_)
       if (k == var) return;
     const std::string hint = suggest(var, env_known_views);
     problems.push_back({"", origin, "unknown variable " + var + (hint.empty() ? "" : " (did you mean " + hint + "?)")});
@@ -124,8 +191,9 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
   for (const auto& spec : specs_) {
     std::optional<Resolved> v;
     if (spec.default_value) v = Resolved{*spec.default_value, "default"};
+    const std::string key = file_key(spec);
     for (const auto& e : layers.file.entries)
-      if (e.key == spec.name) v = Resolved{e.value, layers.file_name + ":" + std::to_string(e.line)};
+      if (e.key == key) v = Resolved{e.value, layers.file_name + ":" + std::to_string(e.line)};
     const std::string env = env_name(spec);
     for (const auto& e : layers.dotenv.entries)
       if (e.key == env) v = Resolved{e.value, layers.dotenv_name + ":" + std::to_string(e.line)};
@@ -135,6 +203,13 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
       problems.push_back({spec.name, "env " + env, "both " + env + " and " + env + "_FILE are set; keep one"});
     } else if (direct) {
       v = Resolved{*direct, "env " + env};
+    } else if (!file_var) {
+      for (const auto& alias : placement(spec).env_aliases) {
+        if (auto value = layers.env ? layers.env(alias.name) : std::nullopt) {
+          v = Resolved{alias.prefix + *value, "env " + alias.name};
+          break;
+        }
+      }
     } else if (file_var) {
       // Docker/Kubernetes secrets and Vault agent files end with a newline that is not part of
       // the value.
@@ -148,9 +223,10 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
     for (const auto& [name, value] : layers.flags)
       if (name == spec.name) v = Resolved{value, "flag " + to_flag_name(spec.name)};
     if (!v) {
-      problems.push_back({spec.name, "",
-                          "required, but not set (file key " + spec.name + ", env " + env + ", flag " +
-                              to_flag_name(spec.name) + ")"});
+      if (spec.optional) continue;
+      problems.push_back(
+          {spec.name, "",
+           "required, but not set (file key " + key + ", env " + env + ", flag " + to_flag_name(spec.name) + ")"});
       continue;
     }
     if (const auto err = check(spec, v->text)) {

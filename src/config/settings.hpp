@@ -14,21 +14,18 @@
 
 #include "config/dotenv.hpp"
 #include "config/toml_source.hpp"
+#include "keel/settings.hpp"
 
 namespace keel::config {
 
-enum class Type { kString, kInt, kFloat, kBool, kDuration, kSize, kList, kEnum, kUrl };
+using Type = SettingType;
+using Spec = Setting;
 
-struct Spec {
-  std::string name{};  // snake_case: "graceful_timeout" (file key, flag --graceful-timeout)
-  Type type = Type::kString;
-  std::optional<std::string> default_value{};  // nullopt: required
-  std::string help{};
-  bool secret = false;                 // never printed; its NAME_FILE variable is honoured
-  std::optional<double> min{}, max{};  // kInt, kFloat
-  std::vector<std::string> choices{};  // kEnum
-  std::vector<std::string> schemes{};  // kUrl (empty: any)
-  std::string env{};                   // environment name; default: prefix + NAME
+// A conventional variable consulted when the setting's own is unset (WEB_CONCURRENCY for workers,
+// PORT for bind); the value is prefix + the variable's value ("0.0.0.0:" + $PORT).
+struct EnvAlias {
+  std::string name;
+  std::string prefix{};
 };
 
 struct Resolved {
@@ -58,11 +55,21 @@ struct Layers {
 
 class Registry {
  public:
-  // env_prefix: "KEEL_" for keel's options, an app-chosen one ("APP_") for the application's.
+  // env_prefix: the default environment prefix ("KEEL_" for keel's options).
   explicit Registry(std::string env_prefix) : prefix_(std::move(env_prefix)) {}
 
+  // How a setting is found outside the command line.
+  struct Placement {
+    std::string env_prefix;               // prefix for a spec without `env`; also marks unknown-variable checks
+    std::string file_section{};           // "" : top-level key; "app": key "app.NAME"
+    std::vector<EnvAlias> env_aliases{};  // lower-precedence conventional variables
+  };
+
   // Throws std::invalid_argument for a malformed or duplicate name or an invalid default.
-  void add(Spec spec);
+  void add(Spec spec);  // the default prefix, a top-level key
+  void add(Spec spec, Placement placement);
+  // A prefixed variable that is not a setting but is expected (KEEL_CONFIG, KEEL_LISTEN_FDS, ...).
+  void allow_env(std::string name) { allowed_env_.push_back(std::move(name)); }
 
   // Resolves every setting; returns all problems (empty: every value is valid). Unknown file
   // keys and unknown prefixed environment variables are problems too, with a did-you-mean.
@@ -73,11 +80,16 @@ class Registry {
   [[nodiscard]] std::string display(std::string_view name) const;
   [[nodiscard]] const std::vector<Spec>& specs() const noexcept { return specs_; }
   [[nodiscard]] std::string env_name(const Spec& s) const;
+  [[nodiscard]] std::string file_key(const Spec& s) const;
+  // The message for an invalid value (secrets never echoed), nullopt when valid.
+  [[nodiscard]] std::optional<std::string> check(const Spec& spec, const std::string& text) const;
 
  private:
-  std::optional<std::string> check(const Spec& spec, const std::string& text) const;  // error message
+  [[nodiscard]] const Placement& placement(const Spec& s) const;
   std::string prefix_;
   std::vector<Spec> specs_;
+  std::vector<Placement> placements_;  // parallel to specs_
+  std::vector<std::string> allowed_env_;
   std::map<std::string, Resolved, std::less<>> values_;
 };
 

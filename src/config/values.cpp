@@ -385,4 +385,23 @@ std::string to_flag_name(std::string_view setting_name) {
   return out;
 }
 
+std::string format_duration(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms == 0) return "0s";
+  for (const auto& [unit, per] : {std::pair{"h", 3600000LL}, std::pair{"m", 60000LL}, std::pair{"s", 1000LL}})
+    if (ms % per == 0) return std::to_string(ms / per) + unit;
+  return std::to_string(ms) + "ms";
+}
+
+std::string format_size(std::uint64_t bytes) {
+  if (bytes == 0) return "0";
+  constexpr std::pair<const char*, std::uint64_t> kUnits[] = {{"TiB", 1ULL << 40}, {"TB", 1000ULL * 1000 * 1000 * 1000},
+                                                              {"GiB", 1ULL << 30}, {"GB", 1000ULL * 1000 * 1000},
+                                                              {"MiB", 1ULL << 20}, {"MB", 1000ULL * 1000},
+                                                              {"KiB", 1ULL << 10}, {"KB", 1000ULL}};
+  for (const auto& [unit, per] : kUnits)
+    if (bytes % per == 0) return std::to_string(bytes / per) + unit;
+  return std::to_string(bytes);
+}
+
 }  // namespace keel::config

@@ -137,6 +137,11 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 std::string suggest(std::string_view name, std::span<const std::string_view> candidates);
 std::string suggest(std::string_view name, std::initializer_list<std::string_view> candidates);
 
+// The shortest text parse_duration / parse_size read back to the same amount: 30000ms -> "30s",
+// 1500ms -> "1500ms", 300000ms -> "5m"; 65536 -> "64KiB", 1000000 -> "1MB", 1000 -> "1KB", 7 -> "7".
+std::string format_duration(std::chrono::milliseconds d);
+std::string format_size(std::uint64_t bytes);
+
 // ("KEEL_", "graceful_timeout") -> "KEEL_GRACEFUL_TIMEOUT": the name uppercased with '-' and '.'
 // turned into '_'; the prefix is used as given.
 std::string to_env_name(std::string_view prefix, std::string_view setting_name);

@@ -102,11 +102,12 @@ const char* reason_name(ExitReason r, int status, bool boot_failed) {
 class Master {
  public:
   Master(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
-         const LifecycleHooks& hooks)
+         const LifecycleHooks& hooks, const ReloadConfig& reload_config)
       : options_(options),
         listeners_(std::move(listeners)),
         worker_main_(worker_main),
         hooks_(hooks),
+        reload_config_(reload_config),
         target_(options.workers) {}
 
   int run();
@@ -140,6 +141,7 @@ class Master {
   void check_reload();
   void begin_stop(bool graceful);
   void signal_all(int sig);
+  void scale_to(int workers);
   std::uint64_t rss_bytes(pid_t pid) const;
   int highest_live_id() const;
 
@@ -147,6 +149,7 @@ class Master {
   std::vector<net::Listener> listeners_;
   const WorkerMain& worker_main_;
   const LifecycleHooks& hooks_;
+  const ReloadConfig& reload_config_;
   WorkerTable table_;
   std::map<pid_t, Worker> workers_;
   std::map<int, int> crash_streak_;         // id -> consecutive failures
@@ -229,6 +232,26 @@ pid_t Master::spawn(int id, pid_t replaces) {
 
 void Master::signal_all(int sig) {
   for (const auto& [pid, w] : workers_) ::kill(pid, sig);
+}
+
+void Master::scale_to(int workers) {
+  workers = std::clamp(workers, 1, static_cast<int>(WorkerTable::kSlots) / 2);
+  while (target_ < workers) {
+    ++target_;
+    respawn_at_[target_ - 1] = steady_ms();
+    log::write(log::Level::kInfo, "keel.master", "scale_up", {{"workers", target_}});
+  }
+  while (target_ > workers) {
+    --target_;
+    log::write(log::Level::kInfo, "keel.master", "scale_down", {{"workers", target_}});
+    const int id = highest_live_id();
+    for (auto& [pid, w] : workers_) {
+      if (w.id == id && w.reason == ExitReason::kNone && w.replaces == 0) {
+        w.reason = ExitReason::kScaledDown;
+        ::kill(pid, SIGTERM);
+      }
+    }
+  }
 }
 
 int Master::highest_live_id() const {
@@ -489,12 +512,17 @@ void Master::on_signal(int sig) {
       break;
     case SIGHUP: {
       if (stopping_) break;
+      sd_notify("RELOADING=1");
+      // New workers fork from this process: once the options here are the re-read ones, every
+      // replacement starts with them. A rejected configuration keeps the old one; the roll still
+      // happens (HUP also means "restart the workers").
+      if (reload_config_) reload_config_();
+      if (options_.workers != target_) scale_to(options_.workers);
       rolling_.clear();
       for (const auto& [pid, w] : workers_)
         if (w.reason == ExitReason::kNone && w.replaces == 0) rolling_.push_back(pid);
       log::write(log::Level::kInfo, "keel.master", "rolling_restart", {{"workers", rolling_.size()}});
       reloading_ = true;
-      sd_notify("RELOADING=1");
       break;
     }
     case SIGUSR1:
@@ -506,24 +534,11 @@ void Master::on_signal(int sig) {
       start_upgrade();
       break;
     case SIGTTIN:
-      if (stopping_) break;
-      ++target_;
-      log::write(log::Level::kInfo, "keel.master", "scale_up", {{"workers", target_}});
-      respawn_at_[target_ - 1] = steady_ms();
+      if (!stopping_) scale_to(target_ + 1);
       break;
-    case SIGTTOU: {
-      if (stopping_ || target_ <= 1) break;
-      --target_;
-      log::write(log::Level::kInfo, "keel.master", "scale_down", {{"workers", target_}});
-      const int id = highest_live_id();
-      for (auto& [pid, w] : workers_) {
-        if (w.id == id && w.reason == ExitReason::kNone && w.replaces == 0) {
-          w.reason = ExitReason::kScaledDown;
-          ::kill(pid, SIGTERM);
-        }
-      }
+    case SIGTTOU:
+      if (!stopping_) scale_to(target_ - 1);
       break;
-    }
     default:
       break;
   }
@@ -804,7 +819,7 @@ int print_status(const std::string& control_socket, bool as_json) {
 }
 
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
-        const LifecycleHooks& hooks) {
+        const LifecycleHooks& hooks, const ReloadConfig& reload_config) {
   PidFile pid_file(options.pid_file);
   run_hook("on_starting", hooks.on_starting);
   const bool needs_master = options.workers > 1 || options.max_requests != 0 ||
@@ -818,7 +833,7 @@ int run(const ServerOptions& options, std::vector<net::Listener> listeners, cons
     run_hook("on_exit", hooks.on_exit);
     return code;
   }
-  Master master(options, std::move(listeners), worker_main, hooks);
+  Master master(options, std::move(listeners), worker_main, hooks, reload_config);
   return master.run();
 }
 

@@ -39,9 +39,13 @@ int print_status(const std::string& control_socket, bool as_json);
 // and max_requests 0 when there is no master.
 using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot*, std::uint64_t)>;
 
+// Re-reads the configuration into the options the master was given (HUP); false when the new
+// configuration was rejected (the old one stays).
+using ReloadConfig = std::function<bool()>;
+
 // Runs the workers under a master, or serves in this process when there is a single worker and
 // nothing to recycle. Returns the exit code for the whole service.
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
-        const LifecycleHooks& hooks);
+        const LifecycleHooks& hooks, const ReloadConfig& reload_config = {});
 
 }  // namespace keel::process

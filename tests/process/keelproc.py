@@ -46,13 +46,13 @@ def _find_binary(env_var: str, relative: str) -> str:
 
 
 def testapp() -> str:
-    """Path of keel-testapp ($KEEL_TESTAPP, else build/<preset>/tests/keel-testapp)."""
-    return _find_binary("KEEL_TESTAPP", "tests/keel-testapp")
+    """Path of keel-testapp ($KEELTEST_APP, else build/<preset>/tests/keel-testapp)."""
+    return _find_binary("KEELTEST_APP", "tests/keel-testapp")
 
 
 def demo() -> str:
-    """Path of keel-demo ($KEEL_DEMO, else build/<preset>/apps/demo/keel-demo)."""
-    return _find_binary("KEEL_DEMO", "apps/demo/keel-demo")
+    """Path of keel-demo ($KEELTEST_DEMO, else build/<preset>/apps/demo/keel-demo)."""
+    return _find_binary("KEELTEST_DEMO", "apps/demo/keel-demo")
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class ServerStartError(RuntimeError):
 class Server:
     """A running server process (own process group) whose output is drained in the background."""
 
-    def __init__(self, args: list[str], preexec_fn=None, env=None, pass_fds=()):
+    def __init__(self, args: list[str], preexec_fn=None, env=None, pass_fds=(), cwd=None):
         self.args = args
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -161,6 +161,7 @@ class Server:
             preexec_fn=preexec_fn,
             env=env,
             pass_fds=pass_fds,
+            cwd=cwd,
         )
         self.pid = self.proc.pid
         self.pgid = self.proc.pid
@@ -315,7 +316,7 @@ def port_of(address: str) -> int:
 
 def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn=None, env=None,
           wrapper: list[str] | None = None, listening: int = 1, timeout: float = START_TIMEOUT,
-          pass_fds=(), expect_port: bool = True, pin_workers: bool = True) -> Server:
+          pass_fds=(), expect_port: bool = True, pin_workers: bool = True, cwd=None) -> Server:
     """Starts binary with flags (plus --bind 127.0.0.1:0 unless bind is None or flags bind),
     waits for the "listening" log line and returns the Server (.port, .proc). pass_fds: extra
     descriptors the server inherits; expect_port=False when the first address is unix:."""
@@ -326,7 +327,7 @@ def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn
     if pin_workers and "--workers" not in flags and "-w" not in flags and not (env and "WEB_CONCURRENCY" in env):
         args += ["--workers", "1"]
     args += list(flags)
-    server = Server(args, preexec_fn=preexec_fn, env=env, pass_fds=pass_fds)
+    server = Server(args, preexec_fn=preexec_fn, env=env, pass_fds=pass_fds, cwd=cwd)
     try:
         server.wait_listening(count=listening, timeout=timeout, expect_port=expect_port)
     except BaseException:
@@ -335,11 +336,11 @@ def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn
     return server
 
 
-def run_cli(binary: str, *flags: str, timeout: float = 10.0, env=None, pass_fds=()):
+def run_cli(binary: str, *flags: str, timeout: float = 10.0, env=None, pass_fds=(), cwd=None):
     """Runs the binary expecting it to exit by itself (bad flags). Returns (rc, stdout, stderr);
     rc is None if it had to be killed after timeout."""
     proc = subprocess.Popen([binary, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, env=env, pass_fds=pass_fds)
+                            stderr=subprocess.PIPE, start_new_session=True, env=env, pass_fds=pass_fds, cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode

@@ -36,10 +36,23 @@ void announce(std::string_view hook, long worker = -1) {
 
 int main(int argc, char** argv) {
   keel::App app;
-  // KEEL_TESTAPP_FAIL_STARTUP=1 makes every worker's startup hook throw (boot failure).
-  app.on_startup([] {
+  // Application settings, resolved with keel's own (tests drive them through every source).
+  app.settings()
+      .add({.name = "fail_startup",  // every worker's startup hook throws (boot failure)
+            .type = keel::SettingType::kBool,
+            .default_value = "false",
+            .env = "KEEL_TESTAPP_FAIL_STARTUP"})
+      .add({.name = "version",  // which build answers: upgrade tests start the new binary with another
+            .default_value = "1",
+            .env = "KEEL_TESTAPP_VERSION"})
+      .add({.name = "message", .default_value = "hello", .help = "what /settings/message answers"})
+      .add({.name = "api_token",
+            .optional = true,
+            .help = "a secret; /settings/api_token tells if set",
+            .secret = true});
+  app.on_startup([&app] {
     announce("startup");
-    if (const char* fail = std::getenv("KEEL_TESTAPP_FAIL_STARTUP"); fail != nullptr && std::string_view(fail) == "1")
+    if (app.settings().boolean("fail_startup"))
       throw std::runtime_error("database unreachable (injected by KEEL_TESTAPP_FAIL_STARTUP)");
   });
   app.on_shutdown([] { announce("shutdown"); });
@@ -103,9 +116,18 @@ int main(int argc, char** argv) {
   });
   app.get("/pid", [](keel::Request&) { return std::to_string(::getpid()); });
   // Which build answers: binary-upgrade tests start the new binary with another value.
-  app.get("/version", [](keel::Request&) {
-    const char* v = std::getenv("KEEL_TESTAPP_VERSION");
-    return std::string(v != nullptr ? v : "1");
+  app.get("/version", [&app](keel::Request&) { return app.settings().string("version"); });
+  app.get("/settings/message", [&app](keel::Request&) { return app.settings().string("message"); });
+  app.get("/settings/api_token", [&app](keel::Request&) {
+    // Never the value: only its length, so tests can tell which source won.
+    return app.settings().has("api_token") ? std::to_string(app.settings().string("api_token").size()) : "unset";
+  });
+  app.get("/options", [&app](keel::Request&) {
+    const auto& o = app.options();
+    return nlohmann::json{{"keep_alive_ms", o.keep_alive.count()},
+                          {"limit_request_body", o.limit_request_body},
+                          {"workers", o.workers},
+                          {"bind", o.bind}};
   });
   app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
   return app.run(argc, argv);

@@ -1,0 +1,85 @@
+#include "app/configuration.hpp"
+
+#include "app/server_settings.hpp"
+#include "log/log.hpp"
+#include "process/prefork.hpp"
+
+namespace keel::app {
+
+Configuration::Configuration(const ServerOptions& defaults, const Settings& app_settings) {
+  add_server_settings(registry_, defaults);
+  for (const auto& s : app_settings.declared()) {
+    registry_.add(s, {.env_prefix = app_settings.env_prefix(), .file_section = "app"});
+    app_names_.push_back(s.name);
+  }
+  // keel's own variables that are not settings.
+  registry_.allow_env(process::kListenFdsEnv);
+  registry_.allow_env(process::kUpgradeFromEnv);
+}
+
+std::vector<cli::Flag> Configuration::flags() const {
+  std::vector<cli::Flag> out;
+  for (const auto& spec : registry_.specs()) {
+    cli::Flag f{.name = spec.name, .type = spec.type, .help = spec.help, .env = registry_.env_name(spec)};
+    if (spec.default_value && !spec.secret) f.default_text = *spec.default_value;
+    for (const auto& s : server_settings())
+      if (s.spec.name == spec.name) f.aliases = s.cli_aliases;
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+config::Loaded Configuration::load(const config::Sources& sources) {
+  return config::load(registry_, sources);
+}
+
+void Configuration::apply(ServerOptions& options, Settings& app_settings) const {
+  apply_server_settings(registry_, options);
+  apply_app(app_settings);
+}
+
+void Configuration::apply_app(Settings& app_settings) const {
+  std::map<std::string, std::string, std::less<>> values;
+  for (const auto& name : app_names_)
+    if (const auto* r = registry_.find(name)) values.emplace(name, r->text);
+  app_settings.assign(std::move(values));
+}
+
+bool reload(const ServerOptions& defaults, const config::Sources& sources, ServerOptions& options,
+            Settings& app_settings) {
+  Configuration fresh(defaults, app_settings);
+  const config::Loaded loaded = fresh.load(sources);
+  if (!loaded.problems.empty()) {
+    std::string all;
+    for (const auto& p : loaded.problems) all += (all.empty() ? "" : "; ") + p.to_string();
+    log::write(log::Level::kError, "keel.config", "config_reload_rejected",
+               {{"problems", loaded.problems.size()}, {"errors", all}, {"kept", "the running configuration"}});
+    return false;
+  }
+  ServerOptions next = options;
+  apply_server_settings(fresh.registry(), next);
+  std::string changed, needs_restart;
+  for (const auto& s : server_settings()) {
+    if (s.get(next) == s.get(options)) continue;
+    if (s.restart_only) {
+      s.set(next, s.get(options));  // listeners, pid file, control socket stay as they are
+      needs_restart += (needs_restart.empty() ? "" : ",") + s.spec.name;
+    } else {
+      changed += (changed.empty() ? "" : ",") + s.spec.name;
+    }
+  }
+  options = next;
+  Settings before = app_settings;
+  fresh.apply_app(app_settings);
+  for (const auto& s : app_settings.declared())
+    if (before.string(s.name) != app_settings.string(s.name)) changed += (changed.empty() ? "" : ",") + s.name;
+  log::write(log::Level::kInfo, "keel.config", "config_reloaded",
+             {{"changed", changed}, {"config_file", loaded.config_file}, {"env_file", loaded.env_file}});
+  if (!needs_restart.empty())
+    log::write(log::Level::kWarning, "keel.config", "config_needs_restart",
+               {{"settings", needs_restart}, {"hint", "send USR2 (binary upgrade) to apply these"}});
+  config::export_dotenv(loaded);
+  return true;
+}
+
+}  // namespace keel::app

@@ -1,0 +1,229 @@
+#include "app/server_settings.hpp"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <charconv>
+#include <stdexcept>
+#include <thread>
+
+#include "config/values.hpp"
+#include "net/listener.hpp"
+
+namespace keel::app {
+namespace {
+
+using config::format_duration;
+using config::format_size;
+
+// Builders for the common field shapes. The text they receive was validated by the registry, so
+// the parsers cannot fail here.
+ServerSetting duration(std::string name, std::chrono::milliseconds ServerOptions::*field, std::string help,
+                       std::vector<std::string> aliases = {}) {
+  ServerSetting s;
+  s.spec = {.name = std::move(name), .type = SettingType::kDuration, .help = std::move(help), .min = 0};
+  s.cli_aliases = std::move(aliases);
+  s.get = [field](const ServerOptions& o) { return format_duration(o.*field); };
+  s.set = [field](ServerOptions& o, std::string_view t) { o.*field = *config::parse_duration(t).value; };
+  return s;
+}
+
+template <class T>
+ServerSetting size(std::string name, T ServerOptions::*field, std::string help, double min, double max,
+                   std::vector<std::string> aliases = {}) {
+  ServerSetting s;
+  s.spec = {.name = std::move(name), .type = SettingType::kSize, .help = std::move(help), .min = min, .max = max};
+  s.cli_aliases = std::move(aliases);
+  s.get = [field](const ServerOptions& o) { return format_size(o.*field); };
+  s.set = [field](ServerOptions& o, std::string_view t) { o.*field = static_cast<T>(*config::parse_size(t).value); };
+  return s;
+}
+
+template <class T>
+ServerSetting integer(std::string name, T ServerOptions::*field, std::string help, double min, double max,
+                      std::vector<std::string> aliases = {}) {
+  ServerSetting s;
+  s.spec = {.name = std::move(name), .type = SettingType::kInt, .help = std::move(help), .min = min, .max = max};
+  s.cli_aliases = std::move(aliases);
+  s.get = [field](const ServerOptions& o) { return std::to_string(o.*field); };
+  s.set = [field](ServerOptions& o, std::string_view t) { o.*field = static_cast<T>(*config::parse_int(t).value); };
+  return s;
+}
+
+ServerSetting boolean(std::string name, bool ServerOptions::*field, std::string help) {
+  ServerSetting s;
+  s.spec = {.name = std::move(name), .type = SettingType::kBool, .help = std::move(help)};
+  s.get = [field](const ServerOptions& o) { return std::string(o.*field ? "true" : "false"); };
+  s.set = [field](ServerOptions& o, std::string_view t) { o.*field = *config::parse_bool(t).value; };
+  return s;
+}
+
+ServerSetting text(std::string name, std::string ServerOptions::*field, std::string help,
+                   std::vector<std::string> aliases = {}) {
+  ServerSetting s;
+  s.spec = {.name = std::move(name), .type = SettingType::kString, .help = std::move(help)};
+  s.cli_aliases = std::move(aliases);
+  s.get = [field](const ServerOptions& o) { return o.*field; };
+  s.set = [field](ServerOptions& o, std::string_view t) { o.*field = std::string(t); };
+  return s;
+}
+
+ServerSetting list(std::string name, std::vector<std::string> ServerOptions::*field, std::string help,
+                   std::vector<std::string> aliases = {}) {
+  ServerSetting s;
+  s.spec = {.name = std::move(name), .type = SettingType::kList, .help = std::move(help)};
+  s.cli_aliases = std::move(aliases);
+  s.get = [field](const ServerOptions& o) {
+    std::string out;
+    for (const auto& item : o.*field) out += (out.empty() ? "" : ",") + item;
+    return out;
+  };
+  s.set = [field](ServerOptions& o, std::string_view t) { o.*field = *config::parse_list(t).value; };
+  return s;
+}
+
+ServerSetting restart_only(ServerSetting s) {
+  s.restart_only = true;
+  return s;
+}
+
+std::vector<ServerSetting> build() {
+  std::vector<ServerSetting> all;
+  {
+    ServerSetting bind = restart_only(list(
+        "bind", &ServerOptions::bind,
+        "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N to listen on; repeatable (systemd socket activation replaces it; "
+        "$PORT means 0.0.0.0:$PORT)",
+        {"-b"}));
+    bind.spec.validate = [](std::string_view t) -> std::string {
+      const auto items = config::parse_list(t);
+      if (!items || items.value->empty()) return "expected at least one address";
+      for (const auto& item : *items.value) {
+        try {
+          (void)net::parse_bind(item);
+        } catch (const std::invalid_argument& e) {
+          return e.what();
+        }
+      }
+      return {};
+    };
+    bind.env_aliases = {{"PORT", "0.0.0.0:"}};  // Heroku / Cloud Run convention
+    all.push_back(std::move(bind));
+  }
+  {
+    ServerSetting workers =
+        integer("workers", &ServerOptions::workers,
+                "worker processes (default $WEB_CONCURRENCY, else the number of CPUs)", 1, 1024, {"-w"});
+    workers.get = [](const ServerOptions& o) { return std::to_string(o.workers > 0 ? o.workers : cpu_count()); };
+    workers.env_aliases = {{"WEB_CONCURRENCY", ""}};
+    all.push_back(std::move(workers));
+  }
+  all.push_back(restart_only(integer("backlog", &ServerOptions::backlog, "listen backlog", 1, 65535)));
+  all.push_back(restart_only(boolean("reuse_port", &ServerOptions::reuse_port,
+                                     "one SO_REUSEPORT listening socket per worker instead of one shared socket")));
+  {
+    ServerSetting mode;
+    mode.spec = {.name = "unix_socket_mode",
+                 .type = SettingType::kString,
+                 .help = "permissions of unix: socket files, octal",
+                 .pattern = "0?[0-7]{3}"};
+    mode.restart_only = true;
+    mode.get = [](const ServerOptions& o) {
+      char buf[8];
+      const auto r = std::to_chars(buf + 1, buf + sizeof buf, o.unix_socket_mode, 8);
+      buf[0] = '0';
+      return std::string(buf, r.ptr);
+    };
+    mode.set = [](ServerOptions& o, std::string_view t) {
+      std::from_chars(t.data(), t.data() + t.size(), o.unix_socket_mode, 8);
+    };
+    all.push_back(std::move(mode));
+  }
+  all.push_back(duration("keep_alive", &ServerOptions::keep_alive,
+                         "close idle keep-alive connections after this; keep it above your load balancer's idle "
+                         "timeout"));
+  all.push_back(
+      duration("header_timeout", &ServerOptions::header_timeout, "time allowed to receive a request head (then 408)"));
+  all.push_back(
+      duration("body_timeout", &ServerOptions::body_timeout, "longest pause while receiving a body (then 408)"));
+  all.push_back(duration("write_timeout", &ServerOptions::write_timeout,
+                         "longest stall while the client does not read (then the connection is closed)"));
+  all.push_back(duration("graceful_timeout", &ServerOptions::graceful_timeout, "drain time after SIGTERM"));
+  all.push_back(duration("shutdown_delay", &ServerOptions::shutdown_delay,
+                         "after SIGTERM, keep serving this long (readiness already failing) before draining; ~5s "
+                         "on Kubernetes"));
+  all.push_back(duration("timeout", &ServerOptions::timeout,
+                         "a worker whose event loop is silent this long is aborted with a stack trace (0: never)",
+                         {"-t"}));
+  all.push_back(integer("max_requests", &ServerOptions::max_requests,
+                        "recycle a worker after this many requests (0: never)", 0, 1e15));
+  all.push_back(integer("max_requests_jitter", &ServerOptions::max_requests_jitter,
+                        "add a random 0..N to max_requests per worker", 0, 1e15));
+  all.push_back(duration("max_worker_lifetime", &ServerOptions::max_worker_lifetime,
+                         "recycle a worker older than this (0: never)"));
+  all.push_back(size("max_worker_memory", &ServerOptions::max_worker_memory,
+                     "recycle a worker whose resident memory exceeds this (0: never)", 0, 1e15));
+  all.push_back(integer("limit_concurrency", &ServerOptions::limit_concurrency,
+                        "in-flight requests per worker before answering 503 (0: no limit)", 0, 1e9));
+  all.push_back(integer("worker_connections", &ServerOptions::worker_connections,
+                        "open connections per worker before answering 503", 1, 1 << 24));
+  all.push_back(
+      size("limit_request_line", &ServerOptions::limit_request_line, "request line bytes (414 beyond)", 16, 1 << 20));
+  all.push_back(
+      integer("limit_request_fields", &ServerOptions::limit_request_fields, "header fields (431 beyond)", 1, 10000));
+  all.push_back(size("limit_request_field_size", &ServerOptions::limit_request_field_size,
+                     "bytes of one header field (431 beyond)", 16, 1 << 20, {"--limit-request-field_size"}));
+  all.push_back(size("limit_request_header_size", &ServerOptions::limit_request_header_size,
+                     "bytes of the whole request head (431 beyond)", 64, 1 << 24));
+  all.push_back(size("limit_request_body", &ServerOptions::limit_request_body, "body bytes (413 beyond)", 0,
+                     static_cast<double>(1ULL << 32)));
+  {
+    ServerSetting header = text("server_header", &ServerOptions::server_header,
+                                "value of the Server response header (empty or --no-server-header: none)");
+    header.spec.pattern = "[\\x20-\\x7e]*";  // a header value: no control characters
+    all.push_back(std::move(header));
+  }
+  all.push_back(
+      integer("threads", &ServerOptions::threads, "threads per worker for offloaded blocking calls", 1, 1024));
+  all.push_back(
+      integer("thread_queue", &ServerOptions::thread_queue, "queued blocking calls per worker before 503", 1, 1 << 24));
+  all.push_back(
+      restart_only(text("pid_file", &ServerOptions::pid_file, "write the master's pid to this file", {"-p", "--pid"})));
+  all.push_back(restart_only(text("control_socket", &ServerOptions::control_socket,
+                                  "unix socket where the master answers `status` (workers, pids, ages, requests)")));
+  all.push_back(
+      restart_only(boolean("reload", &ServerOptions::reload,
+                           "development: restart (re-exec) when the binary or a reload_extra_files changes")));
+  all.push_back(restart_only(list("reload_extra_files", &ServerOptions::reload_extra_files,
+                                  "more files whose change triggers reload (repeatable)", {"--reload-extra-file"})));
+  return all;
+}
+
+}  // namespace
+
+int cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+}
+
+const std::vector<ServerSetting>& server_settings() {
+  static const std::vector<ServerSetting> all = build();
+  return all;
+}
+
+void add_server_settings(config::Registry& registry, const ServerOptions& defaults) {
+  for (const auto& s : server_settings()) {
+    Setting spec = s.spec;
+    spec.default_value = s.get(defaults);
+    registry.add(std::move(spec), {.env_prefix = "KEEL_", .env_aliases = s.env_aliases});
+  }
+}
+
+void apply_server_settings(const config::Registry& registry, ServerOptions& options) {
+  for (const auto& s : server_settings())
+    if (const auto* r = registry.find(s.spec.name)) s.set(options, r->text);
+}
+
+}  // namespace keel::app

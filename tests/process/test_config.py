@@ -1,0 +1,214 @@
+"""Configuration through the real binary: the five sources and their precedence, .env and
+NAME_FILE secrets, `config` / `config --json` / `config --check`, every problem reported at once
+with exit code 78, secrets never printed, and HUP re-reading the configuration in a running master
+(new workers get the new values; an invalid file is rejected and the old configuration kept)."""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import keelproc
+from keelproc import KeelTestCase
+
+SECRET = "hunter2-do-not-print"
+
+
+def clean_env(**extra) -> dict:
+    """The environment without any KEEL_/APP_ variable of the caller, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "APP_")) and
+           k not in ("PORT", "WEB_CONCURRENCY")}
+    env.update(extra)
+    return env
+
+
+class ConfigTest(KeelTestCase):
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="keel-config-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, name: str, text: str) -> str:
+        path = self.dir / name
+        path.write_text(text)
+        return str(path)
+
+    def config_json(self, *flags, env=None) -> dict:
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--json", *flags, env=env or clean_env(),
+                                        cwd=self.dir)
+        self.assertEqual(rc, 0, err)
+        return {s["name"]: s for s in json.loads(out)["settings"]}
+
+    # -- precedence ---------------------------------------------------------------------------
+
+    def test_each_source_overrides_the_ones_below(self):
+        config = self.write("keel.toml", "keep_alive = \"2s\"\nlimit_request_body = \"2KiB\"\nworkers = 3\n"
+                                         "[app]\nmessage = \"from file\"\n")
+        # The implicit ./.env: in the working directory, read without --env-file.
+        self.write(".env", "# dev settings\nexport KEEL_LIMIT_REQUEST_BODY=3KiB\nAPP_MESSAGE=\"from \\\"dotenv\\\"\"\n")
+        env = clean_env(KEEL_CONFIG=config, APP_MESSAGE="from env", KEEL_WORKERS="2")
+        settings = self.config_json("--workers", "1", env=env)
+        self.assertEqual((settings["keep_alive"]["value"], settings["keep_alive"]["origin"]),
+                         ("2s", f"{config}:1"))
+        self.assertEqual((settings["limit_request_body"]["value"], settings["limit_request_body"]["origin"]),
+                         ("3KiB", ".env:2"))
+        self.assertEqual((settings["message"]["value"], settings["message"]["origin"]), ("from env", "env APP_MESSAGE"))
+        self.assertEqual((settings["workers"]["value"], settings["workers"]["origin"]), ("1", "flag --workers"))
+        self.assertEqual(settings["backlog"]["origin"], "default")
+        self.assertEqual(settings["message"]["file_key"], "app.message")
+
+        # The running server uses exactly those values.
+        server = self.start_server("--workers", "1", env=env, cwd=self.dir)
+        opts = keelproc.get(server.port, "/options").json()
+        self.assertEqual(opts["keep_alive_ms"], 2000)
+        self.assertEqual(opts["limit_request_body"], 3072)
+        self.assertEqual(keelproc.get(server.port, "/settings/message").text, "from env")
+        env.pop("APP_MESSAGE")
+        server.stop()
+        server = self.start_server("--workers", "1", env=env, cwd=self.dir)
+        self.assertEqual(keelproc.get(server.port, "/settings/message").text, 'from "dotenv"')
+        # The body limit from .env is enforced: 3 KiB + 1 is too large.
+        resp = keelproc.get(server.port, "/", method="POST", body=b"x" * 3073)
+        self.assertEqual(resp.status, 413)
+
+    def test_conventional_variables(self):
+        settings = self.config_json(env=clean_env(PORT="5123", WEB_CONCURRENCY="3"))
+        self.assertEqual((settings["bind"]["value"], settings["bind"]["origin"]), ("0.0.0.0:5123", "env PORT"))
+        self.assertEqual((settings["workers"]["value"], settings["workers"]["origin"]), ("3", "env WEB_CONCURRENCY"))
+        settings = self.config_json(env=clean_env(PORT="5123", KEEL_BIND="127.0.0.1:7000"))
+        self.assertEqual(settings["bind"]["value"], "127.0.0.1:7000")
+
+    def test_repeated_list_flags_and_file_arrays(self):
+        config = self.write("keel.toml", 'bind = ["127.0.0.1:7001", "unix:/tmp/keel-x.sock"]\n')
+        settings = self.config_json("--config", config)
+        self.assertEqual(settings["bind"]["value"], "127.0.0.1:7001,unix:/tmp/keel-x.sock")
+        settings = self.config_json("--config", config, "--bind", "127.0.0.1:1", "-b", "[::1]:2")
+        self.assertEqual(settings["bind"]["value"], "127.0.0.1:1,[::1]:2")
+
+    # -- secrets ------------------------------------------------------------------------------
+
+    def test_file_secrets_are_used_and_never_printed(self):
+        secret_file = self.write("token", SECRET + "\n")
+        env = clean_env(APP_API_TOKEN_FILE=secret_file)
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", env=env, cwd=self.dir)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(SECRET, out + err)
+        self.assertRegex(out, r"api_token\s+= \*{8}\s+# env APP_API_TOKEN_FILE \(" + str(secret_file))
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--json", env=env, cwd=self.dir)
+        self.assertNotIn(SECRET, out + err)
+        self.assertEqual({s["name"]: s for s in json.loads(out)["settings"]}["api_token"]["value"], "********")
+        server = self.start_server(env=env, cwd=self.dir)
+        # The trailing newline of the file is not part of the value.
+        self.assertEqual(keelproc.get(server.port, "/settings/api_token").text, str(len(SECRET)))
+        server.stop()
+        self.assertNotIn(SECRET, "\n".join(server.stdout_snapshot()) + server.stderr_text())
+
+    def test_a_secret_set_twice_is_an_error_that_does_not_show_it(self):
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--json",
+                                        env=clean_env(APP_API_TOKEN=SECRET, APP_API_TOKEN_FILE="/nonexistent"),
+                                        cwd=self.dir)
+        self.assertEqual(rc, 78)
+        self.assertIn("both APP_API_TOKEN and APP_API_TOKEN_FILE are set", err)
+        self.assertNotIn(SECRET, out + err)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def test_every_problem_at_once_then_exit_78(self):
+        config = self.write("keel.toml", "workers = 0\ngracefull_timeout = \"5s\"\n[app]\nmesage = \"x\"\n")
+        self.write("bad.env", "GOOD=1\nthis line is not an assignment\nKEEL_BACKLOG=lots\n")
+        env = clean_env(KEEL_GRACEFUL_TIMEOUT="soon", KEEL_WORKRS="2", KEEL_CONFIG=config)
+        t0 = time.monotonic()
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--env-file", str(self.dir / "bad.env"),
+                                        "--keep-alive", "5q", "--bind", "127.0.0.1:99999", env=env, cwd=self.dir)
+        self.assertEqual(rc, 78, err)
+        self.assertLess(time.monotonic() - t0, 5)
+        expected = [
+            f"workers ({config}:1): expected an integer from 1 to 1024, got '0'",
+            f"({config}:2): unknown key 'gracefull_timeout' (did you mean 'graceful_timeout'?)",
+            f"({config}:4): unknown key 'app.mesage' (did you mean 'app.message'?)",
+            "bad.env:2)",
+            "backlog (" + str(self.dir / "bad.env") + ":3): expected an integer from 1 to 65535, got 'lots'",
+            "graceful_timeout (env KEEL_GRACEFUL_TIMEOUT): expected a duration",
+            "(env KEEL_WORKRS): unknown variable KEEL_WORKRS (did you mean KEEL_WORKERS?)",
+            "keep_alive (flag --keep-alive): expected a duration",
+            "bind (flag --bind): invalid bind address '127.0.0.1:99999'",
+        ]
+        for e in expected:
+            self.assertIn(e, err)
+        self.assertIn(f"invalid configuration ({len(expected)} problems)", err)
+        self.assertEqual(out, "")  # nothing started, nothing logged
+
+    def test_unknown_flag_suggests_the_right_one(self):
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--graceful-timout", "3s", env=clean_env())
+        self.assertEqual(rc, 78)
+        self.assertIn("unknown flag --graceful-timout (did you mean --graceful-timeout?)", err)
+
+    def test_missing_named_files_are_errors(self):
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "config", "--check", "--config", "/nonexistent/keel.toml",
+                                      "--env-file", "/nonexistent/.env", env=clean_env())
+        self.assertEqual(rc, 78)
+        self.assertIn("cannot read /nonexistent/keel.toml", err)
+        self.assertIn("cannot read /nonexistent/.env", err)
+
+    def test_check_validates_and_exits(self):
+        config = self.write("keel.toml", "threads = 8\n")
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--check", "--config", config, env=clean_env())
+        self.assertEqual(rc, 0, err)
+        self.assertIn("configuration ok", out)
+        self.assertIn(config, out)
+
+    # -- HUP reload ---------------------------------------------------------------------------
+
+    def wait_event(self, server, name, timeout=10.0):
+        event = server.wait_for_stdout(lambda e: e.get("event") == name, timeout=timeout)
+        if event is None:
+            self.fail(f"no {name} log line\n" + server.output_tail(40))
+        return event
+
+    def test_hup_rereads_the_file_and_rolls_the_workers(self):
+        config = self.write("keel.toml", "workers = 2\nkeep_alive = \"3s\"\n[app]\nmessage = \"one\"\n")
+        server = self.start_server("--config", config, env=clean_env(), pin_workers=False)
+        self.wait_event(server, "workers_ready")
+        self.assertEqual(keelproc.get(server.port, "/settings/message").text, "one")
+        old = set(keelproc.child_pids(server.pid))
+        self.assertEqual(len(old), 2)
+
+        # A valid change: new values for every new worker, one more worker, and a listener change
+        # that needs a restart (kept, with a warning).
+        self.write("keel.toml", "workers = 3\nkeep_alive = \"7s\"\nbacklog = 100\n[app]\nmessage = \"two\"\n")
+        server.send_signal(signal.SIGHUP)
+        reloaded = self.wait_event(server, "config_reloaded")
+        self.assertIn("keep_alive", reloaded["changed"])
+        self.assertIn("message", reloaded["changed"])
+        self.assertIn("workers", reloaded["changed"])
+        self.assertEqual(self.wait_event(server, "config_needs_restart")["settings"], "backlog")
+        self.wait_event(server, "rolling_restart_done", timeout=20)
+        deadline = time.monotonic() + 10
+        while len(keelproc.child_pids(server.pid)) != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = set(keelproc.child_pids(server.pid))
+        self.assertEqual(len(pids), 3)
+        self.assertFalse(pids & old, "every worker was replaced")
+        for _ in range(12):  # every worker answers with the new configuration
+            self.assertEqual(keelproc.get(server.port, "/settings/message").text, "two")
+            opts = keelproc.get(server.port, "/options").json()
+            self.assertEqual(opts["keep_alive_ms"], 7000)
+            self.assertEqual(opts["bind"], ["127.0.0.1:0"])
+
+        # An invalid change: rejected with every problem named, the running configuration kept.
+        self.write("keel.toml", "workers = 3\nkeep_alive = \"soon\"\nthreds = 2\n[app]\nmessage = \"three\"\n")
+        server.send_signal(signal.SIGHUP)
+        rejected = self.wait_event(server, "config_reload_rejected")
+        self.assertIn(f"keep_alive ({config}:2): expected a duration", rejected["errors"])
+        self.assertIn("unknown key 'threds' (did you mean 'threads'?)", rejected["errors"])
+        self.wait_event(server, "rolling_restart_done", timeout=20)
+        for _ in range(6):
+            self.assertEqual(keelproc.get(server.port, "/settings/message").text, "two")
+        self.assertEqual(keelproc.get(server.port, "/options").json()["keep_alive_ms"], 7000)
+
+
+if __name__ == "__main__":
+    unittest.main()
