@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "keel/errors.hpp"
+#include "keel/health.hpp"
 #include "keel/request.hpp"
 #include "keel/response.hpp"
 #include "keel/settings.hpp"
@@ -59,6 +60,10 @@ struct ServerOptions {
   std::vector<std::string> reload_extra_files;        // --reload-extra-file: more files to watch
   int threads = 4;                                    // --threads: blocking-call pool per worker
   std::size_t thread_queue = 1024;                    // --thread-queue: pending blocking calls
+  std::string health_path = "/health";                // liveness ("" : not served)
+  std::string readiness_path = "/health/ready";       // readiness: checks, draining
+  std::string startup_path = "/health/startup";       // startup probe
+  std::chrono::milliseconds health_cache_ttl{1000};   // how long a round of check results is reused
 };
 
 // A route handler. Accepts callables taking Request& and returning Response, std::string
@@ -154,6 +159,8 @@ class App {
   ServerOptions& options() noexcept { return options_; }
   // The application's own settings: declare before run(), read after (startup hooks, handlers).
   Settings& settings() noexcept { return settings_; }
+  // Readiness checks (dependencies) behind the health endpoints; register before run().
+  Health& health() noexcept { return health_; }
 
   // Resolves the configuration (defaults < config file < .env < environment < flags) into
   // options() and settings() — every problem reported at once, exit code 78 — then serves until
@@ -169,10 +176,14 @@ class App {
  private:
   ServerOptions options_;
   Settings settings_;
+  Health health_;
+  bool started_ = false;                 // this worker's startup hooks finished
   std::function<bool()> reload_config_;  // set by run(): HUP re-reads the configuration
   std::unique_ptr<Router> router_;
   std::vector<Middleware> middleware_;
   LifecycleHooks hooks_;
+
+  void add_health_routes();
 };
 
 }  // namespace keel

@@ -36,7 +36,7 @@ App& App::use(Middleware m) {
 }
 
 int App::run(int argc, char** argv) {
-  const ServerOptions defaults = options_;
+  const ServerOptions defaults = options_;  // what the application set: the defaults
   std::optional<app::Configuration> configuration;
   try {
     configuration.emplace(defaults, settings_);
@@ -72,8 +72,44 @@ int App::run(int argc, char** argv) {
   return serve();
 }
 
+void App::add_health_routes() {
+  health_.cache_ttl(options_.health_cache_ttl);
+  // An application that serves one of these paths itself keeps its own handler.
+  auto free = [this](const std::string& path) {
+    if (path.empty()) return false;
+    for (const auto& r : router_->routes())
+      if (r.pattern == path && (r.method == "GET" || r.method == "*")) return false;
+    return true;
+  };
+  if (free(options_.health_path))
+    get(options_.health_path, [](Request&) {
+      Response r = Response::json({{"status", "ok"}});
+      r.add_header("Cache-Control", "no-store");
+      return r;
+    });
+  if (free(options_.startup_path))
+    get(options_.startup_path, [this](Request&) {
+      Response r = Response::json({{"status", started_ ? "started" : "starting"}}, started_ ? 200 : 503);
+      r.add_header("Cache-Control", "no-store");
+      return r;
+    });
+  if (free(options_.readiness_path))
+    get(options_.readiness_path, [this](Request&) -> Task<Response> {
+      HealthReport report;
+      if (!started_) {
+        report.status = HealthReport::Status::kFailing;
+      } else if (!shutting_down()) {
+        report = co_await health_.readiness();
+      }
+      // Draining wins: load balancers must stop sending before the listeners close.
+      if (shutting_down()) report.status = HealthReport::Status::kDraining;
+      co_return Health::to_response(report);
+    });
+}
+
 int App::serve() {
   if (options_.workers <= 0) options_.workers = app::cpu_count();
+  add_health_routes();
   ::signal(SIGPIPE, SIG_IGN);
   // Block the control signals from the start: until the master (or the single worker) reads
   // them, a signal arriving early must wait, not kill the process with its default action.
@@ -125,6 +161,7 @@ int App::serve() {
         return 3;  // boot failure: the master stops instead of respawning forever
       }
     }
+    started_ = true;
     if (slot == nullptr && hooks_.when_ready) hooks_.when_ready();  // single process: no master to say it
     const int code = server.run();
     for (const auto& hook : hooks_.shutdown) {

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "config/values.hpp"
 #include "net/listener.hpp"
@@ -187,6 +188,18 @@ std::vector<ServerSetting> build() {
       integer("threads", &ServerOptions::threads, "threads per worker for offloaded blocking calls", 1, 1024));
   all.push_back(
       integer("thread_queue", &ServerOptions::thread_queue, "queued blocking calls per worker before 503", 1, 1 << 24));
+  for (auto [name, field, help] :
+       {std::tuple{"health_path", &ServerOptions::health_path, "liveness endpoint (empty: none)"},
+        std::tuple{"readiness_path", &ServerOptions::readiness_path,
+                   "readiness endpoint: 503 while a critical check fails or the worker drains (empty: none)"},
+        std::tuple{"startup_path", &ServerOptions::startup_path,
+                   "startup endpoint: 200 once startup hooks finished (empty: none)"}}) {
+    ServerSetting path = restart_only(text(name, field, help));  // routes are set up once
+    path.spec.pattern = "(/[!-~]*)?";  // a path without spaces or control characters, or nothing
+    all.push_back(std::move(path));
+  }
+  all.push_back(duration("health_cache_ttl", &ServerOptions::health_cache_ttl,
+                         "how long one round of readiness check results answers later probes"));
   all.push_back(
       restart_only(text("pid_file", &ServerOptions::pid_file, "write the master's pid to this file", {"-p", "--pid"})));
   all.push_back(restart_only(text("control_socket", &ServerOptions::control_socket,

@@ -2,12 +2,16 @@
 // every handler shape (sync, coroutine, offload, streaming) and every error path.
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
+#include "keel/checks.hpp"
 #include "keel/keel.hpp"
 
 namespace {
@@ -50,11 +54,56 @@ int main(int argc, char** argv) {
             .optional = true,
             .help = "a secret; /settings/api_token tells if set",
             .secret = true});
+  // Readiness checks the health tests switch on: real dependencies and misbehaving checks.
+  using keel::SettingType;
+  app.settings()
+      .add({.name = "check_postgres", .type = SettingType::kUrl, .optional = true})
+      .add({.name = "check_redis", .type = SettingType::kUrl, .optional = true, .help = "non-critical"})
+      .add({.name = "check_sqlite", .optional = true})
+      .add({.name = "check_tcp_port", .type = SettingType::kInt, .optional = true, .min = 1, .max = 65535})
+      .add({.name = "check_hang",
+            .type = SettingType::kDuration,
+            .optional = true,
+            .help = "blocking check sleeping this long"})
+      .add({.name = "check_async_hang", .type = SettingType::kDuration, .optional = true})
+      .add({.name = "check_timeout", .type = SettingType::kDuration, .default_value = "1s", .min = 1});
+  static std::atomic<long> check_runs{0};
   app.on_startup([&app] {
     announce("startup");
-    if (app.settings().boolean("fail_startup"))
+    auto& s = app.settings();
+    if (s.boolean("fail_startup"))
       throw std::runtime_error("database unreachable (injected by KEEL_TESTAPP_FAIL_STARTUP)");
+    const auto timeout = s.duration("check_timeout");
+    const keel::CheckOptions critical{.timeout = timeout};
+    // Built-in checks bound themselves a little below the check's timeout.
+    const auto inner = std::max(std::chrono::milliseconds{1}, timeout - timeout / 5);
+    app.health().add(
+        "counter", [] { ++check_runs; }, critical);
+    if (s.has("check_postgres"))
+      app.health().add(
+          "postgres", [url = s.string("check_postgres"), inner] { keel::checks::postgres(url, inner); }, critical);
+    if (s.has("check_redis"))
+      app.health().add("redis", [url = s.string("check_redis"), inner] { keel::checks::redis_ping(url, inner); },
+                       {.timeout = timeout, .critical = false});
+    if (s.has("check_sqlite"))
+      app.health().add(
+          "sqlite", [path = s.string("check_sqlite"), inner] { keel::checks::sqlite(path, inner); }, critical);
+    if (s.has("check_tcp_port"))
+      app.health().add(
+          "tcp",
+          [port = static_cast<std::uint16_t>(s.integer("check_tcp_port")), inner] {
+            keel::checks::tcp_connect("127.0.0.1", port, inner);
+          },
+          critical);
+    if (s.has("check_hang"))
+      app.health().add(
+          "hang", [d = s.duration("check_hang")] { std::this_thread::sleep_for(d); }, critical);
+    if (s.has("check_async_hang"))
+      app.health().add(
+          "async_hang", [d = s.duration("check_async_hang")]() -> keel::Task<void> { co_await keel::sleep(d); },
+          critical);
   });
+  app.get("/check-runs", [](keel::Request&) { return std::to_string(check_runs.load()); });
   app.on_shutdown([] { announce("shutdown"); });
   auto& hooks = app.hooks();
   hooks.on_starting = [] { announce("on_starting"); };
