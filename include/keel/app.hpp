@@ -64,6 +64,7 @@ struct ServerOptions {
   std::string readiness_path = "/health/ready";       // readiness: checks, draining
   std::string startup_path = "/health/startup";       // startup probe
   std::chrono::milliseconds health_cache_ttl{1000};   // how long a round of check results is reused
+  std::vector<std::string> config_files;              // set by run(): the config and .env files it read
 };
 
 // A route handler. Accepts callables taking Request& and returning Response, std::string

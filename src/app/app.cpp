@@ -65,6 +65,8 @@ int App::run(int argc, char** argv) {
     return 0;
   }
   config::export_dotenv(loaded);
+  for (const auto* f : {&loaded.config_file, &loaded.env_file})
+    if (!f->empty()) options_.config_files.push_back(*f);  // --reload watches them too
   reload_config_ = [this, defaults, sources = cmd.sources] {
     return app::reload(defaults, sources, options_, settings_);
   };

@@ -665,6 +665,7 @@ void Master::watch_for_reload() {
   }
   std::vector<std::string> files{g_command_line[0]};
   files.insert(files.end(), options_.reload_extra_files.begin(), options_.reload_extra_files.end());
+  files.insert(files.end(), options_.config_files.begin(), options_.config_files.end());
   for (const auto& f : files) {
     // Watch the directory: builds and deploys replace files (rename), which a file watch misses.
     const auto slash = f.rfind('/');

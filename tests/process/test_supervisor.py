@@ -817,6 +817,23 @@ class ControlAndReloadTest(TempBinaryCase):
             self.assertLess(time.monotonic(), deadline, "the reloaded binary does not serve")
             time.sleep(0.05)
 
+    def test_reload_on_config_file_change(self):
+        config = os.path.join(self.dir, "keel.toml")
+        with open(config, "w") as f:
+            f.write('[app]\nmessage = "v1"\n')
+        server = self.start_master("--reload", "--config", config, workers=2, binary=self.app)
+        self.wait_event(server, "reload_watching")
+        self.assertEqual(fresh_get(server.port, "/settings/message").body, b"v1")
+        with open(config, "w") as f:
+            f.write('[app]\nmessage = "v2"\n')
+        self.wait_event(server, "reload", timeout=5)
+        self.wait_event(server, "upgrade_succeeded", timeout=10)
+        self.assertEqual(server.wait(15), 0, server.output_tail())
+        deadline = time.monotonic() + 5
+        while fresh_get(server.port, "/settings/message").body != b"v2":
+            self.assertLess(time.monotonic(), deadline, "the re-executed master does not use the edited file")
+            time.sleep(0.05)
+
 
 class DrainUnderLoadTest(SupervisorCase):
     """SIGTERM at steady load (wrk in the background, counting clients in Python): every request
