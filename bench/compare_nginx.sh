@@ -14,6 +14,8 @@
 #   SELF_TEST=1 measure nginx against itself (A = B = nginx; checks this script without keel).
 # Default run: 2 worker counts x 4 comparisons x (2 x 3 x 5 s + checks) = about 5 minutes.
 set -euo pipefail
+export SECRET_KEY=${SECRET_KEY:-bench-secret-key-not-for-production}
+export DATABASE_URL=${DATABASE_URL:-sqlite:/tmp/keel-bench-demo.db}
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)

@@ -7,8 +7,8 @@ packages=(
   g++ clang clang-format libclang-rt-14-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev
-  python3 curl wrk procps sqlite3 postgresql redis-server
+  libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev zlib1g-dev
+  python3 curl wrk procps sqlite3 postgresql redis-server prometheus python3-prometheus-client
 )
 missing=()
 for p in "${packages[@]}"; do

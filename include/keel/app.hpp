@@ -64,6 +64,8 @@ struct ServerOptions {
   std::string readiness_path = "/health/ready";       // readiness: checks, draining
   std::string startup_path = "/health/startup";       // startup probe
   std::chrono::milliseconds health_cache_ttl{1000};   // how long a round of check results is reused
+  std::string metrics_path = "/metrics";              // Prometheus/OpenMetrics ("" : no built-in metrics)
+  std::string metrics_bind;                           // admin listener: metrics (and health) only there
   std::vector<std::string> config_files;              // set by run(): the config and .env files it read
 };
 
@@ -184,7 +186,9 @@ class App {
   std::vector<Middleware> middleware_;
   LifecycleHooks hooks_;
 
-  void add_health_routes();
+  void add_health_routes(Router& router);
+  void add_metrics_route(Router& router);
+  std::unique_ptr<Router> admin_router_;  // --metrics-bind
 };
 
 }  // namespace keel

@@ -10,8 +10,11 @@
 #include "app/configuration.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
+#include "http/gzip.hpp"
 #include "http/server.hpp"
 #include "log/log.hpp"
+#include "metrics/http_metrics.hpp"
+#include "metrics/registry.hpp"
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
 
@@ -74,29 +77,29 @@ int App::run(int argc, char** argv) {
   return serve();
 }
 
-void App::add_health_routes() {
+void App::add_health_routes(Router& router) {
   health_.cache_ttl(options_.health_cache_ttl);
   // An application that serves one of these paths itself keeps its own handler.
-  auto free = [this](const std::string& path) {
+  auto free = [&router](const std::string& path) {
     if (path.empty()) return false;
-    for (const auto& r : router_->routes())
+    for (const auto& r : router.routes())
       if (r.pattern == path && (r.method == "GET" || r.method == "*")) return false;
     return true;
   };
   if (free(options_.health_path))
-    get(options_.health_path, [](Request&) {
+    router.add("GET", options_.health_path, [](Request&) {
       Response r = Response::json({{"status", "ok"}});
       r.add_header("Cache-Control", "no-store");
       return r;
     });
   if (free(options_.startup_path))
-    get(options_.startup_path, [this](Request&) {
+    router.add("GET", options_.startup_path, [this](Request&) {
       Response r = Response::json({{"status", started_ ? "started" : "starting"}}, started_ ? 200 : 503);
       r.add_header("Cache-Control", "no-store");
       return r;
     });
   if (free(options_.readiness_path))
-    get(options_.readiness_path, [this](Request&) -> Task<Response> {
+    router.add("GET", options_.readiness_path, [this](Request&) -> Task<Response> {
       HealthReport report;
       if (!started_) {
         report.status = HealthReport::Status::kFailing;
@@ -109,9 +112,65 @@ void App::add_health_routes() {
     });
 }
 
+void App::add_metrics_route(Router& router) {
+  const std::string& path = options_.metrics_path;
+  if (path.empty()) return;
+  for (const auto& r : router.routes())
+    if (r.pattern == path && (r.method == "GET" || r.method == "*")) return;  // the application's own
+  router.add("GET", path, [](Request& req) {
+    const auto format = metrics_detail::negotiate(req.header("Accept").value_or(""));
+    std::string body = metrics_detail::Registry::instance().render(format);
+    Response r(200);
+    r.set_content_type(metrics_detail::content_type(format));
+    r.add_header("Cache-Control", "no-store");
+    r.add_header("Vary", "Accept, Accept-Encoding");
+    if (http::accepts_gzip(req.header("Accept-Encoding").value_or(""))) {
+      body = http::gzip(body);
+      r.add_header("Content-Encoding", "gzip");
+    }
+    r.set_body(std::move(body));
+    return r;
+  });
+}
+
 int App::serve() {
   if (options_.workers <= 0) options_.workers = app::cpu_count();
-  add_health_routes();
+  add_health_routes(*router_);
+  if (options_.metrics_bind.empty()) {
+    add_metrics_route(*router_);
+  } else {  // metrics only on the admin listener; health on both
+    admin_router_ = std::make_unique<Router>();
+    add_health_routes(*admin_router_);
+    add_metrics_route(*admin_router_);
+  }
+  const bool metrics_on = !options_.metrics_path.empty();
+  auto& registry = metrics_detail::Registry::instance();
+  if (metrics_on) metrics_detail::register_builtin_metrics();
+  // Before any fork: every process gets its region of the shared arena.
+  if (!registry.has_arena()) registry.create_arena(process::WorkerTable::kSlots);
+  if (metrics_on) metrics_detail::set_build_info();
+  std::optional<metrics_detail::ProcessSampler> master_sampler;
+  if (metrics_on) master_sampler.emplace();
+  std::int64_t next_sample_ms = 0;
+  process::SupervisionObserver supervision;
+  supervision.worker_forked = [&registry](std::size_t region, int worker_id) {
+    registry.attach(region, worker_id, ::getpid());
+  };
+  supervision.worker_reaped = [&registry, metrics_on](std::size_t region, std::string_view reason) {
+    registry.retire(region);
+    if (metrics_on && reason != "shutdown") metrics_detail::count_worker_restart(reason);
+  };
+  if (metrics_on) {
+    supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
+    supervision.tick = [&master_sampler, &next_sample_ms] {
+      const auto now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+              .count();
+      if (now < next_sample_ms) return;
+      master_sampler->sample();
+      next_sample_ms = now + 1000;
+    };
+  }
   ::signal(SIGPIPE, SIG_IGN);
   // Block the control signals from the start: until the master (or the single worker) reads
   // them, a signal arriving early must wait, not kill the process with its default action.
@@ -132,6 +191,23 @@ int App::serve() {
         listeners.push_back(net::open_listener(net::parse_bind(spec), options_.backlog, options_.reuse_port,
                                                options_.unix_socket_mode));
     }
+    if (!options_.metrics_bind.empty()) {
+      // The admin listener: inherited across an upgrade (found by its address), else opened now.
+      const net::BindAddress want = net::parse_bind(options_.metrics_bind);
+      bool found = false;
+      const std::string port = std::to_string(want.port);
+      for (auto& l : listeners) {
+        const bool same = want.kind == net::BindAddress::Kind::kUnix
+                              ? l.bound.kind == net::BindAddress::Kind::kUnix && l.bound.path == want.path
+                              : want.port != 0 && (l.url == "http://" + want.host + ":" + port ||
+                                                   l.url == "http://[" + want.host + "]:" + port);
+        if (same) l.admin = found = true;
+      }
+      if (!found) {
+        listeners.push_back(net::open_listener(want, options_.backlog, false, options_.unix_socket_mode));
+        listeners.back().admin = true;
+      }
+    }
   } catch (const std::exception& e) {
     log::write(log::Level::kCritical, "keel.server", "bind_failed", {{"error", e.what()}});
     std::cerr << "error: " << e.what() << "\n";
@@ -139,7 +215,8 @@ int App::serve() {
   }
   std::vector<std::string> unix_paths;
   for (const auto& l : listeners) {
-    log::write(log::Level::kInfo, "keel.server", "listening", {{"address", l.url}, {"workers", options_.workers}});
+    log::write(log::Level::kInfo, "keel.server", "listening",
+               {{"address", l.url}, {"workers", options_.workers}, {"admin", l.admin}});
     if (l.bound.kind == net::BindAddress::Kind::kUnix) unix_paths.push_back(l.bound.path);
   }
   const process::WorkerMain worker_main = [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot,
@@ -150,10 +227,16 @@ int App::serve() {
       // hashes to it are still accepted.
       const std::size_t shared = ls.size();
       for (std::size_t i = 0; i < shared; ++i)
-        if (ls[i].bound.kind == net::BindAddress::Kind::kTcp)
+        if (ls[i].bound.kind == net::BindAddress::Kind::kTcp && !ls[i].admin)
           ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
     }
     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+    server.set_admin_router(admin_router_.get());
+    std::optional<metrics_detail::HttpMetrics> observer;
+    if (!options_.metrics_path.empty()) {
+      observer.emplace([&server] { return server.pool().queued(); });
+      server.set_observer(&*observer);
+    }
     for (const auto& hook : hooks_.startup) {
       try {
         hook();
@@ -175,7 +258,7 @@ int App::serve() {
     }
     return code;
   };
-  const int code = process::run(options_, std::move(listeners), worker_main, hooks_, reload_config_);
+  const int code = process::run(options_, std::move(listeners), worker_main, hooks_, reload_config_, supervision);
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
   return code;

@@ -198,6 +198,21 @@ std::vector<ServerSetting> build() {
     path.spec.pattern = "(/[!-~]*)?";  // a path without spaces or control characters, or nothing
     all.push_back(std::move(path));
   }
+  {
+    ServerSetting admin = restart_only(
+        text("metrics_bind", &ServerOptions::metrics_bind,
+             "an admin listener (HOST:PORT or unix:PATH) serving metrics and health; metrics are then not on --bind"));
+    admin.spec.validate = [](std::string_view t) -> std::string {
+      if (t.empty()) return {};
+      try {
+        (void)net::parse_bind(std::string(t));
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+      return {};
+    };
+    all.push_back(std::move(admin));
+  }
   all.push_back(duration("health_cache_ttl", &ServerOptions::health_cache_ttl,
                          "how long one round of readiness check results answers later probes"));
   all.push_back(

@@ -17,6 +17,20 @@ bool valid_name(std::string_view n) {
   return true;
 }
 
+// The variables Kubernetes injects for every Service in the namespace (service links): a Service
+// named "keel-demo" yields KEEL_DEMO_SERVICE_HOST, KEEL_DEMO_SERVICE_PORT, KEEL_DEMO_PORT,
+// KEEL_DEMO_PORT_8000_TCP_ADDR, ... They share our prefix by accident and are not settings. A
+// *_PORT* variable counts as one only when its *_SERVICE_HOST sibling is there too, so that a
+// mistyped KEEL_PORT outside Kubernetes is still reported.
+bool kubernetes_service_link(const std::string& var, const std::vector<std::string>& all) {
+  static const std::regex service("[A-Z0-9_]+_SERVICE_(HOST|PORT(_[A-Z0-9_]+)?)");
+  static const std::regex port("([A-Z0-9_]+)_PORT(_[0-9]+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?");
+  if (std::regex_match(var, service)) return true;
+  std::smatch m;
+  if (!std::regex_match(var, m, port)) return false;
+  return std::find(all.begin(), all.end(), m[1].str() + "_SERVICE_HOST") != all.end();
+}
+
 std::optional<std::string> read_secret_file(const std::string& path) {
   std::string text;
   if (read_whole_file(path, text) != 0) return std::nullopt;
@@ -185,7 +199,8 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
   };
   for (const auto& e : layers.dotenv.entries)
     check_unknown_env(e.key, layers.dotenv_name + ":" + std::to_string(e.line));
-  for (const auto& var : layers.env_names) check_unknown_env(var, "env " + var);
+  for (const auto& var : layers.env_names)
+    if (!kubernetes_service_link(var, layers.env_names)) check_unknown_env(var, "env " + var);
 
   const auto read_file = layers.read_file ? layers.read_file : read_secret_file;
   for (const auto& spec : specs_) {

@@ -34,8 +34,8 @@ struct Detached {
 
 }  // namespace
 
-Connection::Connection(Server& server, int fd, std::string peer)
-    : server_(server), fd_(fd), peer_(std::move(peer)), parser_(server.parser_limits()) {
+Connection::Connection(Server& server, int fd, std::string peer, bool admin)
+    : server_(server), fd_(fd), peer_(std::move(peer)), parser_(server.parser_limits()), admin_(admin) {
   request_.client_address_ = peer_;
 }
 
@@ -144,6 +144,7 @@ bool Connection::read_some() {
     }
   }
   if (!ensure_capacity(rend_ - rstart_ + 1024)) {
+    if (Observer* o = server_.observer()) o->rejected(Rejection::kTooLarge);
     send_error(413, "request too large");
     return true;
   }
@@ -189,6 +190,10 @@ bool Connection::process_buffered() {
     }
     progress = true;
     if (st == ParseStatus::kError) {
+      if (Observer* o = server_.observer()) {
+        const int status = parser_.error_status();
+        o->rejected(status == 413 || status == 414 || status == 431 ? Rejection::kTooLarge : Rejection::kParseError);
+      }
       send_error(parser_.error_status(), parser_.error_reason());
       break;
     }
@@ -213,8 +218,13 @@ void Connection::handle_request() {
   head_request_ = p.method == "HEAD";
   keep_alive_ = p.keep_alive && !server_.draining();
 
+  if (Observer* o = server_.observer()) {
+    started_ = std::chrono::steady_clock::now();
+    o->request_started();
+  }
   const ServerOptions& opt = server_.options();
   if (opt.limit_concurrency > 0 && server_.in_flight() >= opt.limit_concurrency) {
+    if (Observer* o = server_.observer()) o->rejected(Rejection::kConcurrencyLimit);
     Response r = problem_response(503, "concurrency limit reached", request_.request_id());
     finish_request(r, 0);
     return;
@@ -223,8 +233,10 @@ void Connection::handle_request() {
   counted_ = true;
 
   // Route first, so middleware sees the route template (auth rules, labels).
-  const Router::Match match = server_.router().match(p.method, p.path, request_);
-  const auto& middleware = server_.middleware();
+  const Router& router = admin_ ? *server_.admin_router() : server_.router();
+  const Router::Match match = router.match(p.method, p.path, request_);
+  static const std::vector<Middleware> kNoMiddleware;
+  const auto& middleware = admin_ ? kNoMiddleware : server_.middleware();
   std::optional<Response> early;
   std::size_t ran = 0;
   try {
@@ -247,7 +259,7 @@ void Connection::handle_request() {
     Response r;
     if (p.method == "OPTIONS" && p.path == "*") {
       r = Response(204);
-      r.add_header("Allow", server_.router().all_methods());
+      r.add_header("Allow", router.all_methods());
     } else if (match.status == 405 && p.method == "OPTIONS") {
       r = Response(204);
       r.add_header("Allow", match.allow);
@@ -311,6 +323,15 @@ void Connection::complete_async(Response response, std::size_t middleware_ran) {
   }
   in_handler_ = false;
   if (dead_) {  // the client went away while the handler ran
+    if (Observer* o = server_.observer()) {
+      RequestRecord record;  // nginx's 499: the client closed the connection before the answer
+      record.method = parser_.request().method;
+      record.route = request_.route_;
+      record.status = 499;
+      record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+      record.bytes_in = parser_.consumed();
+      o->request_finished(record);
+    }
     if (counted_) --server_.in_flight();
     counted_ = false;
     parser_.reset();
@@ -323,7 +344,7 @@ void Connection::complete_async(Response response, std::size_t middleware_ran) {
 
 // Runs the `after` middleware, writes the response and consumes the request from the buffer.
 void Connection::finish_request(Response& response, std::size_t middleware_ran) {
-  const auto& middleware = server_.middleware();
+  const auto& middleware = server_.middleware();  // middleware_ran is 0 on admin connections
   for (std::size_t i = middleware_ran; i-- > 0;) {
     if (!middleware[i].after) continue;
     try {
@@ -337,6 +358,17 @@ void Connection::finish_request(Response& response, std::size_t middleware_ran) 
     counted_ = false;
   }
   send_response(response);
+  if (Observer* o = server_.observer()) {
+    const ParsedRequest& p = parser_.request();
+    RequestRecord record;
+    record.method = p.method;
+    record.route = request_.route_;
+    record.status = response.status();
+    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    record.bytes_in = parser_.consumed();
+    record.bytes_out = bytes_out_;
+    o->request_finished(record);
+  }
   server_.request_done();
   rstart_ += parser_.consumed();
   parser_.reset();
@@ -364,7 +396,9 @@ void Connection::send_response(Response& response) {
   ctx.server = server_.options().server_header;
   ctx.date = server_.date().get();
   ctx.request_id = request_.request_id_;
+  const std::size_t before = out_.size();
   write_response(out_, response, ctx);
+  bytes_out_ = out_.size() - before;
   if (stream) {
     producer_ = response.producer();
     streaming_ = true;
@@ -440,6 +474,7 @@ Response Connection::error_response(std::exception_ptr e) {
   } catch (const HttpError& err) {
     return problem_response(err.status(), err.detail(), request_.request_id());
   } catch (const PoolSaturated&) {
+    if (Observer* o = server_.observer()) o->rejected(Rejection::kThreadPoolFull);
     return problem_response(503, "server is overloaded", request_.request_id());
   } catch (const std::exception& err) {
     log::write(log::Level::kError, "keel.http", "handler_exception",
@@ -496,6 +531,7 @@ void Connection::on_deadline(Deadline kind) {
   switch (kind) {
     case Deadline::kHeader:
     case Deadline::kBody:
+      if (Observer* o = server_.observer()) o->rejected(Rejection::kTimeout);
       send_error(408, kind == Deadline::kHeader ? "timed out reading the request head" : "timed out reading the body");
       drive();
       break;

@@ -3,6 +3,8 @@
 // responses in order, with backpressure, deadlines and lingering close.
 #pragma once
 
+#include <chrono>
+
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -19,7 +21,8 @@ namespace keel::http {
 
 class Connection final : public net::IoHandler {
  public:
-  Connection(Server& server, int fd, std::string peer);
+  // admin: accepted on the admin listener; routed by the server's admin router, no middleware.
+  Connection(Server& server, int fd, std::string peer, bool admin = false);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -78,6 +81,9 @@ class Connection final : public net::IoHandler {
   bool keep_alive_ = true;
   bool sent_continue_ = false;
   bool counted_ = false;  // holds an in-flight slot (--limit-concurrency)
+  bool admin_ = false;
+  std::chrono::steady_clock::time_point started_{};  // this request's head was parsed (observer only)
+  std::size_t bytes_out_ = 0;                        // size of the last response written
   std::optional<Response> inline_result_;
   std::size_t inline_ran_ = 0;
   std::size_t lingered_bytes_ = 0;

@@ -28,13 +28,14 @@ thread_local Server* t_server = nullptr;
 
 class Server::Acceptor final : public net::IoHandler {
  public:
-  Acceptor(Server& s, int fd) : server_(s), fd_(fd) {}
-  void on_io(std::uint32_t) override { server_.on_accept(fd_); }
+  Acceptor(Server& s, int fd, bool admin) : server_(s), fd_(fd), admin_(admin) {}
+  void on_io(std::uint32_t) override { server_.on_accept(fd_, admin_); }
   int fd() const noexcept { return fd_; }
 
  private:
   Server& server_;
   int fd_;
+  bool admin_;
 };
 
 class Server::SignalWatcher final : public net::IoHandler {
@@ -154,6 +155,7 @@ void Server::release(Connection* c) {
   last->all_index_ = c->all_index_;
   all_.pop_back();
   --connections_;
+  if (observer_ != nullptr) observer_->connection_closed();
   graveyard_.push_back(c);
 }
 
@@ -223,11 +225,12 @@ net::Clock::time_point Server::tick() {
       next = std::min(next, drain_deadline_);
     }
   }
+  if (observer_ != nullptr) next = std::min(next, observer_->tick(now));
   // Wake at least once a second so the Date header stays fresh.
   return std::min(next, now + std::chrono::seconds(1));
 }
 
-bool Server::on_accept(int listen_fd) {
+bool Server::on_accept(int listen_fd, bool admin) {
   constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
   for (int i = 0; i < kBatch && accepting_; ++i) {
     sockaddr_storage ss{};
@@ -262,6 +265,7 @@ bool Server::on_accept(int listen_fd) {
     }
     if (connections_ >= options_.worker_connections) {
       // Over --worker-connections: an explicit, cheap answer, then close.
+      if (observer_ != nullptr) observer_->rejected(Rejection::kConnectionLimit);
       [[maybe_unused]] const ssize_t n = ::send(fd, over_capacity_.data(), over_capacity_.size(), MSG_NOSIGNAL);
       ::shutdown(fd, SHUT_WR);
       ::close(fd);
@@ -270,10 +274,11 @@ bool Server::on_accept(int listen_fd) {
     const int one = 1;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto* c = new Connection(*this, fd, net::format_address(ss));
+    auto* c = new Connection(*this, fd, net::format_address(ss), admin && admin_router_ != nullptr);
     c->all_index_ = all_.size();
     all_.push_back(c);
     ++connections_;
+    if (observer_ != nullptr) observer_->connection_opened();
     c->start();
   }
   return accepting_;
@@ -301,7 +306,7 @@ void Server::close_listeners() {
   // The last look at the backlog: everything that reached us is accepted and served.
   if (accepting_)
     for (const auto& l : listeners_)
-      while (l.fd >= 0 && on_accept(l.fd)) {
+      while (l.fd >= 0 && on_accept(l.fd, l.admin)) {
       }
   if (accepting_)
     for (auto& a : acceptors_) loop_.remove(a->fd());
@@ -360,7 +365,7 @@ int Server::run() {
   t_server = this;
   signals_ = std::make_unique<SignalWatcher>(*this);
   for (const auto& l : listeners_) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd));
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));
     // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.
     loop_.add(l.fd, EPOLLIN | EPOLLEXCLUSIVE, acceptors_.back().get());
   }

@@ -11,6 +11,7 @@
 
 #include "app/router.hpp"
 #include "app/thread_pool.hpp"
+#include "http/observer.hpp"
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
 #include "keel/app.hpp"
@@ -42,6 +43,9 @@ class Server {
   // Server-wide state the connections use.
   const ServerOptions& options() const noexcept { return options_; }
   const Router& router() const noexcept { return router_; }
+  // Routes of the admin listener (metrics, health); null: there is none. Set before run().
+  void set_admin_router(const Router* router) noexcept { admin_router_ = router; }
+  const Router* admin_router() const noexcept { return admin_router_; }
   const std::vector<Middleware>& middleware() const noexcept { return middleware_; }
   net::EventLoop& loop() noexcept { return loop_; }
   const DateCache& date() const noexcept { return date_; }
@@ -51,6 +55,9 @@ class Server {
   bool shutting_down() const noexcept { return shutdown_requested_ || draining_; }
   std::size_t& in_flight() noexcept { return in_flight_; }
   const ParserLimits& parser_limits() const noexcept { return parser_limits_; }
+  // Metrics / access logs; null: none. Set before run().
+  void set_observer(Observer* observer) noexcept { observer_ = observer; }
+  Observer* observer() const noexcept { return observer_; }
 
   void set_deadline(Connection& c, Deadline kind);
   // Counts a finished request; asks the master for a replacement at --max-requests.
@@ -72,7 +79,7 @@ class Server {
 
   net::Clock::time_point tick();
   // Accepts up to a batch of pending connections; true when the batch filled (more may wait).
-  bool on_accept(int listen_fd);
+  bool on_accept(int listen_fd, bool admin);
   // whole_service: the master stops everything (the listening sockets close for good), as
   // opposed to this worker retiring while the others keep accepting.
   void begin_shutdown(bool graceful, bool whole_service);
@@ -106,6 +113,8 @@ class Server {
   net::Clock::time_point drain_deadline_{};
   std::vector<Connection*> all_;  // every live connection (for drain)
   process::WorkerSlot* slot_ = nullptr;
+  Observer* observer_ = nullptr;
+  const Router* admin_router_ = nullptr;
   std::uint64_t max_requests_ = 0;
   std::uint64_t requests_ = 0;
   std::optional<std::chrono::milliseconds> watchdog_;  // systemd WatchdogSec, single process only

@@ -28,8 +28,9 @@ std::string format_address(const sockaddr_storage& ss, int* port = nullptr);
 
 struct Listener {
   int fd = -1;
-  std::string url;    // "http://127.0.0.1:8000" with the real port after bind
-  BindAddress bound;  // host as given, real port (so workers can open SO_REUSEPORT siblings)
+  std::string url;     // "http://127.0.0.1:8000" with the real port after bind
+  BindAddress bound;   // host as given, real port (so workers can open SO_REUSEPORT siblings)
+  bool admin = false;  // the admin listener (--metrics-bind): metrics and health only
 };
 
 // Creates, binds and listens (non-blocking, close-on-exec, SO_REUSEADDR; SO_REUSEPORT when asked).

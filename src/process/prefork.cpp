@@ -102,12 +102,13 @@ const char* reason_name(ExitReason r, int status, bool boot_failed) {
 class Master {
  public:
   Master(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
-         const LifecycleHooks& hooks, const ReloadConfig& reload_config)
+         const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer)
       : options_(options),
         listeners_(std::move(listeners)),
         worker_main_(worker_main),
         hooks_(hooks),
         reload_config_(reload_config),
+        observer_(observer),
         target_(options.workers) {}
 
   int run();
@@ -150,6 +151,7 @@ class Master {
   const WorkerMain& worker_main_;
   const LifecycleHooks& hooks_;
   const ReloadConfig& reload_config_;
+  const SupervisionObserver& observer_;
   WorkerTable table_;
   std::map<pid_t, Worker> workers_;
   std::map<int, int> crash_streak_;         // id -> consecutive failures
@@ -206,6 +208,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
     ::sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
     log::set_worker_id(id);
     slot->pid.store(::getpid());
+    if (observer_.worker_forked) observer_.worker_forked(table_.index_of(*slot), id);
     run_hook("post_fork", hooks_.post_fork, id);
     int code = 0;
     try {
@@ -236,6 +239,7 @@ void Master::signal_all(int sig) {
 
 void Master::scale_to(int workers) {
   workers = std::clamp(workers, 1, static_cast<int>(WorkerTable::kSlots) / 2);
+  if (observer_.target_changed && workers != target_) observer_.target_changed(workers);
   while (target_ < workers) {
     ++target_;
     respawn_at_[target_ - 1] = steady_ms();
@@ -296,7 +300,7 @@ void Master::reap() {
     Worker w = it->second;
     workers_.erase(it);
     const std::uint64_t requests = w.slot->requests.load();
-    table_.release(*w.slot);
+    const std::size_t slot_index = table_.index_of(*w.slot);
     const std::int64_t age_ms = steady_ms() - w.started_ms;
     const bool boot_failed = !w.was_ready && WIFEXITED(status) && WEXITSTATUS(status) == kBootFailure;
     const char* reason = reason_name(w.reason, status, boot_failed);
@@ -309,6 +313,9 @@ void Master::reap() {
                 {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
                 {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
                 {"reason", reason}});
+    // Before the slot can be handed to another worker: its metrics fold into the retired totals.
+    if (observer_.worker_reaped) observer_.worker_reaped(slot_index, reason);
+    table_.release(*w.slot);
     run_hook("worker_exit", hooks_.worker_exit, w.id, static_cast<int>(pid), std::string_view(reason));
     // This was the old worker of a replacement pair: the replacement carries on.
     for (auto& [other_pid, other] : workers_)
@@ -348,6 +355,7 @@ void Master::reap() {
 
 void Master::supervise() {
   const std::int64_t now = steady_ms();
+  if (observer_.tick) observer_.tick();
   serve_control();
   check_reload();
   const bool check_memory = options_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;
@@ -713,6 +721,7 @@ int Master::run() {
     upgrade_from_ = static_cast<pid_t>(std::atoi(from));
     ::unsetenv(kUpgradeFromEnv);
   }
+  if (observer_.target_changed) observer_.target_changed(target_);
   for (int id = 0; id < target_; ++id) spawn(id);
   log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
   open_control();
@@ -820,7 +829,7 @@ int print_status(const std::string& control_socket, bool as_json) {
 }
 
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
-        const LifecycleHooks& hooks, const ReloadConfig& reload_config) {
+        const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer) {
   PidFile pid_file(options.pid_file);
   run_hook("on_starting", hooks.on_starting);
   const bool needs_master = options.workers > 1 || options.max_requests != 0 ||
@@ -834,7 +843,7 @@ int run(const ServerOptions& options, std::vector<net::Listener> listeners, cons
     run_hook("on_exit", hooks.on_exit);
     return code;
   }
-  Master master(options, std::move(listeners), worker_main, hooks, reload_config);
+  Master master(options, std::move(listeners), worker_main, hooks, reload_config, observer);
   return master.run();
 }
 

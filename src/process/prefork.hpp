@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "keel/app.hpp"
@@ -43,9 +44,18 @@ using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot
 // configuration was rejected (the old one stays).
 using ReloadConfig = std::function<bool()>;
 
+// What observability learns from supervision (per-worker metric regions, restart counts). The
+// slot index identifies a worker's shared-memory slot; it is reused after the worker is reaped.
+struct SupervisionObserver {
+  std::function<void(std::size_t slot_index, int worker_id)> worker_forked;            // in the new worker
+  std::function<void(std::size_t slot_index, std::string_view reason)> worker_reaped;  // in the master
+  std::function<void(int workers)> target_changed;                                     // in the master
+  std::function<void()> tick;  // in the master, every supervision round (~100 ms)
+};
+
 // Runs the workers under a master, or serves in this process when there is a single worker and
 // nothing to recycle. Returns the exit code for the whole service.
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
-        const LifecycleHooks& hooks, const ReloadConfig& reload_config = {});
+        const LifecycleHooks& hooks, const ReloadConfig& reload_config = {}, const SupervisionObserver& observer = {});
 
 }  // namespace keel::process

@@ -42,6 +42,9 @@ class WorkerTable {
   // A free slot, marked booting; nullptr when all are taken.
   WorkerSlot* acquire() noexcept;
   void release(WorkerSlot& slot) noexcept;
+  [[nodiscard]] std::size_t index_of(const WorkerSlot& slot) const noexcept {
+    return static_cast<std::size_t>(&slot - slots_);
+  }
 
  private:
   WorkerSlot* slots_ = nullptr;

@@ -125,6 +125,19 @@ TEST(ConfigPlacement, AppSettingsLiveUnderTheAppTableAndTheirOwnPrefix) {
   EXPECT_EQ(problems.size(), 3u) << text;
 }
 
+TEST(ConfigPlacement, KubernetesServiceLinksAreNotUnknownVariables) {
+  Registry reg("KEEL_");
+  reg.add({.name = "workers", .type = Type::kInt, .default_value = "1"});
+  Layers layers;
+  layers.env = [](std::string_view) { return std::optional<std::string>(); };
+  layers.env_names = {
+      "KEEL_DEMO_SERVICE_HOST",  "KEEL_DEMO_SERVICE_PORT",       "KEEL_DEMO_SERVICE_PORT_HTTP",   "KEEL_DEMO_PORT",
+      "KEEL_DEMO_PORT_8000_TCP", "KEEL_DEMO_PORT_8000_TCP_ADDR", "KEEL_DEMO_PORT_8000_TCP_PROTO", "KEEL_WORKRS"};
+  const auto problems = reg.resolve(layers);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].to_string().find("KEEL_WORKRS"), std::string::npos);
+}
+
 TEST(ConfigPlacement, ConventionalAliasesRankBelowTheSettingsOwnVariable) {
   Registry reg("KEEL_");
   reg.add({.name = "bind", .type = Type::kList, .default_value = "127.0.0.1:8000"},

@@ -314,6 +314,27 @@ def port_of(address: str) -> int:
     return int(m.group(1))
 
 
+_demo_dir: str | None = None
+
+
+def demo_env(binary: str, env):
+    """keel-demo requires a secret key and writes a SQLite file: unless the caller decides, give
+    it a test secret and a database in a temporary directory (never in the source tree)."""
+    global _demo_dir
+    if os.path.basename(binary) != "keel-demo":
+        return env
+    env = dict(os.environ if env is None else env)
+    if "SECRET_KEY" not in env and "SECRET_KEY_FILE" not in env:
+        env["SECRET_KEY"] = "test-secret-key-0123456789"
+    if "DATABASE_URL" not in env:
+        if _demo_dir is None:
+            import tempfile
+            _demo_dir = tempfile.mkdtemp(prefix="keel-demo-test-")
+            atexit.register(lambda: __import__("shutil").rmtree(_demo_dir, True))
+        env["DATABASE_URL"] = f"sqlite:{_demo_dir}/demo.db"
+    return env
+
+
 def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn=None, env=None,
           wrapper: list[str] | None = None, listening: int = 1, timeout: float = START_TIMEOUT,
           pass_fds=(), expect_port: bool = True, pin_workers: bool = True, cwd=None) -> Server:
@@ -327,6 +348,7 @@ def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn
     if pin_workers and "--workers" not in flags and "-w" not in flags and not (env and "WEB_CONCURRENCY" in env):
         args += ["--workers", "1"]
     args += list(flags)
+    env = demo_env(binary, env)
     server = Server(args, preexec_fn=preexec_fn, env=env, pass_fds=pass_fds, cwd=cwd)
     try:
         server.wait_listening(count=listening, timeout=timeout, expect_port=expect_port)
@@ -339,6 +361,7 @@ def start(binary: str, *flags: str, bind: str | None = "127.0.0.1:0", preexec_fn
 def run_cli(binary: str, *flags: str, timeout: float = 10.0, env=None, pass_fds=(), cwd=None):
     """Runs the binary expecting it to exit by itself (bad flags). Returns (rc, stdout, stderr);
     rc is None if it had to be killed after timeout."""
+    env = demo_env(binary, env)
     proc = subprocess.Popen([binary, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True, env=env, pass_fds=pass_fds, cwd=cwd)
     try:

@@ -1,0 +1,44 @@
+// What the HTTP core reports to observability (metrics, access logs) without depending on it: a
+// server has at most one observer, called on its event-loop thread. The core pays nothing but a
+// null check when there is none.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string_view>
+
+namespace keel::http {
+
+// Why a request or connection was refused before a handler produced its answer.
+enum class Rejection {
+  kParseError,        // malformed request (400, 501)
+  kTooLarge,          // a size limit (413, 414, 431)
+  kTimeout,           // header or body timeout (408)
+  kConcurrencyLimit,  // --limit-concurrency (503)
+  kConnectionLimit,   // --worker-connections (503)
+  kThreadPoolFull,    // offload queue full (503)
+};
+
+struct RequestRecord {
+  std::string_view method;
+  std::string_view route;  // the matched template, "unmatched" otherwise
+  int status = 0;
+  double seconds = 0;         // head parsed -> response written to the output buffer
+  std::size_t bytes_in = 0;   // request head + body as received
+  std::size_t bytes_out = 0;  // response head + body (a streamed body: what was known when it started)
+};
+
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void request_started() noexcept = 0;
+  // Every request that reached routing, whatever answered it (handler, middleware, 404, 503).
+  virtual void request_finished(const RequestRecord& record) noexcept = 0;
+  virtual void rejected(Rejection why) noexcept = 0;
+  virtual void connection_opened() noexcept = 0;
+  virtual void connection_closed() noexcept = 0;
+  // Once per event-loop iteration; returns when it next needs to run (periodic sampling).
+  virtual std::chrono::steady_clock::time_point tick(std::chrono::steady_clock::time_point now) noexcept = 0;
+};
+
+}  // namespace keel::http

@@ -1,0 +1,256 @@
+#include "metrics/http_metrics.hpp"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+
+#ifndef KEEL_VERSION
+#define KEEL_VERSION "unknown"
+#endif
+#ifndef KEEL_COMMIT
+#define KEEL_COMMIT "unknown"
+#endif
+
+namespace keel::metrics_detail {
+namespace {
+
+struct Families {
+  Counter* requests;
+  Histogram* duration;
+  Gauge* in_flight;
+  Histogram* request_size;
+  Histogram* response_size;
+  Counter* rejected;
+  Gauge* connections_open;
+  Counter* connections_accepted;
+  Counter* cpu;
+  Gauge* rss;
+  Gauge* vms;
+  Gauge* open_fds;
+  Gauge* max_fds;
+  Gauge* start_time;
+  Histogram* loop_lag;
+  Gauge* pool_queue;
+  Gauge* workers;
+  Counter* restarts;
+  Gauge* build_info;
+};
+
+Families* g_families = nullptr;
+
+const std::vector<double>& size_buckets() {
+  static const std::vector<double> b{64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216};
+  return b;
+}
+
+// Methods outside the standard set share one label value: a client must not be able to mint
+// series by inventing methods.
+std::string_view method_label(std::string_view m) {
+  static constexpr std::array<std::string_view, 9> kKnown{"GET",    "HEAD",    "POST",    "PUT",  "PATCH",
+                                                          "DELETE", "OPTIONS", "CONNECT", "TRACE"};
+  for (const auto k : kKnown)
+    if (k == m) return k;
+  return "other";
+}
+
+constexpr std::array<std::string_view, 6> kRejectionReasons{
+    "parse_error", "too_large", "timeout", "concurrency_limit", "connection_limit", "thread_pool_full"};
+
+double boot_time_seconds() {
+  FILE* f = std::fopen("/proc/stat", "re");
+  if (f == nullptr) return 0;
+  char line[256];
+  double btime = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "btime %lf", &btime) == 1) break;
+  std::fclose(f);
+  return btime;
+}
+
+// Seconds since the epoch when this process started (/proc/self/stat field 22, in clock ticks
+// since boot).
+double process_start_time() {
+  FILE* f = std::fopen("/proc/self/stat", "re");
+  if (f == nullptr) return 0;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  unsigned long long start_ticks = 0;
+  // After ")": state(3) ... starttime is field 22, i.e. the 20th after the state.
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                  &start_ticks) != 1)
+    return 0;
+  return boot_time_seconds() + static_cast<double>(start_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
+
+void register_builtin_metrics() {
+  if (g_families != nullptr) return;
+  MetricsRegistry& m = metrics();
+  auto* f = new Families{};
+  f->requests = &m.counter("http_requests_total", "HTTP requests answered, by method, route template and status.",
+                           {"method", "route", "status"});
+  f->duration = &m.histogram("http_request_duration_seconds",
+                             "Time from the parsed request head to the response being written.", {"method", "route"});
+  f->in_flight = &m.gauge("http_requests_in_flight", "Requests being handled.");
+  f->request_size = &m.histogram("http_request_size_bytes", "Request sizes (head and body) as received.",
+                                 {"method", "route"}, size_buckets());
+  f->response_size =
+      &m.histogram("http_response_size_bytes", "Response sizes (head and body).", {"method", "route"}, size_buckets());
+  f->rejected = &m.counter("http_requests_rejected_total",
+                           "Requests and connections refused before a handler answered, by reason.", {"reason"});
+  f->connections_open = &m.gauge("http_connections_open", "Open client connections.");
+  f->connections_accepted = &m.counter("http_connections_accepted_total", "Client connections accepted.");
+  f->cpu = &m.counter("process_cpu_seconds_total", "User and system CPU time of the master and its workers.");
+  f->rss = &m.gauge("process_resident_memory_bytes", "Resident memory of the master and its workers.");
+  f->vms = &m.gauge("process_virtual_memory_bytes", "Virtual memory of the master and its workers.");
+  f->open_fds = &m.gauge("process_open_fds", "Open file descriptors of the master and its workers.");
+  f->max_fds = &m.gauge("process_max_fds", "The file descriptor limit (the largest of the processes').", {},
+                        {.gauge_mode = GaugeMode::kMax});
+  f->start_time = &m.gauge("process_start_time_seconds", "Start time of the service (its oldest process).", {},
+                           {.gauge_mode = GaugeMode::kMin});
+  f->loop_lag = &m.histogram("keel_event_loop_lag_seconds", "How late the workers' event loops ran a periodic timer.",
+                             {}, {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
+  f->pool_queue =
+      &m.gauge("keel_thread_pool_queue_depth", "Blocking calls waiting for a thread of a worker's pool (saturation).");
+  f->workers = &m.gauge("keel_workers", "Worker processes the master keeps running.");
+  f->restarts = &m.counter("keel_worker_restarts_total", "Worker exits the master replaced, by reason.", {"reason"});
+  f->build_info = &m.gauge("keel_build_info", "The keel build serving: always 1.", {"version", "commit"},
+                           {.gauge_mode = GaugeMode::kMax});
+  g_families = f;
+}
+
+void set_build_info() noexcept {
+  g_families->build_info->labels({KEEL_VERSION, KEEL_COMMIT}).set(1);
+}
+
+ProcessSampler::ProcessSampler() {
+  register_builtin_metrics();
+  g_families->start_time->labels({}).set(process_start_time());
+}
+
+void ProcessSampler::sample() noexcept {
+  Families& f = *g_families;
+  rusage ru{};
+  if (::getrusage(RUSAGE_SELF, &ru) == 0) {
+    const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                       static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    // A counter: add what was used since the last sample, so an exited worker's share stays in
+    // the retired totals.
+    if (cpu > cpu_seconds_) f.cpu->labels({}).inc(cpu - cpu_seconds_);
+    cpu_seconds_ = std::max(cpu_seconds_, cpu);
+  }
+  if (FILE* statm = std::fopen("/proc/self/statm", "re")) {
+    unsigned long long size = 0, resident = 0;
+    if (std::fscanf(statm, "%llu %llu", &size, &resident) == 2) {
+      const auto page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+      f.vms->labels({}).set(static_cast<double>(size) * page);
+      f.rss->labels({}).set(static_cast<double>(resident) * page);
+    }
+    std::fclose(statm);
+  }
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    double n = 0;
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+    f.open_fds->labels({}).set(n - 1);  // not the directory stream itself
+  }
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) f.max_fds->labels({}).set(static_cast<double>(rl.rlim_cur));
+}
+
+HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue) : pool_queue_depth_(std::move(pool_queue)) {
+  register_builtin_metrics();
+  Families& f = *g_families;
+  in_flight_ = &f.in_flight->labels({});
+  open_ = &f.connections_open->labels({});
+  accepted_ = &f.connections_accepted->labels({});
+  for (std::size_t i = 0; i < kRejectionReasons.size(); ++i) rejected_[i] = &f.rejected->labels({kRejectionReasons[i]});
+  loop_lag_ = &f.loop_lag->labels({});
+  pool_queue_ = &f.pool_queue->labels({});
+  process_.sample();
+}
+
+HttpMetrics::RouteChildren& HttpMetrics::route(std::string_view route) {
+  return routes_[route.data()];
+}
+
+void HttpMetrics::request_started() noexcept {
+  in_flight_->add(1);
+}
+
+void HttpMetrics::request_finished(const http::RequestRecord& r) noexcept {
+  in_flight_->add(-1);
+  const std::string_view method = method_label(r.method);
+  RouteChildren& rc = route(r.route);
+  CounterChild* requests = nullptr;
+  for (const auto& s : rc.by_status)
+    if (s.status == r.status && s.method == method) requests = s.requests;
+  if (requests == nullptr) {  // first time for this (route, method, status): the slow path
+    requests = &g_families->requests->labels({method, r.route, std::to_string(r.status)});
+    rc.by_status.push_back({r.status, method, requests});
+  }
+  const MethodChildren* mc = nullptr;
+  for (const auto& m : rc.by_method)
+    if (m.method == method) mc = &m;
+  if (mc == nullptr) {
+    rc.by_method.push_back({method, &g_families->duration->labels({method, r.route}),
+                            &g_families->request_size->labels({method, r.route}),
+                            &g_families->response_size->labels({method, r.route})});
+    mc = &rc.by_method.back();
+  }
+  requests->inc();
+  mc->duration->observe(r.seconds);
+  mc->size_in->observe(static_cast<double>(r.bytes_in));
+  mc->size_out->observe(static_cast<double>(r.bytes_out));
+}
+
+void HttpMetrics::rejected(http::Rejection why) noexcept {
+  rejected_[static_cast<std::size_t>(why)]->inc();
+}
+
+void HttpMetrics::connection_opened() noexcept {
+  open_->add(1);
+  accepted_->inc();
+}
+
+void HttpMetrics::connection_closed() noexcept {
+  open_->add(-1);
+}
+
+std::chrono::steady_clock::time_point HttpMetrics::tick(std::chrono::steady_clock::time_point now) noexcept {
+  using std::chrono::milliseconds;
+  if (lag_due_ == std::chrono::steady_clock::time_point{}) lag_due_ = now + milliseconds(100);
+  if (now >= lag_due_) {
+    loop_lag_->observe(std::chrono::duration<double>(now - lag_due_).count());
+    lag_due_ = now + milliseconds(100);
+  }
+  if (now >= sample_due_) {
+    process_.sample();
+    pool_queue_->set(static_cast<double>(pool_queue_depth_ ? pool_queue_depth_() : 0));
+    sample_due_ = now + milliseconds(1000);
+  }
+  return std::min(lag_due_, sample_due_);
+}
+
+void set_worker_count(int workers) noexcept {
+  g_families->workers->labels({}).set(workers);
+}
+
+void count_worker_restart(std::string_view reason) noexcept {
+  g_families->restarts->labels({reason}).inc();
+}
+
+}  // namespace keel::metrics_detail

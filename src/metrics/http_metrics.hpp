@@ -1,0 +1,85 @@
+// keel's built-in metrics: RED for HTTP (an http::Observer on each worker's server), connections,
+// process USE figures sampled by every process, the event-loop lag and the thread-pool queue,
+// and the master's worker figures. Families are registered once, before the arena is mapped.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "http/observer.hpp"
+#include "keel/metrics.hpp"
+
+namespace keel::metrics_detail {
+
+// Registers every built-in family (idempotent); call before Registry::create_arena().
+void register_builtin_metrics();
+
+// Samples this process's CPU, memory and descriptors into the process_* families (call about
+// once a second from the process's own loop).
+class ProcessSampler {
+ public:
+  ProcessSampler();
+  void sample() noexcept;
+
+ private:
+  double cpu_seconds_ = 0;  // already counted
+};
+
+// The observer a worker's server reports to.
+class HttpMetrics final : public http::Observer {
+ public:
+  // pool_queue: the current depth of the worker's blocking-call queue (sampled on ticks).
+  explicit HttpMetrics(std::function<std::size_t()> pool_queue);
+
+  void request_started() noexcept override;
+  void request_finished(const http::RequestRecord& r) noexcept override;
+  void rejected(http::Rejection why) noexcept override;
+  void connection_opened() noexcept override;
+  void connection_closed() noexcept override;
+  std::chrono::steady_clock::time_point tick(std::chrono::steady_clock::time_point now) noexcept override;
+
+ private:
+  struct StatusChild {
+    int status;
+    std::string_view method;
+    CounterChild* requests;
+  };
+  struct MethodChildren {
+    std::string_view method;
+    HistogramChild* duration;
+    HistogramChild* size_in;
+    HistogramChild* size_out;
+  };
+  struct RouteChildren {
+    std::vector<StatusChild> by_status;
+    std::vector<MethodChildren> by_method;
+  };
+  RouteChildren& route(std::string_view route);
+
+  // Keyed by the route template's address: templates live in the router for the process's life,
+  // so a pointer compare replaces hashing the string on every request.
+  std::unordered_map<const char*, RouteChildren> routes_;
+  GaugeChild* in_flight_;
+  GaugeChild* open_;
+  CounterChild* accepted_;
+  CounterChild* rejected_[6];
+  HistogramChild* loop_lag_;
+  GaugeChild* pool_queue_;
+  std::function<std::size_t()> pool_queue_depth_;
+  ProcessSampler process_;
+  std::chrono::steady_clock::time_point lag_due_{};
+  std::chrono::steady_clock::time_point sample_due_{};
+};
+
+// keel_build_info{version,commit} = 1 (after the arena exists).
+void set_build_info() noexcept;
+
+// The master's figures.
+void set_worker_count(int workers) noexcept;
+void count_worker_restart(std::string_view reason) noexcept;
+
+}  // namespace keel::metrics_detail

@@ -1,0 +1,1065 @@
+#include "metrics/registry.hpp"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "log/log.hpp"
+#include "metrics/exposition.hpp"
+#include "metrics/layout.hpp"
+
+namespace keel {
+namespace metrics_detail {
+namespace {
+
+enum class Kind : std::uint8_t { kCounter, kGauge, kHistogram };
+
+template <class Child>
+constexpr Kind kind_of() {
+  if constexpr (std::is_same_v<Child, CounterChild>) {
+    return Kind::kCounter;
+  } else if constexpr (std::is_same_v<Child, GaugeChild>) {
+    return Kind::kGauge;
+  } else {
+    static_assert(std::is_same_v<Child, HistogramChild>);
+    return Kind::kHistogram;
+  }
+}
+
+constexpr const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::kCounter:
+      return "counter";
+    case Kind::kGauge:
+      return "gauge";
+    case Kind::kHistogram:
+      return "histogram";
+  }
+  return "unknown";
+}
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+using StringSet = std::unordered_set<std::string, StringHash, std::equal_to<>>;
+
+constexpr std::size_t kPageBytes = 4096;
+constexpr std::size_t kLocalRegionBytes = std::size_t{1} << 20;
+constexpr std::size_t kMaxRegionBytes = std::size_t{1} << 30;
+constexpr std::size_t kMaxWorkerRegions = 1 << 16;
+constexpr std::size_t kNoRegion = static_cast<std::size_t>(-1);
+constexpr std::string_view kOverflowValue = "__overflow__";
+constexpr const char* kLogger = "keel.metrics";
+
+constexpr std::size_t round_up(std::size_t n, std::size_t to) {
+  return (n + to - 1) / to * to;
+}
+
+bool is_metric_name(std::string_view n) {
+  if (n.empty()) return false;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_label_name(std::string_view n) {
+  if (n.empty()) return false;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// An anonymous mapping: MAP_NORESERVE, so only the pages touched cost memory.
+class Mapping {
+ public:
+  Mapping() = default;
+  Mapping(std::size_t bytes, bool shared) {
+    const int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE;
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap(metrics arena)");
+    p_ = p;
+    bytes_ = bytes;
+  }
+  Mapping(Mapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  Mapping& operator=(Mapping&& o) noexcept {
+    if (this != &o) {
+      reset();
+      p_ = std::exchange(o.p_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() { reset(); }
+
+  void reset() noexcept {
+    if (p_ != nullptr) ::munmap(p_, bytes_);
+    p_ = nullptr;
+    bytes_ = 0;
+  }
+  [[nodiscard]] std::uint64_t* words() const noexcept { return static_cast<std::uint64_t*>(p_); }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// A region as seen from this process.
+struct RegionRef {
+  std::uint64_t* base = nullptr;  // the region header
+  std::size_t bytes = 0;
+
+  [[nodiscard]] std::uint64_t* records() const noexcept { return base + kRegionHeaderWords; }
+  [[nodiscard]] std::size_t capacity_words() const noexcept { return bytes / 8 - kRegionHeaderWords; }
+  // Published record words (acquire: the records below are complete).
+  [[nodiscard]] std::size_t used_words() const noexcept {
+    return std::min<std::size_t>(load(base[kRegionUsed], std::memory_order_acquire) / 8, capacity_words());
+  }
+};
+
+struct ChildSlot {
+  std::string key;  // label values, each followed by kLabelEnd
+  void* child;      // CounterChild*, GaugeChild* or HistogramChild*, by the family's kind
+};
+
+struct FamilyData {
+  Kind kind = Kind::kCounter;
+  std::string name;     // as registered (a counter's ends in _total)
+  std::string om_name;  // the OpenMetrics family name (a counter's without _total)
+  std::string help;     // valid UTF-8
+  std::vector<std::string> label_names;
+  std::vector<double> bounds;               // histograms: finite upper bounds, ascending
+  std::vector<std::string> le_prometheus;   // le="..." per bucket, +Inf last
+  std::vector<std::string> le_openmetrics;  // the same with canonical numbers
+  FamilyOptions options;
+  std::size_t value_words = 0;
+  bool has_exemplar = false;
+
+  // The Family<> object handed out (only the one of this kind is used).
+  Counter counter;
+  Gauge gauge;
+  Histogram histogram;
+
+  // This process's children: stable addresses (deque), creation order, lookup by key.
+  std::deque<CounterChild> counters;
+  std::deque<GaugeChild> gauges;
+  std::deque<HistogramChild> histograms;
+  std::vector<ChildSlot> children;
+  StringMap<std::size_t> by_key;
+  std::size_t regular_children = 0;  // counted against options.max_series (not the overflow child)
+  bool cap_warned = false;
+  std::unique_ptr<std::uint64_t[]> dummy;  // process-local values of children whose region is full
+};
+
+template <class Child>
+std::deque<Child>& storage(FamilyData& f) {
+  if constexpr (kind_of<Child>() == Kind::kCounter) {
+    return f.counters;
+  } else if constexpr (kind_of<Child>() == Kind::kGauge) {
+    return f.gauges;
+  } else {
+    return f.histograms;
+  }
+}
+
+// A record header checked against the families (a region is shared memory: never trust sizes).
+struct RecordView {
+  std::uint32_t family = 0;
+  std::size_t words = 0;        // the whole record
+  std::size_t label_bytes = 0;  // at word kRecordHeaderWords
+  std::size_t values = 0;       // offset of the first value word
+  std::size_t exemplar = 0;     // offset of the exemplar words (if the family has them)
+};
+
+bool parse_record(const std::uint64_t* rec, std::size_t available_words,
+                  const std::vector<std::unique_ptr<FamilyData>>& families, RecordView* out) {
+  if (available_words < kRecordHeaderWords) return false;
+  const std::uint64_t w0 = load(rec[0]);
+  const std::uint64_t w1 = load(rec[1]);
+  out->family = static_cast<std::uint32_t>(w0 >> 32);
+  out->words = static_cast<std::size_t>(w0 & 0xffffffffu);
+  out->label_bytes = static_cast<std::size_t>(w1 & 0xffffffffu);
+  const auto value_words = static_cast<std::size_t>(w1 >> 32);
+  if (out->words < kRecordHeaderWords || out->words > available_words || out->family >= families.size()) return false;
+  const FamilyData& f = *families[out->family];
+  out->values = kRecordHeaderWords + (out->label_bytes + 7) / 8;
+  out->exemplar = out->values + value_words;
+  const std::size_t end = out->exemplar + (f.has_exemplar ? kExemplarWords : 0);
+  return value_words == f.value_words && end <= out->words;
+}
+
+// Label bytes of a live record, copied word by word with atomic loads.
+void append_label_bytes(std::string& out, const std::uint64_t* labels, std::size_t bytes) {
+  for (std::size_t i = 0; i * 8 < bytes; ++i) {
+    const std::uint64_t w = load(labels[i]);
+    char buf[8];
+    std::memcpy(buf, &w, sizeof buf);
+    out.append(buf, std::min<std::size_t>(8, bytes - i * 8));
+  }
+}
+
+// The seqlock around retire() and reset(): readers of the arena retry while it is odd or changed.
+class SeqWrite {
+ public:
+  explicit SeqWrite(std::uint64_t& seq) noexcept : seq_(seq), start_(load(seq)) {
+    store(seq_, start_ + 1);
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+  ~SeqWrite() { store(seq_, start_ + 2, std::memory_order_release); }
+  SeqWrite(const SeqWrite&) = delete;
+  SeqWrite& operator=(const SeqWrite&) = delete;
+
+ private:
+  std::uint64_t& seq_;
+  std::uint64_t start_;
+};
+
+// ---- exposition ---------------------------------------------------------------------------------
+
+struct Entry {
+  std::string_view key;           // label values, each followed by kLabelEnd
+  const std::uint64_t* values;    // in the snapshot
+  const std::uint64_t* exemplar;  // a consistent copy, or nullptr
+  std::uint32_t region;           // index into Snapshot::regions
+};
+
+struct RegionSnapshot {
+  std::vector<std::uint64_t> words;
+  std::int64_t worker = kNoWorker;
+  bool retired = false;
+};
+
+void append_labels(std::string& out, const FamilyData& f, std::string_view key) {
+  std::size_t i = 0;
+  while (!key.empty() && i < f.label_names.size()) {
+    const std::size_t end = key.find(kLabelEnd);
+    if (i > 0) out += ',';
+    out += f.label_names[i];
+    out += "=\"";
+    append_escaped_label_value(out, key.substr(0, end));
+    out += '"';
+    key.remove_prefix(end == std::string_view::npos ? key.size() : end + 1);
+    ++i;
+  }
+}
+
+void begin_sample(std::string& out, std::string_view name, std::string_view suffix, std::string_view labels,
+                  std::string_view extra) {
+  out += name;
+  out += suffix;
+  if (!labels.empty() || !extra.empty()) {
+    out += '{';
+    out += labels;
+    if (!labels.empty() && !extra.empty()) out += ',';
+    out += extra;
+    out += '}';
+  }
+  out += ' ';
+}
+
+double exemplar_time(const std::uint64_t* ex) {
+  return std::bit_cast<double>(ex[kExTimestamp]);
+}
+
+void append_exemplar(std::string& out, const std::uint64_t* ex) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::uint8_t id[16];
+  std::memcpy(id, ex + kExTrace, sizeof id);
+  out += " # {trace_id=\"";
+  for (const std::uint8_t b : id) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  out += "\"} ";
+  append_value(out, std::bit_cast<double>(ex[kExValue]));
+  out += ' ';
+  append_value(out, exemplar_time(ex));
+}
+
+const std::uint64_t* latest_exemplar(const std::uint64_t* best, const std::uint64_t* candidate) {
+  if (candidate == nullptr) return best;
+  if (best == nullptr || exemplar_time(candidate) > exemplar_time(best)) return candidate;
+  return best;
+}
+
+std::string worker_label(const RegionSnapshot& r, std::size_t index) {
+  if (r.worker == kMasterWorker) return "worker=\"master\"";
+  if (r.worker >= 0) return "worker=\"" + std::to_string(r.worker) + "\"";
+  return "worker=\"region-" + std::to_string(index) + "\"";
+}
+
+void render_family(std::string& out, const FamilyData& f, std::vector<Entry>& entries,
+                   const std::vector<RegionSnapshot>& regions, Format format, std::vector<std::uint64_t>& buckets) {
+  const bool om = format == Format::kOpenMetrics;
+  const std::string& family_name = om ? f.om_name : f.name;
+  const char* type = kind_name(f.kind);
+  if (om) {
+    out += "# TYPE ";
+    out += family_name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  }
+  if (!f.help.empty()) {
+    out += "# HELP ";
+    out += family_name;
+    out += ' ';
+    append_escaped_help(out, f.help, format);
+    out += '\n';
+  }
+  if (!om) {
+    out += "# TYPE ";
+    out += family_name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  }
+
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    const int c = a.key.compare(b.key);
+    return c < 0 || (c == 0 && a.region < b.region);
+  });
+  std::string labels;
+  for (std::size_t begin = 0; begin < entries.size();) {
+    std::size_t end = begin + 1;
+    while (end < entries.size() && entries[end].key == entries[begin].key) ++end;
+    labels.clear();
+    append_labels(labels, f, entries[begin].key);
+
+    switch (f.kind) {
+      case Kind::kCounter: {
+        std::uint64_t integral = 0;
+        double fraction = 0;
+        const std::uint64_t* ex = nullptr;
+        for (std::size_t i = begin; i < end; ++i) {
+          integral += entries[i].values[kCounterInt];
+          fraction += std::bit_cast<double>(entries[i].values[kCounterFrac]);
+          ex = latest_exemplar(ex, entries[i].exemplar);
+        }
+        begin_sample(out, f.name, {}, labels, {});
+        if (fraction == 0) {
+          append_uint(out, integral);
+        } else {
+          append_value(out, static_cast<double>(integral) + fraction);
+        }
+        if (om && ex != nullptr) append_exemplar(out, ex);
+        out += '\n';
+        break;
+      }
+      case Kind::kGauge: {
+        // A process that never set the gauge counts as 0 in a sum and its own series, and not at
+        // all in a min or max.
+        const auto value_of = [](const Entry& e) {
+          return e.values[0] == kGaugeUnset ? 0.0 : std::bit_cast<double>(e.values[0]);
+        };
+        if (f.options.gauge_mode == GaugeMode::kPerWorker) {
+          for (std::size_t i = begin; i < end;) {
+            const std::uint32_t region = entries[i].region;
+            double v = 0;
+            for (; i < end && entries[i].region == region; ++i) v += value_of(entries[i]);
+            if (regions[region].retired) continue;
+            const std::string worker = worker_label(regions[region], region);
+            begin_sample(out, f.name, {}, labels, worker);
+            append_value(out, v);
+            out += '\n';
+          }
+          break;
+        }
+        bool any = false;
+        double v = 0;
+        const bool sum = f.options.gauge_mode == GaugeMode::kSum;
+        for (std::size_t i = begin; i < end; ++i) {
+          if (regions[entries[i].region].retired || (!sum && entries[i].values[0] == kGaugeUnset)) continue;
+          const double x = value_of(entries[i]);
+          if (!any) {
+            v = x;
+          } else if (sum) {
+            v += x;
+          } else if (std::isnan(v) || (f.options.gauge_mode == GaugeMode::kMax ? x > v : x < v)) {
+            v = x;
+          }
+          any = true;
+        }
+        if (!any) break;
+        begin_sample(out, f.name, {}, labels, {});
+        append_value(out, v);
+        out += '\n';
+        break;
+      }
+      case Kind::kHistogram: {
+        const std::size_t nb = f.bounds.size() + 1;
+        buckets.assign(nb, 0);
+        double sum = 0;
+        const std::uint64_t* ex = nullptr;
+        for (std::size_t i = begin; i < end; ++i) {
+          sum += std::bit_cast<double>(entries[i].values[kHistogramSum]);
+          for (std::size_t b = 0; b < nb; ++b) buckets[b] += entries[i].values[kHistogramBuckets + b];
+          ex = latest_exemplar(ex, entries[i].exemplar);
+        }
+        const std::vector<std::string>& le = om ? f.le_openmetrics : f.le_prometheus;
+        std::uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < nb; ++b) {
+          cumulative += buckets[b];
+          begin_sample(out, f.name, "_bucket", labels, le[b]);
+          append_uint(out, cumulative);
+          if (om && ex != nullptr && ex[kExBucket] == b) append_exemplar(out, ex);
+          out += '\n';
+        }
+        // OpenMetrics: _sum is a counter (never negative or NaN) and absent with negative buckets;
+        // _count goes with _sum.
+        if (om && ((!f.bounds.empty() && f.bounds.front() < 0) || !(sum >= 0))) break;
+        begin_sample(out, f.name, "_sum", labels, {});
+        append_value(out, sum);
+        out += '\n';
+        begin_sample(out, f.name, "_count", labels, {});
+        append_uint(out, cumulative);
+        out += '\n';
+        break;
+      }
+    }
+    begin = end;
+  }
+}
+
+}  // namespace
+
+// ---- the registry -------------------------------------------------------------------------------
+
+struct Registry::Impl {
+  mutable std::mutex mu;
+  std::vector<std::unique_ptr<FamilyData>> families;
+  StringSet claimed;        // every sample and family name the families use
+  std::string scratch_key;  // for lookups
+
+  Mapping local;  // this process's region before the arena (kept afterwards: see create_arena)
+  Mapping arena;
+  std::atomic<bool> sealed{false};
+  std::atomic<std::size_t> nworkers{0};
+  std::size_t region_bytes = 0;
+  RegionRef current;                      // where this process's children live
+  std::size_t current_index = kNoRegion;  // its index in the arena (kNoRegion: the local region)
+  bool region_full_warned = false;
+  bool retired_full_warned = false;
+  StringMap<std::uint64_t*> retired_index;  // family (4 bytes) + key -> values in the retired region
+  std::size_t retired_indexed_words = 0;
+
+  Impl() { init_local(); }
+
+  void init_local() {
+    local = Mapping(kLocalRegionBytes, false);
+    current = RegionRef{local.words(), kLocalRegionBytes};
+    current_index = kNoRegion;
+    store(current.base[kRegionWorker], static_cast<std::uint64_t>(kMasterWorker));
+    region_full_warned = false;
+  }
+
+  [[nodiscard]] RegionRef region(std::size_t i) const noexcept {
+    return RegionRef{arena.words() + kArenaHeaderBytes / 8 + i * (region_bytes / 8), region_bytes};
+  }
+  [[nodiscard]] std::uint64_t& seq() const noexcept { return arena.words()[kArenaSeq]; }
+
+  FamilyData& family(std::size_t index, Kind kind) {
+    if (index >= families.size() || families[index]->kind != kind)
+      throw std::invalid_argument("metrics: no such " + std::string(kind_name(kind)) + " family");
+    return *families[index];
+  }
+
+  static void bind(FamilyData& f, void* child, std::uint64_t* values) noexcept {
+    Series* s = series_at(values);
+    switch (f.kind) {
+      case Kind::kCounter:
+        static_cast<CounterChild*>(child)->s_ = s;
+        break;
+      case Kind::kGauge:
+        static_cast<GaugeChild*>(child)->s_ = s;
+        break;
+      case Kind::kHistogram: {
+        auto* h = static_cast<HistogramChild*>(child);
+        h->bounds_ = f.bounds.data();
+        h->nbounds_ = f.bounds.size();
+        h->s_ = s;
+        break;
+      }
+    }
+  }
+
+  static std::uint64_t* values_of(const FamilyData& f, const void* child) noexcept {
+    switch (f.kind) {
+      case Kind::kCounter:
+        return words_of(static_cast<const CounterChild*>(child)->s_);
+      case Kind::kGauge:
+        return words_of(static_cast<const GaugeChild*>(child)->s_);
+      case Kind::kHistogram:
+        return words_of(static_cast<const HistogramChild*>(child)->s_);
+    }
+    return nullptr;
+  }
+
+  // Appends a zeroed record for (family, key) to a region this process writes; nullptr when full.
+  static std::uint64_t* allocate(RegionRef r, std::size_t family_index, const FamilyData& f, std::string_view key) {
+    const std::size_t label_words = (key.size() + 7) / 8;
+    const std::size_t words = round_up(
+        kRecordHeaderWords + label_words + f.value_words + (f.has_exemplar ? kExemplarWords : 0), kRecordAlignWords);
+    const std::size_t used = load(r.base[kRegionUsed]) / 8;
+    const std::size_t capacity = r.capacity_words();
+    if (used > capacity || words > capacity - used) return nullptr;
+    std::uint64_t* rec = r.records() + used;
+    for (std::size_t i = 0; i < words; ++i) store(rec[i], 0);
+    if (f.kind == Kind::kGauge) store(rec[kRecordHeaderWords + label_words], kGaugeUnset);
+    store(rec[0], (static_cast<std::uint64_t>(family_index) << 32) | words);
+    store(rec[1], (static_cast<std::uint64_t>(f.value_words) << 32) | key.size());
+    for (std::size_t i = 0; i < label_words; ++i) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, key.data() + i * 8, std::min<std::size_t>(8, key.size() - i * 8));
+      store(rec[kRecordHeaderWords + i], w);
+    }
+    store(r.base[kRegionUsed], (used + words) * 8, std::memory_order_release);  // publish
+    return rec + kRecordHeaderWords + label_words;
+  }
+
+  std::uint64_t* dummy(FamilyData& f) {
+    if (!f.dummy) f.dummy = std::make_unique<std::uint64_t[]>(f.value_words + kExemplarWords);
+    return f.dummy.get();
+  }
+
+  // Gives `child` fresh values in this process's region (or the family's dummy when it is full).
+  void place(std::size_t family_index, FamilyData& f, void* child, std::string_view child_key) {
+    std::uint64_t* values = allocate(current, family_index, f, child_key);
+    if (values == nullptr) {
+      values = dummy(f);
+      if (!region_full_warned) {
+        region_full_warned = true;
+        log::write(
+            log::Level::kWarning, kLogger, "metrics_region_full",
+            {{"metric", f.name},
+             {"region", current_index == kNoRegion ? std::int64_t{-1} : static_cast<std::int64_t>(current_index)},
+             {"region_bytes", current.bytes}});
+      }
+    }
+    bind(f, child, values);
+  }
+
+  template <class Child>
+  Child& create_child(std::size_t family_index, FamilyData& f, std::string_view child_key, bool regular) {
+    std::string owned(child_key);
+    f.children.reserve(f.children.size() + 1);
+    f.by_key.reserve(f.by_key.size() + 1);
+    Child& c = storage<Child>(f).emplace_back();
+    place(family_index, f, &c, owned);
+    f.by_key.emplace(owned, f.children.size());
+    f.children.push_back(ChildSlot{std::move(owned), &c});
+    if (regular) ++f.regular_children;
+    return c;
+  }
+
+  template <class Child, class Values>
+  Child& child(std::size_t family_index, const Values& values) {
+    std::lock_guard lock(mu);
+    FamilyData& f = family(family_index, kind_of<Child>());
+    if (values.size() != f.label_names.size()) {
+      std::string names;
+      for (const auto& n : f.label_names) names += (names.empty() ? "" : ", ") + n;
+      throw std::invalid_argument("metric \"" + f.name + "\" has " + std::to_string(f.label_names.size()) +
+                                  " label(s) (" + names + "), got " + std::to_string(values.size()) + " value(s)");
+    }
+    scratch_key.clear();
+    for (const auto& v : values) {
+      append_utf8_repaired(scratch_key, std::string_view(v));
+      scratch_key += kLabelEnd;
+    }
+    if (const auto it = f.by_key.find(std::string_view(scratch_key)); it != f.by_key.end())
+      return *static_cast<Child*>(f.children[it->second].child);
+    if (f.regular_children < f.options.max_series) return create_child<Child>(family_index, f, scratch_key, true);
+
+    // Beyond the cap: one shared child with every label "__overflow__".
+    scratch_key.clear();
+    for (std::size_t i = 0; i < f.label_names.size(); ++i) {
+      scratch_key += kOverflowValue;
+      scratch_key += kLabelEnd;
+    }
+    if (!f.cap_warned) {
+      f.cap_warned = true;
+      log::write(log::Level::kWarning, kLogger, "metric_cardinality_capped",
+                 {{"metric", f.name}, {"max_series", f.options.max_series}});
+    }
+    if (const auto it = f.by_key.find(std::string_view(scratch_key)); it != f.by_key.end())
+      return *static_cast<Child*>(f.children[it->second].child);
+    return create_child<Child>(family_index, f, scratch_key, false);
+  }
+
+  template <class Child>
+  Family<Child>& add(std::string name, std::string help, std::vector<std::string> label_names,
+                     std::vector<double> buckets, FamilyOptions options) {
+    constexpr Kind kind = kind_of<Child>();
+    std::lock_guard lock(mu);
+    const std::string quoted = "metric \"" + name + "\"";
+    if (sealed.load())
+      throw std::logic_error(quoted + ": families must be registered before the metrics arena is created (App::run)");
+    if (!is_metric_name(name)) throw std::invalid_argument(quoted + ": invalid name (want [a-zA-Z_:][a-zA-Z0-9_:]*)");
+    constexpr std::string_view kTotal = "_total";
+    const bool ends_total = name.size() > kTotal.size() && name.ends_with(kTotal);
+    if (kind == Kind::kCounter && !ends_total)
+      throw std::invalid_argument(quoted + ": a counter's name must end in \"_total\"");
+    for (std::size_t i = 0; i < label_names.size(); ++i) {
+      const std::string& l = label_names[i];
+      if (!is_label_name(l) || l.starts_with("__"))
+        throw std::invalid_argument(quoted + ": invalid label name \"" + l +
+                                    "\" (want [a-zA-Z_][a-zA-Z0-9_]*, not starting with \"__\")");
+      if (kind == Kind::kHistogram && l == "le")
+        throw std::invalid_argument(quoted + ": the label name \"le\" is reserved for histogram buckets");
+      if (kind == Kind::kGauge && options.gauge_mode == GaugeMode::kPerWorker && l == "worker")
+        throw std::invalid_argument(quoted + ": the label name \"worker\" is reserved for per-worker gauges");
+      for (std::size_t j = 0; j < i; ++j)
+        if (label_names[j] == l) throw std::invalid_argument(quoted + ": duplicate label name \"" + l + "\"");
+    }
+    if (options.max_series == 0) throw std::invalid_argument(quoted + ": max_series must be at least 1");
+    if (kind == Kind::kHistogram) {
+      if (!buckets.empty() && buckets.back() == std::numeric_limits<double>::infinity()) buckets.pop_back();
+      for (std::size_t i = 0; i < buckets.size(); ++i) {
+        if (!std::isfinite(buckets[i]))
+          throw std::invalid_argument(quoted + ": histogram buckets must be finite (+Inf is implicit)");
+        if (i > 0 && !(buckets[i] > buckets[i - 1]))
+          throw std::invalid_argument(quoted + ": histogram buckets must be strictly increasing");
+      }
+    } else {
+      buckets.clear();
+    }
+
+    // Every name the family's samples use, in either format: none may be another family's.
+    std::vector<std::string> names;
+    switch (kind) {
+      case Kind::kCounter: {
+        const std::string base = name.substr(0, name.size() - kTotal.size());
+        names = {base, name, base + "_created"};
+        break;
+      }
+      case Kind::kGauge:
+        names = {name};
+        break;
+      case Kind::kHistogram:
+        names = {name, name + "_bucket", name + "_count", name + "_sum", name + "_created"};
+        break;
+    }
+    for (const auto& n : names)
+      if (claimed.contains(n))
+        throw std::invalid_argument(quoted + ": the name \"" + n + "\" is already used by another metric family");
+
+    auto f = std::make_unique<FamilyData>();
+    f->kind = kind;
+    f->om_name = names.front();
+    f->name = std::move(name);
+    append_utf8_repaired(f->help, help);
+    f->label_names = std::move(label_names);
+    f->bounds = std::move(buckets);
+    f->options = options;
+    switch (kind) {
+      case Kind::kCounter:
+        f->value_words = kCounterValueWords;
+        f->has_exemplar = true;
+        break;
+      case Kind::kGauge:
+        f->value_words = kGaugeValueWords;
+        break;
+      case Kind::kHistogram:
+        f->value_words = kHistogramBuckets + f->bounds.size() + 1;
+        f->has_exemplar = true;
+        for (const double b : f->bounds) {
+          f->le_prometheus.push_back("le=\"" + format_bound(b, Format::kPrometheus) + "\"");
+          f->le_openmetrics.push_back("le=\"" + format_bound(b, Format::kOpenMetrics) + "\"");
+        }
+        f->le_prometheus.emplace_back("le=\"+Inf\"");
+        f->le_openmetrics.emplace_back("le=\"+Inf\"");
+        break;
+    }
+    const std::size_t index = families.size();
+    Family<Child>* fam = nullptr;
+    if constexpr (kind == Kind::kCounter) {
+      fam = &f->counter;
+    } else if constexpr (kind == Kind::kGauge) {
+      fam = &f->gauge;
+    } else {
+      fam = &f->histogram;
+    }
+    fam->name_ = f->name;
+    fam->registry_ = &Registry::instance();
+    fam->index_ = index;
+    families.push_back(std::move(f));
+    for (auto& n : names) claimed.insert(std::move(n));
+
+    // A family without labels has exactly one child: create it now so it is exposed (as 0) at once.
+    FamilyData& data = *families.back();
+    if (data.label_names.empty()) create_child<Child>(index, data, {}, true);
+    return *fam;
+  }
+
+  void check_worker_region(std::size_t r, const char* what) const {
+    if (!sealed.load()) throw std::logic_error(std::string("metrics: ") + what + " before create_arena()");
+    if (r >= nworkers.load())
+      throw std::out_of_range(std::string("metrics: ") + what + ": no worker region " + std::to_string(r));
+  }
+
+  void clear_region(RegionRef r) noexcept {
+    const std::size_t used = r.used_words();
+    std::uint64_t* rec = r.records();
+    for (std::size_t i = 0; i < used; ++i) store(rec[i], 0);
+    store(r.base[kRegionUsed], 0, std::memory_order_release);
+    store(r.base[kRegionWorker], static_cast<std::uint64_t>(kNoWorker));
+    store(r.base[kRegionPid], 0);
+  }
+
+  // Indexes retired records this process has not seen yet.
+  void catch_up_retired_index(RegionRef retired) {
+    const std::size_t used = retired.used_words();
+    if (used < retired_indexed_words) {
+      retired_index.clear();
+      retired_indexed_words = 0;
+    }
+    std::uint64_t* rec = retired.records();
+    std::string k;
+    for (std::size_t i = retired_indexed_words; i < used;) {
+      RecordView rv;
+      if (!parse_record(rec + i, used - i, families, &rv)) break;
+      k.assign(reinterpret_cast<const char*>(&rv.family), sizeof rv.family);
+      append_label_bytes(k, rec + i + kRecordHeaderWords, rv.label_bytes);
+      retired_index.insert_or_assign(k, rec + i + rv.values);
+      i += rv.words;
+      retired_indexed_words = i;
+    }
+  }
+
+  // Adds a worker region's counters and histograms into the retired totals.
+  void fold(RegionRef src, RegionRef retired) {
+    catch_up_retired_index(retired);
+    const std::size_t used = src.used_words();
+    const std::uint64_t* rec = src.records();
+    std::string k;
+    for (std::size_t i = 0; i < used;) {
+      RecordView rv;
+      if (!parse_record(rec + i, used - i, families, &rv)) break;
+      const std::uint64_t* v = rec + i + rv.values;
+      FamilyData& f = *families[rv.family];
+      const std::uint64_t* labels = rec + i + kRecordHeaderWords;
+      i += rv.words;
+      if (f.kind == Kind::kGauge) continue;  // a dead process's gauges mean nothing
+      k.assign(reinterpret_cast<const char*>(&rv.family), sizeof rv.family);
+      append_label_bytes(k, labels, rv.label_bytes);
+      std::uint64_t* d = nullptr;
+      if (const auto it = retired_index.find(std::string_view(k)); it != retired_index.end()) {
+        d = it->second;
+      } else {
+        d = allocate(retired, rv.family, f, std::string_view(k).substr(sizeof rv.family));
+        if (d == nullptr) {
+          if (!retired_full_warned) {
+            retired_full_warned = true;
+            log::write(log::Level::kError, kLogger, "metrics_retired_region_full",
+                       {{"metric", f.name}, {"region_bytes", retired.bytes}});
+          }
+          continue;
+        }
+        retired_index.emplace(k, d);
+        retired_indexed_words = retired.used_words();
+      }
+      if (f.kind == Kind::kCounter) {
+        add_u64(d[kCounterInt], load(v[kCounterInt]));
+        add_double(d[kCounterFrac], load_double(v[kCounterFrac]));
+      } else {
+        add_double(d[kHistogramSum], load_double(v[kHistogramSum]));
+        for (std::size_t b = 0; b <= f.bounds.size(); ++b)
+          add_u64(d[kHistogramBuckets + b], load(v[kHistogramBuckets + b]));
+      }
+    }
+  }
+
+  // Copies a region's published records; entries point into the copy.
+  void snapshot_region(RegionRef r, std::uint32_t index, RegionSnapshot& out,
+                       std::vector<std::vector<Entry>>& by_family) const {
+    const std::size_t used = r.used_words();
+    out.worker = static_cast<std::int64_t>(load(r.base[kRegionWorker]));
+    out.words.resize(used);
+    const std::uint64_t* src = r.records();
+    std::uint64_t* dst = out.words.data();
+    for (std::size_t i = 0; i < used;) {
+      RecordView rv;
+      if (!parse_record(src + i, used - i, families, &rv)) break;
+      const FamilyData& f = *families[rv.family];
+      for (std::size_t j = 0; j < rv.exemplar; ++j) dst[i + j] = load(src[i + j]);
+      const std::string_view labels(reinterpret_cast<const char*>(dst + i + kRecordHeaderWords), rv.label_bytes);
+      const std::uint64_t* ex = nullptr;
+      if (f.has_exemplar && read_exemplar(src + i + rv.exemplar, dst + i + rv.exemplar)) ex = dst + i + rv.exemplar;
+      if (static_cast<std::size_t>(std::count(labels.begin(), labels.end(), kLabelEnd)) == f.label_names.size())
+        by_family[rv.family].push_back(Entry{labels, dst + i + rv.values, ex, index});
+      i += rv.words;
+    }
+  }
+
+  // Every region under the arena's seqlock: retried while a retire()/reset() runs.
+  void snapshot(std::vector<RegionSnapshot>& regions, std::vector<std::vector<Entry>>& by_family) const {
+    const bool has_arena = sealed.load();
+    const std::size_t workers = nworkers.load();
+    regions.resize(has_arena ? workers + 2 : 1);
+    constexpr int kMaxAttempts = 2000;  // about 100 ms of a stuck writer, then render what was read
+    for (int attempt = 0;; ++attempt) {
+      const bool last = attempt >= kMaxAttempts;
+      const std::uint64_t s1 = has_arena ? load(seq(), std::memory_order_acquire) : 0;
+      if ((s1 & 1) != 0 && !last) {
+        pause(attempt);
+        continue;
+      }
+      for (auto& list : by_family) list.clear();
+      if (!has_arena) {
+        snapshot_region(current, 0, regions[0], by_family);
+        return;
+      }
+      for (std::size_t i = 0; i < workers + 2; ++i) {
+        snapshot_region(region(i), static_cast<std::uint32_t>(i), regions[i], by_family);
+        regions[i].retired = i == workers + 1;
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (load(seq()) == s1 || last) return;
+      pause(attempt);
+    }
+  }
+
+  static void pause(int attempt) {
+    if (attempt < 16) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+};
+
+Registry::Registry() : impl_(std::make_unique<Impl>()) {
+  // A fork() while another thread holds the mutex would leave it locked forever in the child
+  // (whose first call is attach()): hold it across fork() instead.
+  ::pthread_atfork([] { Registry::instance().impl_->mu.lock(); }, [] { Registry::instance().impl_->mu.unlock(); },
+                   [] { Registry::instance().impl_->mu.unlock(); });
+}
+Registry::~Registry() = default;
+
+Registry& Registry::instance() {
+  // Never destroyed: threads may still update children while the process exits.
+  static Registry* const registry = new Registry();
+  return *registry;
+}
+
+void Registry::create_arena(std::size_t worker_regions, std::size_t region_bytes) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (m.sealed.load()) throw std::logic_error("metrics: the arena already exists");
+  if (worker_regions > kMaxWorkerRegions) throw std::invalid_argument("metrics: too many worker regions");
+  const std::size_t rb = round_up(std::max(region_bytes, kPageBytes), kPageBytes);
+  if (rb > kMaxRegionBytes) throw std::invalid_argument("metrics: region_bytes is larger than 1 GiB");
+  Mapping arena(kArenaHeaderBytes + (worker_regions + 2) * rb, true);
+  std::uint64_t* h = arena.words();
+  store(h[kArenaMagicWord], kArenaMagic);
+  store(h[kArenaRegions], worker_regions + 2);
+  store(h[kArenaRegionBytes], rb);
+  m.arena = std::move(arena);
+  m.region_bytes = rb;
+  m.nworkers.store(worker_regions);
+  for (std::size_t i = 0; i < worker_regions + 2; ++i) {
+    store(m.region(i).base[kRegionWorker], static_cast<std::uint64_t>(i == worker_regions ? kMasterWorker : kNoWorker));
+  }
+  const RegionRef master = m.region(worker_regions);
+  store(master.base[kRegionPid], static_cast<std::uint64_t>(::getpid()));
+
+  // Children move into the master region with their values. The local region stays mapped: a
+  // thread that loaded a child's old address a moment ago must not write into unmapped memory.
+  const RegionRef local = m.current;
+  m.current = master;
+  m.current_index = worker_regions;
+  m.region_full_warned = false;
+  for (std::size_t fi = 0; fi < m.families.size(); ++fi) {
+    FamilyData& f = *m.families[fi];
+    for (const ChildSlot& slot : f.children) {
+      const std::uint64_t* old = Impl::values_of(f, slot.child);
+      m.place(fi, f, slot.child, slot.key);
+      std::uint64_t* now = Impl::values_of(f, slot.child);
+      const bool old_in_local = old >= local.records() && old < local.records() + local.capacity_words();
+      if (now != f.dummy.get() && old_in_local)
+        for (std::size_t w = 0; w < f.value_words; ++w) store(now[w], load(old[w]));
+    }
+  }
+  m.sealed.store(true);
+}
+
+bool Registry::has_arena() const noexcept {
+  return impl_->sealed.load();
+}
+
+std::size_t Registry::worker_regions() const noexcept {
+  return impl_->nworkers.load();
+}
+
+void Registry::attach(std::size_t region, int worker_id, pid_t pid) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (!m.sealed.load()) throw std::logic_error("metrics: attach() before create_arena()");
+  if (region >= m.nworkers.load())
+    throw std::out_of_range("metrics: attach(): no worker region " + std::to_string(region));
+  const RegionRef r = m.region(region);
+  store(r.base[kRegionWorker], static_cast<std::uint64_t>(worker_id >= 0 ? std::int64_t{worker_id} : kNoWorker));
+  store(r.base[kRegionPid], static_cast<std::uint64_t>(pid));
+  m.current = r;
+  m.current_index = region;
+  m.region_full_warned = false;
+  for (std::size_t fi = 0; fi < m.families.size(); ++fi) {
+    FamilyData& f = *m.families[fi];
+    for (const ChildSlot& slot : f.children) m.place(fi, f, slot.child, slot.key);
+  }
+}
+
+void Registry::retire(std::size_t region) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  m.check_worker_region(region, "retire()");
+  if (region == m.current_index) throw std::logic_error("metrics: retire(): this process writes to that region");
+  const RegionRef r = m.region(region);
+  const SeqWrite write(m.seq());
+  m.fold(r, m.region(m.nworkers.load() + 1));
+  m.clear_region(r);
+}
+
+void Registry::reset(std::size_t region) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  m.check_worker_region(region, "reset()");
+  if (region == m.current_index) throw std::logic_error("metrics: reset(): this process writes to that region");
+  const SeqWrite write(m.seq());
+  m.clear_region(m.region(region));
+}
+
+std::string Registry::render(Format format) const {
+  const Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  std::vector<RegionSnapshot> regions;
+  std::vector<std::vector<Entry>> by_family(m.families.size());
+  m.snapshot(regions, by_family);
+
+  std::size_t entries = 0;
+  for (const auto& list : by_family) entries += list.size();
+  std::string out;
+  out.reserve(m.families.size() * 160 + entries * 96);
+  std::vector<std::uint64_t> buckets;
+  for (std::size_t fi = 0; fi < m.families.size(); ++fi)
+    render_family(out, *m.families[fi], by_family[fi], regions, format, buckets);
+  if (format == Format::kOpenMetrics) out += "# EOF\n";
+  return out;
+}
+
+template <class Child>
+Child& Registry::child(std::size_t family, const std::vector<std::string>& values) {
+  return impl_->child<Child>(family, values);
+}
+
+template <class Child>
+Child& Registry::child(std::size_t family, std::span<const std::string_view> values) {
+  return impl_->child<Child>(family, values);
+}
+
+void Registry::reset_for_tests() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  m.families.clear();
+  m.claimed.clear();
+  m.arena.reset();
+  m.sealed.store(false);
+  m.nworkers.store(0);
+  m.region_bytes = 0;
+  m.retired_index.clear();
+  m.retired_indexed_words = 0;
+  m.retired_full_warned = false;
+  m.init_local();
+}
+
+template CounterChild& Registry::child<CounterChild>(std::size_t, const std::vector<std::string>&);
+template GaugeChild& Registry::child<GaugeChild>(std::size_t, const std::vector<std::string>&);
+template HistogramChild& Registry::child<HistogramChild>(std::size_t, const std::vector<std::string>&);
+template CounterChild& Registry::child<CounterChild>(std::size_t, std::span<const std::string_view>);
+template GaugeChild& Registry::child<GaugeChild>(std::size_t, std::span<const std::string_view>);
+template HistogramChild& Registry::child<HistogramChild>(std::size_t, std::span<const std::string_view>);
+
+}  // namespace metrics_detail
+
+// ---- public API ---------------------------------------------------------------------------------
+
+template <class Child>
+Child& Family<Child>::labels(std::initializer_list<std::string_view> values) {
+  if (registry_ == nullptr) throw std::logic_error("metrics: family not registered");
+  return registry_->child<Child>(index_, std::span<const std::string_view>(values.begin(), values.size()));
+}
+
+template <class Child>
+Child& Family<Child>::labels(const std::vector<std::string>& values) {
+  if (registry_ == nullptr) throw std::logic_error("metrics: family not registered");
+  return registry_->child<Child>(index_, values);
+}
+
+template class Family<CounterChild>;
+template class Family<GaugeChild>;
+template class Family<HistogramChild>;
+
+const std::vector<double>& default_latency_buckets() {
+  static const std::vector<double> buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                           0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  return buckets;
+}
+
+Counter& MetricsRegistry::counter(std::string name, std::string help, std::vector<std::string> label_names,
+                                  FamilyOptions options) {
+  return metrics_detail::Registry::instance().impl_->add<CounterChild>(std::move(name), std::move(help),
+                                                                       std::move(label_names), {}, options);
+}
+
+Gauge& MetricsRegistry::gauge(std::string name, std::string help, std::vector<std::string> label_names,
+                              FamilyOptions options) {
+  return metrics_detail::Registry::instance().impl_->add<GaugeChild>(std::move(name), std::move(help),
+                                                                     std::move(label_names), {}, options);
+}
+
+Histogram& MetricsRegistry::histogram(std::string name, std::string help, std::vector<std::string> label_names,
+                                      std::vector<double> buckets, FamilyOptions options) {
+  return metrics_detail::Registry::instance().impl_->add<HistogramChild>(
+      std::move(name), std::move(help), std::move(label_names), std::move(buckets), options);
+}
+
+MetricsRegistry& metrics() {
+  static MetricsRegistry registry;
+  return registry;
+}
+
+}  // namespace keel

@@ -1,0 +1,89 @@
+// The metrics registry behind keel/metrics.hpp: families, the shared-memory arena with one region
+// per process, folding of exited workers into retired totals, and exposition.
+//
+// Arena layout (MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, mapped by the master before the first
+// fork, so only touched pages cost memory): `regions` worker regions, then one region for the
+// master (or the single process), then one for the retired totals. Each region is written by one
+// process only (its series are appended with a bump allocator and published with a release store
+// of the used size; values are relaxed atomics). A scrape reads every region under a sequence
+// counter the master bumps around retire(), so a worker folded into the retired totals is never
+// counted twice or missed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keel/metrics.hpp"
+
+namespace keel::metrics_detail {
+
+enum class Format { kPrometheus, kOpenMetrics };
+
+// Content negotiation as Prometheus 2.x sends it: OpenMetrics when the Accept header lists
+// application/openmetrics-text (any version 0.0.1 / 1.0.0) with a q-value above that of
+// text/plain; else the Prometheus text format 0.0.4.
+Format negotiate(std::string_view accept);
+// "text/plain; version=0.0.4; charset=utf-8" or
+// "application/openmetrics-text; version=1.0.0; charset=utf-8".
+const char* content_type(Format format);
+
+class Registry {
+ public:
+  static Registry& instance();
+
+  // Before any fork: maps the arena; registration is closed from then on. Before it, children
+  // live in process-local memory (so registration and labels() work in unit tests and before
+  // run()); creating the arena moves them into the master region.
+  void create_arena(std::size_t worker_regions, std::size_t region_bytes = std::size_t{1} << 20);
+  [[nodiscard]] bool has_arena() const noexcept;
+  [[nodiscard]] std::size_t worker_regions() const noexcept;
+
+  // In a forked worker, first thing: this process now writes to worker region `region` (empty:
+  // the master cleared it), and every child created so far moves there with zero values, so
+  // references held by application code stay valid. worker_id is the `worker` label of
+  // per-worker gauges; pid is recorded for diagnostics.
+  void attach(std::size_t region, int worker_id, pid_t pid);
+
+  // Master, after reaping the process that used `region`: adds its counters and histograms into
+  // the retired totals (gauges of a dead process mean nothing and are dropped) and clears it.
+  void retire(std::size_t region);
+
+  // Clears a region without folding (the master, before handing a region to a new worker whose
+  // previous owner was already retired). Idempotent.
+  // attach(), retire() and reset() throw std::logic_error before create_arena() (and retire() /
+  // reset() for the region this process writes to), std::out_of_range for a bad region index.
+  void reset(std::size_t region);
+
+  // The exposition of every family: live regions + master region + retired totals, aggregated
+  // by (family, label values); gauges by their GaugeMode. Families without any series still get
+  // their HELP/TYPE lines. OpenMetrics ends with "# EOF" and carries exemplars.
+  [[nodiscard]] std::string render(Format format) const;
+
+  // Internal to the implementation (Family<>::labels).
+  template <class Child>
+  Child& child(std::size_t family, const std::vector<std::string>& values);
+  // The same without building strings (Family<>::labels(std::initializer_list<std::string_view>)).
+  template <class Child>
+  Child& child(std::size_t family, std::span<const std::string_view> values);
+
+  // For tests: forget every family and unmap the arena.
+  void reset_for_tests();
+
+ private:
+  friend class keel::MetricsRegistry;  // registration
+  struct Impl;
+
+  Registry();
+  ~Registry();
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace keel::metrics_detail

@@ -1,0 +1,234 @@
+"""Checks of the rendered Kubernetes manifests of deploy/k8s (stdlib unittest, no cluster).
+
+Run:  cd tests/deploy && /usr/bin/python3 -m unittest -v test_manifests
+Needs `kubectl` (for `kubectl kustomize`; skipped without it). The rendered YAML is turned into
+JSON by `kubectl patch --local` (no cluster, no kubeconfig), so no YAML library is needed.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+KUBECTL = shutil.which("kubectl")
+
+
+def parse_duration(value):
+    """keel's durations: 500ms, 30s, 5m, 1h, or a bare number of seconds."""
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text)
+    if not m:
+        raise ValueError(f"not a keel duration: {value!r}")
+    return float(m.group(1)) * {None: 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def render(overlay):
+    """The objects `kubectl kustomize deploy/k8s/overlays/<overlay>` renders, as dicts."""
+    env = dict(os.environ, KUBECONFIG=os.devnull)
+    rendered = subprocess.run([KUBECTL, "kustomize", os.path.join(ROOT, "deploy", "k8s", "overlays", overlay)],
+                              check=True, capture_output=True, text=True, env=env).stdout
+    as_json = subprocess.run([KUBECTL, "patch", "--local", "-f", "-", "--type", "merge", "-p", "{}", "-o", "json"],
+                             input=rendered, check=True, capture_output=True, text=True, env=env).stdout
+    decoder, objects, pos = json.JSONDecoder(), [], 0
+    while pos < len(as_json):
+        if as_json[pos].isspace():
+            pos += 1
+            continue
+        obj, pos = decoder.raw_decode(as_json, pos)
+        objects.extend(obj["items"] if obj.get("kind") == "List" else [obj])
+    return objects
+
+
+def of_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class DurationTest(unittest.TestCase):
+    def test_units(self):
+        self.assertEqual(parse_duration("500ms"), 0.5)
+        self.assertEqual(parse_duration("30s"), 30)
+        self.assertEqual(parse_duration("5m"), 300)
+        self.assertEqual(parse_duration("1h"), 3600)
+        self.assertEqual(parse_duration("45"), 45)
+        self.assertEqual(parse_duration(7), 7)
+        for bad in ("", "5 s", "s", "1m30s", "-1s", "soon"):
+            with self.assertRaises(ValueError, msg=bad):
+                parse_duration(bad)
+
+
+@unittest.skipIf(KUBECTL is None, "kubectl is not installed (deploy/validate.sh installs it)")
+class RollingOverlayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.objects = render("rolling")
+        deployments = of_kind(cls.objects, "Deployment")
+        assert len(deployments) == 1, [d["metadata"]["name"] for d in deployments]
+        cls.deployment = deployments[0]
+        cls.pod = cls.deployment["spec"]["template"]["spec"]
+        cls.container = next(c for c in cls.pod["containers"] if c["name"] == "keel-demo")
+        configmaps = {c["metadata"]["name"]: c for c in of_kind(cls.objects, "ConfigMap")}
+        cls.env = {}
+        for source in cls.container.get("envFrom", []):
+            cls.env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        for var in cls.container.get("env", []):
+            cls.env[var["name"]] = var.get("value")
+        cls.ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
+
+    def port_number(self, port):
+        return self.ports[port] if isinstance(port, str) else port
+
+    def bind_port(self, variable):
+        self.assertIn(variable, self.env)
+        return int(self.env[variable].rsplit(":", 1)[1])
+
+    def test_grace_period_covers_shutdown_delay_and_graceful_timeout(self):
+        delay = parse_duration(self.env["KEEL_SHUTDOWN_DELAY"])
+        graceful = parse_duration(self.env["KEEL_GRACEFUL_TIMEOUT"])
+        self.assertGreater(delay, 0, "on Kubernetes the shutdown delay must cover endpoint propagation")
+        self.assertGreaterEqual(self.pod["terminationGracePeriodSeconds"], delay + graceful + 5)
+
+    def test_probes_use_keel_endpoints_on_the_listening_ports(self):
+        http, admin = self.bind_port("KEEL_BIND"), self.bind_port("KEEL_METRICS_BIND")
+        expected = {  # probe: (path, port keel serves it on)
+            "startupProbe": ("/health/startup", http),
+            "readinessProbe": ("/health/ready", http),  # the port the Service routes to
+            "livenessProbe": ("/health", admin),  # not behind the traffic port's backlog
+        }
+        for probe, (path, port) in expected.items():
+            with self.subTest(probe=probe):
+                get = self.container[probe]["httpGet"]
+                self.assertEqual(get["path"], path)
+                self.assertEqual(self.port_number(get["port"]), port)
+        self.assertEqual(self.ports["http"], http)
+        self.assertEqual(self.ports["admin"], admin)
+        # Liveness must leave keel's own supervision (--timeout, default 30 s) time to act first.
+        live = self.container["livenessProbe"]
+        self.assertGreater(live["periodSeconds"] * live["failureThreshold"],
+                           parse_duration(self.env.get("KEEL_TIMEOUT", "30s")))
+
+    def test_security_context(self):
+        merged = dict(self.pod.get("securityContext", {}))
+        merged.update(self.container.get("securityContext", {}))
+        self.assertIs(merged.get("runAsNonRoot"), True)
+        self.assertEqual(merged.get("runAsUser"), 10001)
+        self.assertIs(merged.get("readOnlyRootFilesystem"), True)
+        self.assertIs(merged.get("allowPrivilegeEscalation"), False)
+        self.assertIn("ALL", merged.get("capabilities", {}).get("drop", []))
+        self.assertEqual(merged.get("seccompProfile", {}).get("type"), "RuntimeDefault")
+        self.assertFalse(merged.get("privileged", False))
+
+    def test_secret_is_a_mounted_file_never_a_value(self):
+        names = {v["name"] for v in self.container.get("env", [])} | set(self.env)
+        self.assertNotIn("SECRET_KEY", names, "the key must come from a file")
+        for var in self.container.get("env", []):
+            self.assertNotIn("secretKeyRef", var.get("valueFrom", {}), f"{var['name']} reads a Secret into a variable")
+        path = self.env["SECRET_KEY_FILE"]
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        mount = next((m for m in self.container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+        self.assertIsNotNone(mount, f"SECRET_KEY_FILE={path} is under no volume mount")
+        self.assertTrue(mount.get("readOnly"))
+        secret = volumes[mount["name"]].get("secret")
+        self.assertIsNotNone(secret, f"{mount['name']} is not a Secret volume")
+        key = os.path.relpath(path, mount["mountPath"])
+        items = secret.get("items")
+        if items:
+            self.assertIn(key, [i["path"] for i in items])
+        else:
+            self.assertEqual(key, "secret_key")
+        self.assertFalse(secret.get("optional", False), "a missing Secret must stop the pod, not start it keyless")
+
+    def test_data_directory_is_writable_for_sqlite(self):
+        url = self.env["DATABASE_URL"]
+        if url.startswith("sqlite:"):
+            directory = os.path.dirname(url[len("sqlite:"):])
+            volumes = {v["name"]: v for v in self.pod["volumes"]}
+            mount = next(m for m in self.container["volumeMounts"] if m["mountPath"] == directory)
+            self.assertIn("emptyDir", volumes[mount["name"]])
+
+    def test_no_service_links(self):
+        # KEEL_DEMO_SERVICE_HOST & co. would be unknown KEEL_* variables: keel exits 78.
+        self.assertIs(self.pod.get("enableServiceLinks"), False)
+
+    def test_rolling_update_strategy(self):
+        strategy = self.deployment["spec"]["strategy"]
+        self.assertEqual(strategy["type"], "RollingUpdate")
+        self.assertEqual(strategy["rollingUpdate"]["maxSurge"], 1)
+        self.assertEqual(strategy["rollingUpdate"]["maxUnavailable"], 0)
+
+    def test_prometheus_scrapes_the_admin_port(self):
+        annotations = self.deployment["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/scrape"], "true")
+        self.assertEqual(int(annotations["prometheus.io/port"]), self.bind_port("KEEL_METRICS_BIND"))
+        self.assertEqual(annotations["prometheus.io/path"], "/metrics")
+
+    def test_service_routes_to_the_traffic_port(self):
+        (service,) = of_kind(self.objects, "Service")
+        labels = self.deployment["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(selects(service["spec"]["selector"], labels))
+        self.assertEqual([self.port_number(p["targetPort"]) for p in service["spec"]["ports"]], [self.ports["http"]])
+
+    def test_pod_disruption_budget(self):
+        (pdb,) = of_kind(self.objects, "PodDisruptionBudget")
+        self.assertEqual(pdb["apiVersion"], "policy/v1")
+        labels = self.deployment["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(selects(pdb["spec"]["selector"]["matchLabels"], labels))
+        self.assertTrue(pdb["spec"].get("maxUnavailable") == 1 or "minAvailable" in pdb["spec"])
+
+    def test_horizontal_pod_autoscaler(self):
+        (hpa,) = of_kind(self.objects, "HorizontalPodAutoscaler")
+        self.assertEqual(hpa["apiVersion"], "autoscaling/v2")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"],
+                         {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.deployment["metadata"]["name"]})
+        self.assertIn("cpu", [m["resource"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Resource"])
+        self.assertGreaterEqual(hpa["spec"]["minReplicas"], 2, "one pod may be disrupted (PDB) while others serve")
+        self.assertNotIn("replicas", self.deployment["spec"], "the HPA owns the replica count")
+        self.assertIn("cpu", self.container["resources"]["requests"], "CPU utilisation is relative to the request")
+
+    def test_workers_fit_the_cpu_limit(self):
+        limit = self.container["resources"]["limits"]["cpu"]
+        cores = float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+        self.assertLessEqual(int(self.env["KEEL_WORKERS"]), max(1, round(cores)))
+
+
+@unittest.skipIf(KUBECTL is None, "kubectl is not installed (deploy/validate.sh installs it)")
+class ReleaseOverlaysTest(unittest.TestCase):
+    def test_blue_green(self):
+        objects = render("blue-green")
+        deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
+        self.assertEqual(set(deployments), {"keel-demo-blue", "keel-demo-green"})
+        services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+        self.assertEqual(services["keel-demo"]["spec"]["selector"].get("slot"), "blue")
+        self.assertEqual(services["keel-demo-preview"]["spec"]["selector"].get("slot"), "green")
+        for slot in ("blue", "green"):
+            dep = deployments[f"keel-demo-{slot}"]
+            self.assertEqual(dep["spec"]["selector"]["matchLabels"].get("slot"), slot)
+            live = selects(services["keel-demo"]["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])
+            self.assertEqual(live, slot == "blue")
+        targets = sorted(h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler"))
+        self.assertEqual(targets, ["keel-demo-blue", "keel-demo-green"])
+
+    def test_canary(self):
+        objects = render("canary")
+        deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
+        self.assertEqual(set(deployments), {"keel-demo-stable", "keel-demo-canary"})
+        canary, stable = deployments["keel-demo-canary"], deployments["keel-demo-stable"]
+        self.assertEqual(canary["spec"]["replicas"], 1)
+        self.assertEqual(canary["spec"]["template"]["metadata"]["labels"]["track"], "canary")
+        self.assertEqual(stable["spec"]["template"]["metadata"]["labels"]["track"], "stable")
+        (service,) = of_kind(objects, "Service")
+        for dep in (canary, stable):  # one Service in front of both tracks
+            self.assertTrue(selects(service["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]))
+        (hpa,) = of_kind(objects, "HorizontalPodAutoscaler")  # the canary keeps its single pod
+        self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], "keel-demo-stable")
+        self.assertEqual(hpa["spec"]["minReplicas"], 9)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,229 @@
+"""keel-demo, the users API: CRUD round trips on SQLite and on PostgreSQL (with and without a Redis
+cache), validation errors, conflicts, pagination bounds, readiness reflecting database and cache
+outages, the required secret, and the fault-injection settings."""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import unittest
+
+import deps
+import keelproc
+from keelproc import Conn, KeelTestCase
+
+
+def call(port: int, method: str, target: str, body=None, raw: bytes | None = None, content_type="application/json"):
+    headers = {}
+    data = None
+    if raw is not None:
+        data = raw
+        headers["Content-Type"] = content_type
+    elif body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = content_type
+    with Conn(port) as c:
+        resp = c.request(method, target, headers=headers, body=data)
+    return resp
+
+
+class DemoCrud:
+    """The CRUD scenario, run against each storage configuration."""
+
+    def crud_round_trip(self, port: int):
+        email = f"ada{time.monotonic_ns()}@example.com"
+        r = call(port, "POST", "/api/users", {"name": "Ada Lovelace", "email": email})
+        self.assertEqual(r.status, 201, r.text)
+        user = r.json()
+        uid = user["id"]
+        self.assertEqual(r.header("Location"), f"/api/users/{uid}")
+        self.assertEqual((user["name"], user["email"]), ("Ada Lovelace", email))
+        self.assertRegex(user["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+        r = call(port, "GET", f"/api/users/{uid}")
+        self.assertEqual((r.status, r.json()["email"]), (200, email))
+        self.assertEqual(r.header("Content-Type"), "application/json")
+        r = call(port, "GET", f"/api/users/{uid}")  # a second read (from the cache when there is one)
+        self.assertEqual(r.json()["name"], "Ada Lovelace")
+
+        r = call(port, "PATCH", f"/api/users/{uid}", {"name": "Ada King"})
+        self.assertEqual((r.status, r.json()["name"], r.json()["email"]), (200, "Ada King", email))
+        r = call(port, "GET", f"/api/users/{uid}")  # the write invalidated the cached copy
+        self.assertEqual(r.json()["name"], "Ada King")
+
+        email2 = "countess." + email
+        r = call(port, "PUT", f"/api/users/{uid}", {"name": "Countess", "email": email2})
+        self.assertEqual((r.status, r.json()["email"]), (200, email2))
+        self.assertEqual(call(port, "GET", f"/api/users/{uid}").json()["email"], email2)
+
+        other = call(port, "POST", "/api/users", {"name": "B", "email": "b" + email}).json()["id"]
+        r = call(port, "POST", "/api/users", {"name": "C", "email": email2})
+        self.assertEqual(r.status, 409, r.text)
+        self.assertEqual(r.header("Content-Type"), "application/problem+json")
+        self.assertEqual(call(port, "PATCH", f"/api/users/{other}", {"email": email2}).status, 409)
+
+        r = call(port, "GET", "/api/users?limit=1&offset=0")
+        page = r.json()
+        self.assertEqual((r.status, len(page["items"]), page["limit"], page["offset"]), (200, 1, 1, 0))
+        self.assertGreaterEqual(page["total"], 2)
+
+        self.assertEqual(call(port, "DELETE", f"/api/users/{uid}").status, 204)
+        self.assertEqual(call(port, "GET", f"/api/users/{uid}").status, 404)
+        self.assertEqual(call(port, "DELETE", f"/api/users/{uid}").status, 404)
+        self.assertEqual(call(port, "PATCH", f"/api/users/{uid}", {"name": "x"}).status, 404)
+        self.assertEqual(call(port, "DELETE", f"/api/users/{other}").status, 204)
+
+
+class DemoOnSqlite(KeelTestCase, DemoCrud):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="keel-demo-")
+        cls.addClassCleanup(shutil.rmtree, cls.dir, True)
+        cls.server = cls.start_class_server(
+            "--workers", "2", binary=keelproc.demo(), pin_workers=False,
+            env=dict(os.environ, DATABASE_URL=f"sqlite:{cls.dir}/users.db", SECRET_KEY="sqlite-test-secret"))
+
+    def test_crud(self):
+        self.crud_round_trip(self.server.port)
+
+    def test_validation_reports_every_field(self):
+        r = call(self.server.port, "POST", "/api/users", {"name": "", "email": "not-an-email", "admin": True})
+        self.assertEqual(r.status, 422)
+        errors = {e["field"]: e["message"] for e in r.json()["errors"]}
+        self.assertEqual(set(errors), {"name", "email", "admin"})
+        self.assertIn("empty", errors["name"])
+        self.assertIn("email address", errors["email"])
+        r = call(self.server.port, "POST", "/api/users", {"name": 5, "email": "a@b.c" + "x" * 300})
+        errors = {e["field"]: e["message"] for e in r.json()["errors"]}
+        self.assertEqual(errors["name"], "must be a string")
+        self.assertIn("at most 254", errors["email"])
+        r = call(self.server.port, "POST", "/api/users", {})
+        self.assertEqual({e["field"] for e in r.json()["errors"]}, {"name", "email"})
+        r = call(self.server.port, "PUT", "/api/users/1", {"name": "only a name"})
+        self.assertEqual((r.status, [e["field"] for e in r.json()["errors"]]), (422, ["email"]))
+        self.assertEqual(call(self.server.port, "POST", "/api/users", [1, 2]).status, 422)
+        self.assertEqual(call(self.server.port, "POST", "/api/users", raw=b"{not json").status, 400)
+        self.assertEqual(call(self.server.port, "POST", "/api/users", raw=b"{}", content_type="text/plain").status, 415)
+        for query in ("limit=0", "limit=101", "limit=x", "offset=-1"):
+            r = call(self.server.port, "GET", f"/api/users?{query}")
+            self.assertEqual(r.status, 422, query)
+        self.assertEqual(call(self.server.port, "GET", "/api/users/abc").status, 404)
+
+    def test_readiness_checks_the_database(self):
+        r = keelproc.get(self.server.port, "/health/ready")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["checks"]["database"]["status"], "ok")
+
+
+class DemoSettings(KeelTestCase):
+    def test_secret_key_is_required_and_never_shown(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SECRET_KEY")}
+        rc, out, err = keelproc.run_cli(keelproc.demo(), "config", "--check", env=dict(env, SECRET_KEY_FILE="/nonexistent"))
+        self.assertEqual(rc, 78)
+        self.assertIn("secret_key (env SECRET_KEY_FILE): cannot read /nonexistent", err)
+        with tempfile.NamedTemporaryFile("w", suffix=".key") as f:
+            f.write("a-long-enough-secret\n")
+            f.flush()
+            rc, out, err = keelproc.run_cli(keelproc.demo(), "config", env=dict(env, SECRET_KEY_FILE=f.name))
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn("a-long-enough-secret", out + err)
+        rc, _, err = keelproc.run_cli(keelproc.demo(), "config", "--check", env=dict(env, SECRET_KEY="short"))
+        self.assertEqual(rc, 78)
+        self.assertIn("secret_key (env SECRET_KEY): must be at least 8 characters", err)
+        self.assertNotIn("short'", err)
+
+    def test_fault_injection(self):
+        server = self.start_server("--fault-error-ratio", "1", "--fault-latency", "200ms", binary=keelproc.demo())
+        t0 = time.monotonic()
+        r = call(server.port, "GET", "/api/users")
+        self.assertEqual(r.status, 500)
+        self.assertEqual(keelproc.get(server.port, "/health").status, 200)
+        self.assertEqual(keelproc.get(server.port, "/plaintext").status, 200)
+        server.stop()
+        server = self.start_server("--fault-latency", "200ms", binary=keelproc.demo())
+        t0 = time.monotonic()
+        self.assertEqual(call(server.port, "GET", "/api/users").status, 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+        server.stop()
+        server = self.start_server("--fault-never-ready", binary=keelproc.demo())
+        r = keelproc.get(server.port, "/health/ready")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.json()["checks"]["fault_never_ready"]["error"], "fault_never_ready is set")
+        self.assertEqual(keelproc.get(server.port, "/health").status, 200)
+        rc, _, err = keelproc.run_cli(keelproc.demo(), "--bind", "127.0.0.1:0", "--workers", "2",
+                                      "--fault-fail-startup", timeout=10)
+        self.assertEqual(rc, 3, err)
+        self.assertIn("fault_fail_startup is set", err)
+
+
+class DemoOnPostgres(KeelTestCase, DemoCrud):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = deps.Postgres()
+        cls.addClassCleanup(cls.pg.close)
+        cls.redis = deps.Redis()
+        cls.addClassCleanup(cls.redis.close)
+        cls.pg.start()
+        cls.redis.start()
+
+    def start_demo(self, cache: bool):
+        env = dict(os.environ, DATABASE_URL=self.pg.url, SECRET_KEY="postgres-test-secret")
+        if cache:
+            env["CACHE_URL"] = self.redis.url
+        return self.start_server("--workers", "2", "--health-cache-ttl", "200ms", binary=keelproc.demo(),
+                                 pin_workers=False, env=env)
+
+    def test_crud_without_cache(self):
+        self.crud_round_trip(self.start_demo(cache=False).port)
+
+    def test_crud_with_cache(self):
+        server = self.start_demo(cache=True)
+        self.crud_round_trip(server.port)
+        # The cache holds what was read.
+        uid = call(server.port, "POST", "/api/users", {"name": "Cached", "email": "cached@example.com"}).json()["id"]
+        call(server.port, "GET", f"/api/users/{uid}")
+        with Conn(self.redis.port) as c:
+            c.send(f"GET keel-demo:user:{uid}\r\n".encode())
+            self.assertIn(b"cached@example.com", c.read_until(b"}", timeout=2))
+
+    def wait_ready(self, port: int, status: int, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = keelproc.get(port, "/health/ready")
+            if r.status == status or time.monotonic() > deadline:
+                self.assertEqual(r.status, status, r.text)
+                return r.json()
+            time.sleep(0.1)
+
+    def test_readiness_follows_database_and_cache_outages(self):
+        server = self.start_demo(cache=True)
+        self.assertEqual(self.wait_ready(server.port, 200)["status"], "ok")
+        self.redis.stop()
+        try:
+            body = self.wait_ready(server.port, 200)
+            deadline = time.monotonic() + 5
+            while body["status"] != "degraded" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                body = keelproc.get(server.port, "/health/ready").json()
+            self.assertEqual(body["status"], "degraded")
+            # Cache down: slower, not broken.
+            r = call(server.port, "POST", "/api/users", {"name": "NoCache", "email": "nocache@example.com"})
+            self.assertEqual(r.status, 201)
+            self.assertEqual(call(server.port, "GET", f"/api/users/{r.json()['id']}").status, 200)
+        finally:
+            self.redis.start()
+        self.pg.stop()
+        try:
+            body = self.wait_ready(server.port, 503)
+            self.assertEqual(body["checks"]["database"]["status"], "failing")
+            self.assertEqual(keelproc.get(server.port, "/health").status, 200)
+            self.assertEqual(call(server.port, "GET", "/api/users").status, 500)
+        finally:
+            self.pg.start()
+        self.wait_ready(server.port, 200, timeout=10)
+        self.assertEqual(call(server.port, "GET", "/api/users").status, 200)  # pooled connections recover
+
+
+if __name__ == "__main__":
+    unittest.main()
