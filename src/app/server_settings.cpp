@@ -193,7 +193,9 @@ std::vector<ServerSetting> build() {
         std::tuple{"readiness_path", &ServerOptions::readiness_path,
                    "readiness endpoint: 503 while a critical check fails or the worker drains (empty: none)"},
         std::tuple{"startup_path", &ServerOptions::startup_path,
-                   "startup endpoint: 200 once startup hooks finished (empty: none)"}}) {
+                   "startup endpoint: 200 once startup hooks finished (empty: none)"},
+        std::tuple{"metrics_path", &ServerOptions::metrics_path,
+                   "Prometheus/OpenMetrics endpoint (empty: no built-in metrics at all)"}}) {
     ServerSetting path = restart_only(text(name, field, help));  // routes are set up once
     path.spec.pattern = "(/[!-~]*)?";  // a path without spaces or control characters, or nothing
     all.push_back(std::move(path));

@@ -164,6 +164,16 @@ class AdminListener(KeelTestCase):
         self.assertIn("metrics_bind (flag --metrics-bind): invalid bind address 'nowhere'", err)
 
 
+class MetricsOff(KeelTestCase):
+    def test_an_empty_metrics_path_turns_metrics_off(self):
+        server = self.start_server("--metrics-path", "")
+        self.assertEqual(keelproc.get(server.port, "/metrics").status, 404)
+        self.assertEqual(keelproc.get(server.port, "/plaintext").status, 200)
+        server = self.start_server("--metrics-path", "/internal/metrics")
+        self.assertEqual(keelproc.get(server.port, "/metrics").status, 404)
+        self.assertIn("http_requests_total", keelproc.get(server.port, "/internal/metrics").text)
+
+
 class CountersSurviveWorkerExits(KeelTestCase):
     def test_counts_are_exact_across_sigkill_and_recycling(self):
         server = self.start_server("--workers", "2", "--max-requests", "150", pin_workers=False)
