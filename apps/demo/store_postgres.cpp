@@ -51,14 +51,26 @@ class PostgresStore final : public UserStore {
       : url_(std::move(url)), pool_(pool_size, [this] { return std::make_unique<Connection>(url_); }) {}
 
   void migrate() override {
-    query(
-        "CREATE TABLE IF NOT EXISTS users ("
-        " id BIGSERIAL PRIMARY KEY,"
-        " name TEXT NOT NULL,"
-        " email TEXT NOT NULL UNIQUE,"
-        " created_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
-        " updated_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        {});
+    // Every worker runs this at startup, at the same moment: CREATE TABLE IF NOT EXISTS alone
+    // races in PostgreSQL ("relation already exists", or a unique violation in pg_type), so the
+    // migration holds a transaction-scoped advisory lock.
+    auto lease = pool_.acquire();
+    Result r(PQexec(lease->conn,
+                    "BEGIN;"
+                    "SELECT pg_advisory_xact_lock(7203451);"
+                    "CREATE TABLE IF NOT EXISTS users ("
+                    " id BIGSERIAL PRIMARY KEY,"
+                    " name TEXT NOT NULL,"
+                    " email TEXT NOT NULL UNIQUE,"
+                    " created_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
+                    " updated_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+                    "COMMIT;"));
+    if (PQresultStatus(r.r) != PGRES_COMMAND_OK) {
+      std::string msg = PQerrorMessage(lease->conn);
+      Result rollback(PQexec(lease->conn, "ROLLBACK"));
+      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+      throw std::runtime_error("postgres: migration: " + msg);
+    }
   }
 
   std::vector<User> list(std::int64_t limit, std::int64_t offset) override {

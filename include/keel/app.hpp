@@ -66,6 +66,18 @@ struct ServerOptions {
   std::chrono::milliseconds health_cache_ttl{1000};   // how long a round of check results is reused
   std::string metrics_path = "/metrics";              // Prometheus/OpenMetrics ("" : no built-in metrics)
   std::string metrics_bind;                           // admin listener: metrics (and health) only there
+  std::string log_level = "info";                     // debug, info, warning, error, critical
+  std::vector<std::string> log_levels;                // per logger: "keel.http=debug"
+  std::string log_format = "auto";                    // auto (console on a TTY), json, console
+  std::string log_file;                               // empty: stdout
+  std::uint64_t log_max_size = 0;                     // rotate above this size (0: never)
+  std::chrono::milliseconds log_rotate_interval{0};   // rotate this often (0: never)
+  int log_max_files = 0;                              // keep this many rotated files (0: all)
+  std::chrono::milliseconds log_max_age{0};           // delete rotated files older than this (0: never)
+  std::uint64_t log_buffer = 4u << 20;                // in-memory log buffer; beyond it lines are dropped
+  bool access_log = true;                             // one request_handled line per request
+  bool access_log_health = false;                     // also for health and metrics requests
+  std::string request_id_header = "X-Request-ID";     // read and echoed
   std::vector<std::string> config_files;              // set by run(): the config and .env files it read
 };
 

@@ -5,6 +5,8 @@
 #include "keel/async.hpp"
 #include "keel/errors.hpp"
 #include "keel/json_writer.hpp"
+#include "keel/logger.hpp"
+#include "keel/metrics.hpp"
 #include "keel/request.hpp"
 #include "keel/response.hpp"
 #include "keel/task.hpp"

@@ -51,8 +51,11 @@ class Request {
   // The matched route template ("/api/users/{id:int}"), or "unmatched". Never the raw path.
   [[nodiscard]] std::string_view route() const noexcept { return route_; }
 
-  // X-Request-ID from the client when valid (1-128 visible ASCII), else generated on first use.
+  // X-Request-ID (the request_id_header setting) from the client when valid (1-128 visible
+  // ASCII), else generated: 32 hex digits.
   [[nodiscard]] std::string_view request_id() const;
+  // The header carrying request ids, in and out (set from the configuration at startup).
+  static std::string& id_header();
   // Peer address as "ip:port" (or "unix").
   [[nodiscard]] std::string_view client_address() const noexcept { return client_address_; }
 

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <optional>
 
+#include "app/access_log.hpp"
 #include "app/cli.hpp"
 #include "app/configuration.hpp"
 #include "app/router.hpp"
@@ -66,6 +67,12 @@ int App::run(int argc, char** argv) {
                              : config::report_text(configuration->registry(), loaded));
     }
     return 0;
+  }
+  try {
+    app::apply_logging(options_);
+  } catch (const std::exception& e) {
+    std::cerr << argv[0] << ": invalid configuration: log_file: " << e.what() << "\n";
+    return 78;
   }
   config::export_dotenv(loaded);
   for (const auto* f : {&loaded.config_file, &loaded.env_file})
@@ -232,11 +239,24 @@ int App::serve() {
     }
     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
     server.set_admin_router(admin_router_.get());
-    std::optional<metrics_detail::HttpMetrics> observer;
+    log::set_rotator(slot == nullptr);  // the master rotates the log file; workers follow
+    http::ObserverList observers;
+    std::optional<metrics_detail::HttpMetrics> metrics;
     if (!options_.metrics_path.empty()) {
-      observer.emplace([&server] { return server.pool().queued(); });
-      server.set_observer(&*observer);
+      metrics.emplace([&server] { return server.pool().queued(); });
+      observers.add(&*metrics);
     }
+    std::optional<app::AccessLog> access_log;
+    if (options_.access_log) {
+      std::vector<std::string> excluded;
+      if (!options_.access_log_health)
+        for (const auto* p :
+             {&options_.health_path, &options_.readiness_path, &options_.startup_path, &options_.metrics_path})
+          if (!p->empty()) excluded.push_back(*p);
+      access_log.emplace(std::move(excluded));
+      observers.add(&*access_log);
+    }
+    if (!observers.empty()) server.set_observer(&observers);
     for (const auto& hook : hooks_.startup) {
       try {
         hook();
@@ -261,6 +281,7 @@ int App::serve() {
   const int code = process::run(options_, std::move(listeners), worker_main, hooks_, reload_config_, supervision);
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
+  log::flush();
   return code;
 }
 

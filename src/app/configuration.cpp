@@ -1,6 +1,9 @@
 #include "app/configuration.hpp"
 
+#include <unistd.h>
+
 #include "app/server_settings.hpp"
+#include "keel/request.hpp"
 #include "log/log.hpp"
 #include "process/prefork.hpp"
 
@@ -45,6 +48,37 @@ void Configuration::apply_app(Settings& app_settings) const {
   app_settings.assign(std::move(values));
 }
 
+namespace {
+
+log::Level parse_level(std::string_view s) {
+  if (s == "debug") return log::Level::kDebug;
+  if (s == "warning") return log::Level::kWarning;
+  if (s == "error") return log::Level::kError;
+  if (s == "critical") return log::Level::kCritical;
+  return log::Level::kInfo;
+}
+
+}  // namespace
+
+void apply_logging(const ServerOptions& o) {
+  log::Options lo;
+  lo.level = parse_level(o.log_level);
+  for (const auto& item : o.log_levels) {
+    const auto eq = item.find('=');
+    if (eq != std::string::npos) lo.logger_levels.emplace_back(item.substr(0, eq), parse_level(item.substr(eq + 1)));
+  }
+  const bool tty = o.log_file.empty() && ::isatty(STDOUT_FILENO) == 1;
+  lo.format = o.log_format == "console" || (o.log_format == "auto" && tty) ? log::Format::kConsole : log::Format::kJson;
+  lo.file = o.log_file;
+  lo.max_bytes = o.log_max_size;
+  lo.rotate_every = std::chrono::duration_cast<std::chrono::seconds>(o.log_rotate_interval);
+  lo.max_files = static_cast<std::size_t>(o.log_max_files);
+  lo.max_age = std::chrono::duration_cast<std::chrono::seconds>(o.log_max_age);
+  lo.buffer_bytes = static_cast<std::size_t>(o.log_buffer);
+  log::configure(lo);
+  Request::id_header() = o.request_id_header;
+}
+
 bool reload(const ServerOptions& defaults, const config::Sources& sources, ServerOptions& options,
             Settings& app_settings) {
   Configuration fresh(defaults, app_settings);
@@ -69,6 +103,11 @@ bool reload(const ServerOptions& defaults, const config::Sources& sources, Serve
     }
   }
   options = next;
+  try {
+    apply_logging(options);  // new levels and format for the master and the workers it starts
+  } catch (const std::exception& e) {
+    log::write(log::Level::kError, "keel.config", "log_reconfigure_failed", {{"error", e.what()}});
+  }
   Settings before = app_settings;
   fresh.apply_app(app_settings);
   for (const auto& s : app_settings.declared())

@@ -32,6 +32,10 @@ class Configuration {
   std::vector<std::string> app_names_;
 };
 
+// Applies the logging settings (levels, format, file, rotation) to the logger. Throws
+// std::runtime_error naming the file when log_file cannot be opened.
+void apply_logging(const ServerOptions& options);
+
 // HUP: reads every source again. Valid: applies what can change without new listeners, keeps the
 // rest (logged as needing a restart) and returns true. Invalid: logs every problem, changes
 // nothing, returns false.

@@ -114,9 +114,14 @@ std::int64_t Request::param_int(std::string_view name) const {
   return out;
 }
 
+std::string& Request::id_header() {
+  static std::string name = "X-Request-ID";
+  return name;
+}
+
 std::string_view Request::request_id() const {
   if (!request_id_.empty()) return request_id_;
-  if (const auto given = header("X-Request-ID"); given && !given->empty() && given->size() <= 128) {
+  if (const auto given = header(id_header()); given && !given->empty() && given->size() <= 128) {
     bool visible = true;
     for (char c : *given) visible = visible && c > 0x20 && c < 0x7f;
     if (visible) {

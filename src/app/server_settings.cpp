@@ -215,6 +215,57 @@ std::vector<ServerSetting> build() {
     };
     all.push_back(std::move(admin));
   }
+  {
+    ServerSetting level;
+    level.spec = {.name = "log_level",
+                  .type = SettingType::kEnum,
+                  .help = "lowest level written",
+                  .choices = {"debug", "info", "warning", "error", "critical"}};
+    level.get = [](const ServerOptions& o) { return o.log_level; };
+    level.set = [](ServerOptions& o, std::string_view t) { o.log_level = std::string(t); };
+    all.push_back(std::move(level));
+    ServerSetting levels = list("log_levels", &ServerOptions::log_levels,
+                                "per-logger levels, LOGGER=LEVEL (keel.access=warning: no access log lines)");
+    levels.spec.validate = [](std::string_view t) -> std::string {
+      const auto items = config::parse_list(t);  // a named result: the loop must not outlive it
+      for (const auto& item : *items.value) {
+        const auto eq = item.find('=');
+        const std::string lv = eq == std::string::npos ? "" : item.substr(eq + 1);
+        if (eq == std::string::npos || eq == 0 ||
+            (lv != "debug" && lv != "info" && lv != "warning" && lv != "error" && lv != "critical"))
+          return "expected LOGGER=LEVEL items (levels: debug, info, warning, error, critical), got '" + item + "'";
+      }
+      return {};
+    };
+    all.push_back(std::move(levels));
+    ServerSetting format;
+    format.spec = {.name = "log_format",
+                   .type = SettingType::kEnum,
+                   .help = "auto: console on a terminal, else json",
+                   .choices = {"auto", "json", "console"}};
+    format.get = [](const ServerOptions& o) { return o.log_format; };
+    format.set = [](ServerOptions& o, std::string_view t) { o.log_format = std::string(t); };
+    all.push_back(std::move(format));
+  }
+  all.push_back(restart_only(text("log_file", &ServerOptions::log_file, "write logs to this file instead of stdout")));
+  all.push_back(
+      size("log_max_size", &ServerOptions::log_max_size, "rotate log_file above this size (0: never)", 0, 1e15));
+  all.push_back(
+      duration("log_rotate_interval", &ServerOptions::log_rotate_interval, "rotate log_file this often (0: never)"));
+  all.push_back(integer("log_max_files", &ServerOptions::log_max_files, "rotated log files kept (0: all)", 0, 100000));
+  all.push_back(
+      duration("log_max_age", &ServerOptions::log_max_age, "rotated log files older than this are deleted (0: never)"));
+  all.push_back(size("log_buffer", &ServerOptions::log_buffer,
+                     "in-memory log buffer per process; when full, lines are dropped and counted", 4096, 1 << 30));
+  all.push_back(boolean("access_log", &ServerOptions::access_log, "one request_handled line per request"));
+  all.push_back(boolean("access_log_health", &ServerOptions::access_log_health,
+                        "also log requests to the health and metrics endpoints"));
+  {
+    ServerSetting header = text("request_id_header", &ServerOptions::request_id_header,
+                                "header carrying request ids (accepted when 1-128 visible ASCII, else generated)");
+    header.spec.pattern = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";  // an HTTP field name
+    all.push_back(std::move(header));
+  }
   all.push_back(duration("health_cache_ttl", &ServerOptions::health_cache_ttl,
                          "how long one round of readiness check results answers later probes"));
   all.push_back(

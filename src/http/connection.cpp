@@ -16,6 +16,16 @@
 namespace keel::http {
 namespace {
 
+// "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1", "unix" -> "unix".
+std::string client_ip(std::string_view peer) {
+  if (!peer.empty() && peer.front() == '[') {
+    const auto close = peer.find(']');
+    return std::string(peer.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+  }
+  const auto colon = peer.rfind(':');
+  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+}
+
 constexpr std::size_t kInitialBuffer = 8 * 1024;
 constexpr std::size_t kShrinkAbove = 64 * 1024;  // idle buffers larger than this are released
 constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
@@ -215,6 +225,14 @@ void Connection::handle_request() {
   request_.route_ = "unmatched";
   request_.params_.clear();
   request_.request_id_.clear();
+  // Every request has an id (the client's X-Request-ID when valid): logs, error bodies and the
+  // response carry it.
+  log_context_.request_id = request_.request_id();
+  log_context_.trace_id.clear();
+  log_context_.span_id.clear();
+  log_context_.fields.clear();
+  log_context_.fields.emplace_back("client_ip", client_ip(peer_));
+  log::ScopedContext scoped_context(&log_context_);
   head_request_ = p.method == "HEAD";
   keep_alive_ = p.keep_alive && !server_.draining();
 
@@ -235,6 +253,7 @@ void Connection::handle_request() {
   // Route first, so middleware sees the route template (auth rules, labels).
   const Router& router = admin_ ? *server_.admin_router() : server_.router();
   const Router::Match match = router.match(p.method, p.path, request_);
+  log_context_.fields.emplace_back("route", request_.route_);
   static const std::vector<Middleware> kNoMiddleware;
   const auto& middleware = admin_ ? kNoMiddleware : server_.middleware();
   std::optional<Response> early;
@@ -316,6 +335,7 @@ void Connection::handle_request() {
 }
 
 void Connection::complete_async(Response response, std::size_t middleware_ran) {
+  log::ScopedContext scoped_context(&log_context_);
   if (inline_dispatch_) {
     inline_result_ = std::move(response);
     inline_ran_ = middleware_ran;
@@ -325,6 +345,7 @@ void Connection::complete_async(Response response, std::size_t middleware_ran) {
   if (dead_) {  // the client went away while the handler ran
     if (Observer* o = server_.observer()) {
       RequestRecord record;  // nginx's 499: the client closed the connection before the answer
+      record.request = &request_;
       record.method = parser_.request().method;
       record.route = request_.route_;
       record.status = 499;
@@ -361,6 +382,7 @@ void Connection::finish_request(Response& response, std::size_t middleware_ran) 
   if (Observer* o = server_.observer()) {
     const ParsedRequest& p = parser_.request();
     RequestRecord record;
+    record.request = &request_;
     record.method = p.method;
     record.route = request_.route_;
     record.status = response.status();

@@ -15,6 +15,7 @@
 #include "http/server.hpp"
 #include "keel/request.hpp"
 #include "keel/response.hpp"
+#include "log/log.hpp"
 #include "net/event_loop.hpp"
 
 namespace keel::http {
@@ -82,6 +83,7 @@ class Connection final : public net::IoHandler {
   bool sent_continue_ = false;
   bool counted_ = false;  // holds an in-flight slot (--limit-concurrency)
   bool admin_ = false;
+  log::Context log_context_;                         // current while this connection's request is handled
   std::chrono::steady_clock::time_point started_{};  // this request's head was parsed (observer only)
   std::size_t bytes_out_ = 0;                        // size of the last response written
   std::optional<Response> inline_result_;

@@ -3,9 +3,15 @@
 // null check when there is none.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <string_view>
+#include <vector>
+
+namespace keel {
+class Request;
+}
 
 namespace keel::http {
 
@@ -20,6 +26,7 @@ enum class Rejection {
 };
 
 struct RequestRecord {
+  const Request* request = nullptr;  // path, headers, client address, request id
   std::string_view method;
   std::string_view route;  // the matched template, "unmatched" otherwise
   int status = 0;
@@ -39,6 +46,36 @@ class Observer {
   virtual void connection_closed() noexcept = 0;
   // Once per event-loop iteration; returns when it next needs to run (periodic sampling).
   virtual std::chrono::steady_clock::time_point tick(std::chrono::steady_clock::time_point now) noexcept = 0;
+};
+
+// Several observers behind one (metrics and the access log).
+class ObserverList final : public Observer {
+ public:
+  void add(Observer* o) { list_.push_back(o); }
+  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
+  void request_started() noexcept override {
+    for (auto* o : list_) o->request_started();
+  }
+  void request_finished(const RequestRecord& r) noexcept override {
+    for (auto* o : list_) o->request_finished(r);
+  }
+  void rejected(Rejection why) noexcept override {
+    for (auto* o : list_) o->rejected(why);
+  }
+  void connection_opened() noexcept override {
+    for (auto* o : list_) o->connection_opened();
+  }
+  void connection_closed() noexcept override {
+    for (auto* o : list_) o->connection_closed();
+  }
+  std::chrono::steady_clock::time_point tick(std::chrono::steady_clock::time_point now) noexcept override {
+    auto next = std::chrono::steady_clock::time_point::max();
+    for (auto* o : list_) next = std::min(next, o->tick(now));
+    return next;
+  }
+
+ private:
+  std::vector<Observer*> list_;
 };
 
 }  // namespace keel::http

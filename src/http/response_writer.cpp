@@ -1,5 +1,7 @@
 #include "http/response_writer.hpp"
 
+#include "keel/request.hpp"
+
 #include <charconv>
 #include <cstdio>
 
@@ -159,7 +161,8 @@ void write_response(std::string& out, const Response& r, const ResponseContext& 
     out += "\r\n";
   }
   if (!ctx.request_id.empty()) {
-    out += "X-Request-ID: ";
+    out += Request::id_header();
+    out += ": ";
     out += ctx.request_id;
     out += "\r\n";
   }

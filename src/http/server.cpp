@@ -383,15 +383,30 @@ namespace keel::detail {
 
 void schedule_resume(std::chrono::nanoseconds delay, std::coroutine_handle<> h) {
   net::EventLoop* loop = net::EventLoop::current();
+  if (log::Context* ctx = log::current()) {
+    // The request's log context follows the coroutine: current again while it runs.
+    loop->post_at(net::Clock::now() + delay, [h, ctx] {
+      log::ScopedContext scoped(ctx);
+      h.resume();
+    });
+    return;
+  }
   loop->resume_at(net::Clock::now() + delay, h);
 }
 
 bool submit_blocking(std::function<void()> work, std::coroutine_handle<> h) {
   http::Server* server = http::Server::current();
   net::EventLoop* loop = &server->loop();
-  return server->pool().submit([work = std::move(work), h, loop] {
-    work();
-    loop->post([h] { h.resume(); });
+  log::Context* ctx = log::current();  // offloaded work logs with the request's context too
+  return server->pool().submit([work = std::move(work), h, loop, ctx] {
+    {
+      log::ScopedContext scoped(ctx);
+      work();
+    }
+    loop->post([h, ctx] {
+      log::ScopedContext scoped(ctx);
+      h.resume();
+    });
   });
 }
 

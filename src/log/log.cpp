@@ -1,20 +1,381 @@
 #include "log/log.hpp"
 
-#include "keel/json_writer.hpp"
-
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
-#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <thread>
+
+#include "keel/json_writer.hpp"
 
 namespace keel::log {
 namespace {
 
-int g_worker_id = -1;
+thread_local Context* t_context = nullptr;
 
-constexpr std::string_view level_name(Level l) {
+struct State {
+  std::mutex mutex;
+  std::condition_variable wake;     // the writer: lines are waiting
+  std::condition_variable drained;  // flush(): the writer emptied the buffer
+  std::string pending;
+  bool writing = false;  // the writer holds a batch outside the lock
+  bool stop = false;
+  bool writer_waiting = false;
+  pid_t writer_pid = 0;  // the process whose writer thread runs (none after a fork)
+  std::uint64_t dropped_unreported = 0;
+  Options options;
+  int fd = STDOUT_FILENO;
+  bool rotator = true;
+  std::chrono::steady_clock::time_point opened_at = std::chrono::steady_clock::now();
+};
+
+State& state() {
+  static State* s = new State;  // never destroyed: workers exit with _Exit, threads may still log
+  return *s;
+}
+
+std::atomic<std::uint64_t> g_dropped{0};
+std::atomic<bool> g_reopen{false};
+std::atomic<int> g_worker_id{-1};
+std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};  // fast path: below every threshold
+
+std::string timestamp(std::chrono::system_clock::time_point now, bool for_file_name = false) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  const auto secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  if (for_file_name) {
+    std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec);
+  } else {
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(us % 1000000));
+  }
+  return buf;
+}
+
+void append_number(std::string& out, double d) {
+  if (d != d || d == 1.0 / 0.0 || d == -1.0 / 0.0) {
+    out += "null";  // JSON has no NaN/Infinity
+    return;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", d);
+  out += buf;
+}
+
+void append_value_json(std::string& out, const Field& f) {
+  if (const auto* s = std::get_if<std::string_view>(&f.value)) {
+    out += '"';
+    append_json_escaped(out, *s);
+    out += '"';
+  } else if (const auto* i = std::get_if<std::int64_t>(&f.value)) {
+    out += std::to_string(*i);
+  } else if (const auto* d = std::get_if<double>(&f.value)) {
+    append_number(out, *d);
+  } else {
+    out += std::get<bool>(f.value) ? "true" : "false";
+  }
+}
+
+void append_kv_json(std::string& out, std::string_view key, std::string_view value) {
+  out += ",\"";
+  append_json_escaped(out, key);
+  out += "\":\"";
+  append_json_escaped(out, value);
+  out += '"';
+}
+
+// Console values: plain when they are simple words, quoted (JSON escaping) otherwise.
+void append_console_value(std::string& out, std::string_view v) {
+  bool plain = !v.empty();
+  for (char c : v) plain = plain && static_cast<unsigned char>(c) > 0x20 && c != '"' && c != '\\' && c != '=';
+  if (plain) {
+    append_json_escaped(out, v);  // still replaces invalid UTF-8
+  } else {
+    out += '"';
+    append_json_escaped(out, v);
+    out += '"';
+  }
+}
+
+std::string format_line(Level level, std::string_view logger, std::string_view event,
+                        std::initializer_list<Field> fields, Format format) {
+  std::string line;
+  line.reserve(256);
+  const std::string ts = timestamp(std::chrono::system_clock::now());
+  const int worker = g_worker_id.load(std::memory_order_relaxed);
+  const Context* ctx = t_context;
+  if (format == Format::kConsole) {
+    line += ts;
+    line += ' ';
+    std::string lv(level_name(level));
+    for (auto& c : lv) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    lv.resize(8, ' ');
+    line += lv;
+    append_json_escaped(line, logger);
+    line += ": ";
+    append_json_escaped(line, event);
+    if (worker >= 0) line += " worker=" + std::to_string(worker);
+    if (ctx != nullptr) {
+      if (!ctx->request_id.empty()) {
+        line += " request_id=";
+        append_console_value(line, ctx->request_id);
+      }
+      for (const auto& [k, v] : ctx->fields) {
+        line += ' ';
+        append_json_escaped(line, k);
+        line += '=';
+        append_console_value(line, v);
+      }
+    }
+    for (const Field& f : fields) {
+      line += ' ';
+      append_json_escaped(line, f.key);
+      line += '=';
+      if (const auto* s = std::get_if<std::string_view>(&f.value)) {
+        append_console_value(line, *s);
+      } else {
+        append_value_json(line, f);
+      }
+    }
+    line += '\n';
+    return line;
+  }
+  line += "{\"ts\":\"";
+  line += ts;
+  line += "\",\"level\":\"";
+  line += level_name(level);
+  line += "\",\"event\":\"";
+  append_json_escaped(line, event);
+  line += "\",\"logger\":\"";
+  append_json_escaped(line, logger);
+  line += "\",\"pid\":";
+  line += std::to_string(::getpid());
+  if (worker >= 0) {
+    line += ",\"worker\":";
+    line += std::to_string(worker);
+  }
+  if (ctx != nullptr) {
+    if (!ctx->request_id.empty()) append_kv_json(line, "request_id", ctx->request_id);
+    if (!ctx->trace_id.empty()) {
+      append_kv_json(line, "trace_id", ctx->trace_id);
+      append_kv_json(line, "span_id", ctx->span_id);
+    }
+    for (const auto& [k, v] : ctx->fields) append_kv_json(line, k, v);
+  }
+  for (const Field& f : fields) {
+    line += ",\"";
+    append_json_escaped(line, f.key);
+    line += "\":";
+    append_value_json(line, f);
+  }
+  line += "}\n";
+  return line;
+}
+
+std::size_t count_lines(std::string_view s) {
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+// Writes everything or gives up (disk full, closed pipe): a log destination must never stop
+// serving. Returns the number of lines that could not be written.
+std::size_t write_all(int fd, std::string_view data) {
+  std::size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // Count whole lines lost, including a partly written one.
+      const std::size_t line_start = data.rfind('\n', off == 0 ? 0 : off - 1);
+      const std::size_t from = (off == 0 || line_start == std::string_view::npos) ? 0 : line_start + 1;
+      return count_lines(data.substr(from));
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+int open_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open log file " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+void reopen(State& s) {
+  if (s.options.file.empty()) return;
+  try {
+    const int fd = open_file(s.options.file);
+    const int old = s.fd;
+    s.fd = fd;
+    if (old > STDERR_FILENO) ::close(old);
+    s.opened_at = std::chrono::steady_clock::now();
+  } catch (const std::exception&) {
+    // Keep writing to the old descriptor; the next round tries again.
+  }
+}
+
+// Rotated files: "<file>.<UTC timestamp>[.<n>]". Deletes those beyond max_files or max_age.
+void apply_retention(const Options& o) {
+  if (o.max_files == 0 && o.max_age.count() == 0) return;
+  const auto slash = o.file.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : o.file.substr(0, slash));
+  const std::string base = (slash == std::string::npos ? o.file : o.file.substr(slash + 1)) + ".";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::pair<std::time_t, std::string>> rotated;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.rfind(base, 0) != 0) continue;
+    struct stat st {};
+    const std::string path = dir + "/" + name;
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) rotated.emplace_back(st.st_mtime, path);
+  }
+  ::closedir(d);
+  std::sort(rotated.begin(), rotated.end(), std::greater<>());  // newest first
+  const std::time_t now = std::time(nullptr);
+  for (std::size_t i = 0; i < rotated.size(); ++i) {
+    const bool too_many = o.max_files != 0 && i >= o.max_files;
+    const bool too_old = o.max_age.count() != 0 && now - rotated[i].first > o.max_age.count();
+    if (too_many || too_old) ::unlink(rotated[i].second.c_str());
+  }
+}
+
+void rotate(State& s) {
+  std::string target = s.options.file + "." + timestamp(std::chrono::system_clock::now(), true);
+  struct stat st {};
+  for (int n = 1; ::stat(target.c_str(), &st) == 0; ++n)
+    target = s.options.file + "." + timestamp(std::chrono::system_clock::now(), true) + "." + std::to_string(n);
+  if (::rename(s.options.file.c_str(), target.c_str()) == 0) reopen(s);
+  apply_retention(s.options);
+}
+
+// Once a second: external reopen requests (USR1), rotation (in the rotator), and following a
+// rename done by the rotator or by logrotate (in the others).
+void maintain(State& s) {
+  if (s.options.file.empty()) return;
+  if (g_reopen.exchange(false)) reopen(s);
+  struct stat on_disk {
+  }, ours{};
+  const bool exists = ::stat(s.options.file.c_str(), &on_disk) == 0;
+  ::fstat(s.fd, &ours);
+  if (!exists || on_disk.st_ino != ours.st_ino || on_disk.st_dev != ours.st_dev) {
+    reopen(s);
+    return;
+  }
+  if (!s.rotator) return;
+  const bool too_big = s.options.max_bytes != 0 && static_cast<std::uint64_t>(ours.st_size) >= s.options.max_bytes;
+  const bool too_old =
+      s.options.rotate_every.count() != 0 && std::chrono::steady_clock::now() - s.opened_at >= s.options.rotate_every;
+  if (too_big || (too_old && ours.st_size > 0)) rotate(s);
+}
+
+void writer_loop() {
+  State& s = state();
+  std::string batch;
+  auto next_maintenance = std::chrono::steady_clock::now();
+  std::unique_lock lock(s.mutex);
+  for (;;) {
+    s.writer_waiting = true;
+    s.wake.wait_until(lock, next_maintenance, [&] { return !s.pending.empty() || s.stop; });
+    s.writer_waiting = false;
+    if (s.pending.empty() && s.stop) break;
+    batch.swap(s.pending);
+    std::uint64_t dropped = std::exchange(s.dropped_unreported, 0);
+    s.writing = true;
+    lock.unlock();
+    // Lines queued before a rename or a reopen request belong to the old file: write first.
+    std::size_t lost = 0;
+    if (!batch.empty()) lost = write_all(s.fd, batch);
+    if (std::chrono::steady_clock::now() >= next_maintenance) {
+      maintain(s);
+      next_maintenance = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
+    if (dropped > 0 && lost == 0) {
+      // Space is back: say what was lost, once.
+      const std::string summary = format_line(Level::kWarning, "keel.log", "log_lines_dropped",
+                                              {{"count", static_cast<std::int64_t>(dropped)}}, s.options.format);
+      if (write_all(s.fd, summary) != 0) {
+        lost += 1;
+        dropped += 1;
+      } else {
+        dropped = 0;
+      }
+    }
+    if (lost > 0) g_dropped.fetch_add(lost, std::memory_order_relaxed);
+    batch.clear();
+    if (batch.capacity() > (1u << 20)) batch.shrink_to_fit();
+    lock.lock();
+    s.dropped_unreported += dropped + lost;
+    s.writing = false;
+    s.drained.notify_all();
+  }
+  s.writing = false;
+  s.drained.notify_all();
+}
+
+void atfork_prepare() {
+  state().mutex.lock();
+}
+void atfork_parent() {
+  state().mutex.unlock();
+}
+void atfork_child() {
+  State& s = state();
+  // The writer thread did not survive the fork; the parent writes its own pending lines. The
+  // condition variables still count the parent's waiting writer as a waiter — glibc's
+  // pthread_cond_signal would wait for that phantom forever — so this process gets fresh ones
+  // (and a fresh mutex instead of unlocking the one locked in prepare).
+  s.pending.clear();
+  s.writing = false;
+  s.writer_waiting = false;
+  s.writer_pid = 0;
+  s.dropped_unreported = 0;
+  new (&s.wake) std::condition_variable();
+  new (&s.drained) std::condition_variable();
+  new (&s.mutex) std::mutex();
+}
+
+// Starts this process's writer thread once (again in a forked child).
+void ensure_writer(State& s) {
+  if (s.writer_pid == ::getpid()) return;
+  static std::once_flag atfork_once;
+  std::call_once(atfork_once, [] { ::pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+  s.writer_pid = ::getpid();
+  s.stop = false;
+  std::thread(writer_loop).detach();
+}
+
+Level threshold(const Options& o, std::string_view logger) {
+  std::size_t best = 0;
+  Level level = o.level;
+  for (const auto& [name, l] : o.logger_levels) {
+    const bool match = logger == name || (logger.size() > name.size() && logger.substr(0, name.size()) == name &&
+                                          logger[name.size()] == '.');
+    if (match && name.size() >= best) {
+      best = name.size();
+      level = l;
+    }
+  }
+  return level;
+}
+
+}  // namespace
+
+std::string_view level_name(Level l) noexcept {
   switch (l) {
     case Level::kDebug:
       return "debug";
@@ -30,63 +391,95 @@ constexpr std::string_view level_name(Level l) {
   return "info";
 }
 
-}  // namespace
+Context* current() noexcept {
+  return t_context;
+}
 
-void set_worker_id(int id) {
-  g_worker_id = id;
+ScopedContext::ScopedContext(Context* context) noexcept : previous_(t_context) {
+  t_context = context;
+}
+ScopedContext::~ScopedContext() {
+  t_context = previous_;
+}
+
+void configure(const Options& options) {
+  State& s = state();
+  int fd = STDOUT_FILENO;
+  if (!options.file.empty()) fd = open_file(options.file);
+  std::lock_guard lock(s.mutex);
+  if (s.fd > STDERR_FILENO && s.fd != fd) ::close(s.fd);
+  s.fd = fd;
+  s.options = options;
+  s.opened_at = std::chrono::steady_clock::now();
+  int min = static_cast<int>(options.level);
+  for (const auto& [name, l] : options.logger_levels) min = std::min(min, static_cast<int>(l));
+  g_min_level.store(min, std::memory_order_relaxed);
+}
+
+void set_rotator(bool rotator) {
+  State& s = state();
+  std::lock_guard lock(s.mutex);
+  s.rotator = rotator;
+}
+
+bool enabled(Level level, std::string_view logger) noexcept {
+  if (static_cast<int>(level) < g_min_level.load(std::memory_order_relaxed)) return false;
+  State& s = state();
+  if (s.options.logger_levels.empty()) return level >= s.options.level;
+  return level >= threshold(s.options, logger);
 }
 
 void write(Level level, std::string_view logger, std::string_view event, std::initializer_list<Field> fields) {
-  std::string line;
-  line.reserve(256);
-  const auto now = std::chrono::system_clock::now();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char ts[64];
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(us % 1000000));
-  line += "{\"ts\":\"";
-  line += ts;
-  line += "\",\"level\":\"";
-  line += level_name(level);
-  line += "\",\"event\":\"";
-  append_json_escaped(line, event);
-  line += "\",\"logger\":\"";
-  append_json_escaped(line, logger);
-  line += "\",\"pid\":";
-  line += std::to_string(::getpid());
-  if (g_worker_id >= 0) {
-    line += ",\"worker\":";
-    line += std::to_string(g_worker_id);
+  if (!enabled(level, logger)) return;
+  State& s = state();
+  const std::string line = format_line(level, logger, event, fields, s.options.format);
+  std::unique_lock lock(s.mutex);
+  ensure_writer(s);
+  if (s.pending.size() + line.size() > s.options.buffer_bytes) {
+    ++s.dropped_unreported;
+    g_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
-  for (const Field& f : fields) {
-    line += ",\"";
-    append_json_escaped(line, f.key);
-    line += "\":";
-    if (const auto* s = std::get_if<std::string_view>(&f.value)) {
-      line += '"';
-      append_json_escaped(line, *s);
-      line += '"';
-    } else if (const auto* i = std::get_if<std::int64_t>(&f.value)) {
-      line += std::to_string(*i);
-    } else if (const auto* d = std::get_if<double>(&f.value)) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.6g", *d);
-      line += buf;
-    } else {
-      line += std::get<bool>(f.value) ? "true" : "false";
-    }
-  }
-  line += "}\n";
-  std::size_t off = 0;
-  while (off < line.size()) {
-    const ssize_t n = ::write(STDOUT_FILENO, line.data() + off, line.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // stdout gone or full: logging must never stop serving
-    off += static_cast<std::size_t>(n);
-  }
+  s.pending += line;
+  const bool wake = s.writer_waiting;
+  lock.unlock();
+  if (wake) s.wake.notify_one();
+}
+
+void flush(std::chrono::milliseconds timeout) {
+  State& s = state();
+  std::unique_lock lock(s.mutex);
+  if (s.writer_pid != ::getpid()) return;  // nothing was logged by this process
+  s.wake.notify_one();
+  s.drained.wait_for(lock, timeout, [&] { return s.pending.empty() && !s.writing; });
+}
+
+void request_reopen() noexcept {
+  g_reopen.store(true);
+}
+
+std::uint64_t dropped_total() noexcept {
+  return g_dropped.load(std::memory_order_relaxed);
+}
+
+void set_worker_id(int id) {
+  g_worker_id.store(id);
 }
 
 }  // namespace keel::log
+
+namespace keel {
+
+void Logger::log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) const {
+  log::write(level, name_, event, fields);
+}
+
+bool Logger::enabled(LogLevel level) const noexcept {
+  return log::enabled(level, name_);
+}
+
+void bind_log_field(std::string key, std::string value) {
+  if (log::Context* ctx = log::current()) ctx->fields.emplace_back(std::move(key), std::move(value));
+}
+
+}  // namespace keel

@@ -1,35 +1,88 @@
-// Minimal structured logging: one JSON object per line on stdout. The full logging subsystem
-// (levels per logger, sinks, request context, async buffer) builds on this event/field shape.
+// Structured logging: one JSON object per line (or a console format for people), written by a
+// background thread from a bounded in-memory buffer so the event loop never waits on a disk or a
+// pipe. When the buffer is full, lines are dropped and counted, and a summary line is written once
+// space returns. Lines logged while a request is handled carry its context (request id, trace and
+// span ids, bound fields), also from coroutines after a co_await and from offloaded work.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
+
+#include "keel/logger.hpp"
 
 namespace keel::log {
 
-enum class Level { kDebug, kInfo, kWarning, kError, kCritical };
+using Level = LogLevel;
+using Field = LogField;
 
-struct Field {
-  std::string_view key;
-  std::variant<std::string_view, std::int64_t, double, bool> value;
-  Field(std::string_view k, std::string_view v) : key(k), value(v) {}
-  Field(std::string_view k, const char* v) : key(k), value(std::string_view(v)) {}
-  Field(std::string_view k, const std::string& v) : key(k), value(std::string_view(v)) {}
-  Field(std::string_view k, std::int64_t v) : key(k), value(v) {}
-  Field(std::string_view k, int v) : key(k), value(static_cast<std::int64_t>(v)) {}
-  Field(std::string_view k, unsigned v) : key(k), value(static_cast<std::int64_t>(v)) {}
-  Field(std::string_view k, std::size_t v) : key(k), value(static_cast<std::int64_t>(v)) {}
-  Field(std::string_view k, double v) : key(k), value(v) {}
-  Field(std::string_view k, bool v) : key(k), value(v) {}
+// The context of the request being handled on this thread (set by the HTTP core).
+struct Context {
+  std::string_view request_id;
+  std::string trace_id;                                     // 32 hex, empty when there is none
+  std::string span_id;                                      // 16 hex
+  std::vector<std::pair<std::string, std::string>> fields;  // bound: route, client_ip, app fields
 };
 
-// Writes {"ts":...,"level":...,"event":...,"logger":...,"pid":...,<fields>} and a newline with
-// one write(2), so lines from several processes never interleave.
+// The context of this thread, or null outside a request.
+Context* current() noexcept;
+
+// Makes `context` current for the scope (nesting restores the previous one).
+class ScopedContext {
+ public:
+  explicit ScopedContext(Context* context) noexcept;
+  ~ScopedContext();
+  ScopedContext(const ScopedContext&) = delete;
+  ScopedContext& operator=(const ScopedContext&) = delete;
+
+ private:
+  Context* previous_;
+};
+
+enum class Format { kJson, kConsole };
+
+struct Options {
+  Level level = Level::kInfo;
+  std::vector<std::pair<std::string, Level>> logger_levels{};  // "keel.http" -> debug: that logger and its children
+  Format format = Format::kJson;
+  std::string file{};                    // empty: stdout
+  std::uint64_t max_bytes = 0;           // rotate the file above this size (0: never)
+  std::chrono::seconds rotate_every{0};  // and/or at this interval (0: never)
+  std::size_t max_files = 0;             // keep this many rotated files (0: all)
+  std::chrono::seconds max_age{0};       // delete rotated files older than this (0: never)
+  std::size_t buffer_bytes = 4u << 20;   // the in-memory buffer; beyond it lines are dropped
+};
+
+// Applies options (before the first fork: every process inherits them). Opens the file; throws
+// std::runtime_error naming it when it cannot.
+void configure(const Options& options);
+
+// This process rotates the file (the master, or the single process); workers follow renames.
+void set_rotator(bool rotator);
+
+// False when the level is below the logger's threshold (the line would be discarded).
+bool enabled(Level level, std::string_view logger) noexcept;
+
+// Formats the line now (with the current context) and queues it for the writer thread.
 void write(Level level, std::string_view logger, std::string_view event, std::initializer_list<Field> fields = {});
 
+// Waits until queued lines are written, at most until the deadline (before exit).
+void flush(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+
+// SIGUSR1: reopen the log file (after an external logrotate moved it). Async-signal-safe.
+void request_reopen() noexcept;
+
+// Lines dropped because the buffer was full or the destination failed, since start.
+std::uint64_t dropped_total() noexcept;
+
 void set_worker_id(int id);
+
+// "debug", "info", "warning", "error", "critical".
+std::string_view level_name(Level level) noexcept;
 
 }  // namespace keel::log

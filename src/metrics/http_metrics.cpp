@@ -1,5 +1,7 @@
 #include "metrics/http_metrics.hpp"
 
+#include "log/log.hpp"
+
 #include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -41,6 +43,7 @@ struct Families {
   Gauge* workers;
   Counter* restarts;
   Gauge* build_info;
+  Counter* log_dropped;
 };
 
 Families* g_families = nullptr;
@@ -128,6 +131,8 @@ void register_builtin_metrics() {
   f->restarts = &m.counter("keel_worker_restarts_total", "Worker exits the master replaced, by reason.", {"reason"});
   f->build_info = &m.gauge("keel_build_info", "The keel build serving: always 1.", {"version", "commit"},
                            {.gauge_mode = GaugeMode::kMax});
+  f->log_dropped = &m.counter("keel_log_dropped_total",
+                              "Log lines dropped: the in-memory buffer was full or the destination failed.");
   g_families = f;
 }
 
@@ -169,6 +174,9 @@ void ProcessSampler::sample() noexcept {
   }
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) f.max_fds->labels({}).set(static_cast<double>(rl.rlim_cur));
+  const std::uint64_t dropped = log::dropped_total();
+  if (dropped > log_dropped_) f.log_dropped->labels({}).inc(static_cast<double>(dropped - log_dropped_));
+  log_dropped_ = dropped;
 }
 
 HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue) : pool_queue_depth_(std::move(pool_queue)) {

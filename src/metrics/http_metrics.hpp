@@ -26,7 +26,8 @@ class ProcessSampler {
   void sample() noexcept;
 
  private:
-  double cpu_seconds_ = 0;  // already counted
+  double cpu_seconds_ = 0;         // already counted
+  std::uint64_t log_dropped_ = 0;  // already counted
 };
 
 // The observer a worker's server reports to.

@@ -58,8 +58,12 @@ void EventLoop::remove(int fd) noexcept {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
 }
 
+void EventLoop::post_at(Clock::time_point when, std::function<void()> fn) {
+  timers_.push(Timer{when, timer_seq_++, {}, std::move(fn)});
+}
+
 void EventLoop::resume_at(Clock::time_point when, std::coroutine_handle<> h) {
-  timers_.push(Timer{when, timer_seq_++, h});
+  timers_.push(Timer{when, timer_seq_++, h, {}});
 }
 
 void EventLoop::post(std::function<void()> fn) {
@@ -111,9 +115,14 @@ void EventLoop::run() {
       static_cast<IoHandler*>(events[i].data.ptr)->on_io(events[i].events);
     }
     while (!timers_.empty() && timers_.top().when <= now_) {
-      const auto h = timers_.top().handle;
+      // priority_queue::top is const: move the callback out through a cast before popping.
+      Timer t = std::move(const_cast<Timer&>(timers_.top()));
       timers_.pop();
-      h.resume();
+      if (t.fn) {
+        t.fn();
+      } else {
+        t.handle.resume();
+      }
     }
   }
   t_current = nullptr;

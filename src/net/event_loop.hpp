@@ -39,6 +39,8 @@ class EventLoop {
 
   // Resumes h on this loop at (or soon after) `when`.
   void resume_at(Clock::time_point when, std::coroutine_handle<> h);
+  // Runs fn on this loop at (or soon after) `when`.
+  void post_at(Clock::time_point when, std::function<void()> fn);
   // Runs fn on this loop's thread; safe from any thread.
   void post(std::function<void()> fn);
 
@@ -56,6 +58,7 @@ class EventLoop {
     Clock::time_point when;
     std::uint64_t seq;
     std::coroutine_handle<> handle;
+    std::function<void()> fn;  // instead of resuming a handle
     bool operator>(const Timer& o) const noexcept { return when != o.when ? when > o.when : seq > o.seq; }
   };
   class Wakeup;

@@ -32,6 +32,10 @@
 namespace keel::process {
 namespace {
 
+void reopen_logs_handler(int) {
+  log::request_reopen();
+}
+
 constexpr int kBootFailure = 3;                    // a worker that cannot start: do not respawn forever
 constexpr std::int64_t kAbortGraceMs = 2000;       // SIGABRT -> SIGKILL
 constexpr std::int64_t kReadyDeadlineMs = 30'000;  // a replacement must be ready by then
@@ -197,7 +201,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
     // Child: die with the master, unblock what the master blocked, run the worker.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != master_pid) std::_Exit(0);  // the master died before prctl took effect
-    ::signal(SIGUSR1, SIG_IGN);                    // log reopen: workers log to the inherited stdout, nothing to reopen
+    ::signal(SIGUSR1, reopen_logs_handler);        // reopen the log file (logrotate)
     ::signal(SIGUSR2, SIG_IGN);
     install_abort_handler();
     // Unblock what the master blocked, except the shutdown signals: the worker's event loop reads
@@ -217,6 +221,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
       log::write(log::Level::kCritical, "keel.worker", "worker_boot_failed", {{"error", e.what()}});
       code = kBootFailure;
     }
+    log::flush();
     std::fflush(nullptr);
     std::_Exit(code);
   }
@@ -534,8 +539,10 @@ void Master::on_signal(int sig) {
       break;
     }
     case SIGUSR1:
-      // Logs go to stdout (12-factor): the supervisor of the output stream owns rotation.
-      log::write(log::Level::kInfo, "keel.master", "reopen_logs", {{"files", 0}});
+      // A log file moved by an external logrotate: every process reopens it. (On stdout, the
+      // owner of the stream rotates; nothing to do.)
+      log::request_reopen();
+      log::write(log::Level::kInfo, "keel.master", "reopen_logs", {{"workers", workers_.size()}});
       signal_all(SIGUSR1);
       break;
     case SIGUSR2:
@@ -837,7 +844,11 @@ int run(const ServerOptions& options, std::vector<net::Listener> listeners, cons
                             options.reload || !options.control_socket.empty();
   if (!needs_master) {
     // One worker and nothing to recycle: serve in this process, no master needed.
-    ::signal(SIGUSR1, SIG_IGN);  // logs go to stdout: nothing to reopen
+    ::signal(SIGUSR1, reopen_logs_handler);  // reopen the log file (logrotate)
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    ::sigprocmask(SIG_UNBLOCK, &usr1, nullptr);
     ::signal(SIGUSR2, SIG_IGN);
     const int code = worker_main(std::move(listeners), 0, nullptr, 0);
     run_hook("on_exit", hooks.on_exit);

@@ -1,6 +1,7 @@
 // Tests of the metrics registry: families, children, the hot path, the shared-memory arena
 // (attach / retire / reset, across real fork()ed processes) and the aggregation in render().
 #include "metrics/registry.hpp"
+#include "log/log.hpp"
 
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -194,6 +195,7 @@ TEST_F(MetricsRegistryTest, CardinalityCapSendsNewLabelValuesToTheOverflowChildA
   users.labels({"c", "eu"});
   auto& overflow = users.labels({"d", "eu"});
   auto& overflow2 = users.labels({"e", "us"});
+  keel::log::flush();  // the logger writes from its own thread
   const std::string log = ::testing::internal::GetCapturedStdout();
   EXPECT_EQ(&overflow, &overflow2);
   EXPECT_NE(&overflow, &a);
@@ -487,6 +489,7 @@ TEST_F(MetricsRegistryTest, AFullRegionHandsOutUnexportedChildrenInsteadOfCrashi
   ::testing::internal::CaptureStdout();
   std::vector<keel::CounterChild*> children;
   for (int i = 0; i < 200; ++i) children.push_back(&family.labels({std::to_string(i)}));
+  keel::log::flush();  // the logger writes from its own thread
   const std::string log = ::testing::internal::GetCapturedStdout();
   for (auto* c : children) c->inc();
   EXPECT_EQ(log.find("metrics_region_full"), log.rfind("metrics_region_full")) << log;

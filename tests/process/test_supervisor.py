@@ -435,7 +435,7 @@ class TimeoutTest(SupervisorCase):
         after = self.wait_worker_count(server, 2, exclude={blocked})
         self.assertIn(other, after)
         fresh = [p for p in after if p != other][0]
-        spawned = self.events(server, "worker_spawned", worker_pid=fresh)
+        spawned = [self.wait_event(server, "worker_spawned", worker_pid=fresh)]  # logs are asynchronous
         self.assertEqual([e.get("worker_id") for e in spawned], [blocked_id], spawned)
         # Prove the replacement itself answers: stop the other worker for a moment (a few ms, well
         # under --timeout, so the master does not abort it too).
@@ -481,7 +481,7 @@ class RecyclingTest(SupervisorCase):
             self.assertGreaterEqual(e.get("requests", 0), 50, e)
         replacing = self.events(server, "worker_replacing", reason="recycled")
         self.assertGreaterEqual(len(replacing), len(recycled), replacing)
-        self.assertGreaterEqual(len(self.events(server, "max_requests_reached")), len(recycled))
+        self.assertGreaterEqual(len(self.wait_events(server, "max_requests_reached", len(recycled))), len(recycled))
         others = [e for e in self.events(server, "worker_exited") if e.get("reason") != "recycled"]
         self.assertEqual(others, [], "workers exited for another reason than recycling")
 
@@ -509,7 +509,7 @@ class SignalsTest(SupervisorCase):
         self.assertEqual(len(self.events(server, "worker_replacing", reason="rolling_restart")), 2)
         after = set(self.wait_worker_count(server, 2, exclude=before))
         self.assertFalse(after & before, f"before {before}, after {after}")
-        new_ids = sorted(self.events(server, "worker_spawned", worker_pid=p)[0]["worker_id"] for p in after)
+        new_ids = sorted(self.wait_event(server, "worker_spawned", worker_pid=p)["worker_id"] for p in after)
         self.assertEqual(new_ids, [0, 1], "the new workers take over the old workers' ids")
         time.sleep(0.3)
         load.stop()

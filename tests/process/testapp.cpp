@@ -103,6 +103,16 @@ int main(int argc, char** argv) {
           "async_hang", [d = s.duration("check_async_hang")]() -> keel::Task<void> { co_await keel::sleep(d); },
           critical);
   });
+  // Logs from every place a handler runs: before and after a co_await, and on the thread pool.
+  app.get("/log-everywhere", [](keel::Request&) -> keel::Task<keel::Response> {
+    static const keel::Logger log("testapp");
+    keel::bind_log_field("tenant", "acme");
+    log.info("before_sleep", {{"step", 1}});
+    co_await keel::sleep(std::chrono::milliseconds(5));
+    log.info("after_sleep", {{"step", 2}});
+    co_await keel::offload([] { log.warning("in_offload", {{"step", 3}}); });
+    co_return keel::Response::text("logged");
+  });
   app.get("/check-runs", [](keel::Request&) { return std::to_string(check_runs.load()); });
   app.on_shutdown([] { announce("shutdown"); });
   auto& hooks = app.hooks();

@@ -1,0 +1,166 @@
+"""Logging through the real binary: one request_handled line per request with its fields, health
+and metrics left out by default, the request context on every line a handler logs (also after a
+co_await and from offloaded work), X-Request-ID accepted/replaced/echoed, levels, a log file with
+USR1 reopen, and a full disk that never stalls serving."""
+
+import json
+import os
+import signal
+import shutil
+import tempfile
+import time
+import unittest
+
+import keelproc
+from keelproc import Conn, KeelTestCase
+
+
+def events(server, name):
+    out = []
+    for line in server.stdout_snapshot():
+        e = keelproc.parse_log_line(line)
+        if e is not None and e.get("event") == name:
+            out.append(e)
+    return out
+
+
+def wait_events(server, name, count, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while len(events(server, name)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return events(server, name)
+
+
+class AccessLogTest(KeelTestCase):
+    def test_one_line_per_request_with_its_fields(self):
+        server = self.start_server()
+        with Conn(server.port) as c:
+            r = c.get("/users/42", headers={"User-Agent": "probe/1.0", "X-Request-ID": "given-id-1"})
+        self.assertEqual(r.header("X-Request-ID"), "given-id-1")
+        keelproc.get(server.port, "/health")
+        keelproc.get(server.port, "/health/ready")
+        keelproc.get(server.port, "/metrics")
+        keelproc.get(server.port, "/nope")
+        lines = wait_events(server, "request_handled", 2)
+        self.assertEqual(len(lines), 2, lines)  # health and metrics are not logged
+        first = lines[0]
+        for key, want in (("method", "GET"), ("path", "/users/42"), ("route", "/users/{id:int}"), ("status", 200),
+                          ("user_agent", "probe/1.0"), ("request_id", "given-id-1"), ("client_ip", "127.0.0.1"),
+                          ("logger", "keel.access"), ("level", "info")):
+            self.assertEqual(first.get(key), want, key)
+        self.assertGreater(first["duration_ms"], 0)
+        self.assertGreater(first["bytes_in"], 0)
+        self.assertGreater(first["bytes_out"], 0)
+        self.assertEqual((lines[1]["route"], lines[1]["status"]), ("unmatched", 404))
+
+    def test_switches(self):
+        server = self.start_server("--access-log-health")
+        keelproc.get(server.port, "/health")
+        self.assertEqual(len(wait_events(server, "request_handled", 1)), 1)
+        server.stop()
+        server = self.start_server("--log-levels", "keel.access=warning")
+        keelproc.get(server.port, "/users/1")
+        time.sleep(0.3)
+        self.assertEqual(events(server, "request_handled"), [])
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--log-levels", "keel.access=loud", "config", "--check")
+        self.assertEqual(rc, 78)
+        self.assertIn("log_levels (flag --log-levels): expected LOGGER=LEVEL", err)
+
+
+class RequestContextTest(KeelTestCase):
+    def test_context_follows_the_request_across_co_await_and_offload(self):
+        server = self.start_server()
+        with Conn(server.port) as c:
+            r = c.get("/log-everywhere", headers={"X-Request-ID": "ctx-42"})
+        self.assertEqual(r.status, 200)
+        wait_events(server, "request_handled", 1)
+        for name in ("before_sleep", "after_sleep", "in_offload", "request_handled"):
+            got = events(server, name)
+            self.assertEqual(len(got), 1, name)
+            self.assertEqual(got[0]["request_id"], "ctx-42", name)
+            self.assertEqual(got[0]["route"], "/log-everywhere", name)
+            self.assertEqual(got[0]["tenant"], "acme", name)
+
+    def test_request_ids_are_validated_generated_and_echoed(self):
+        server = self.start_server()
+        for given, kept in (("a" * 128, True), ("a" * 129, False), ("has space", False), ("", False)):
+            with Conn(server.port) as c:
+                headers = {"X-Request-ID": given} if given else {}
+                r = c.get("/plaintext", headers=headers)
+            rid = r.header("X-Request-ID")
+            if kept:
+                self.assertEqual(rid, given)
+            else:
+                self.assertRegex(rid, r"^[0-9a-f]{32}$", given)
+        # Error bodies carry it too.
+        with Conn(server.port) as c:
+            r = c.get("/nope", headers={"X-Request-ID": "err-7"})
+        self.assertEqual(r.json().get("request_id"), "err-7")
+
+    def test_the_header_name_is_configurable(self):
+        server = self.start_server("--request-id-header", "X-Correlation-ID")
+        with Conn(server.port) as c:
+            r = c.get("/plaintext", headers={"X-Correlation-ID": "corr-1"})
+        self.assertEqual(r.header("X-Correlation-ID"), "corr-1")
+        self.assertIsNone(r.header("X-Request-ID"))
+
+
+class LogDestinations(KeelTestCase):
+    def test_file_with_usr1_reopen(self):
+        work = tempfile.mkdtemp(prefix="keel-logs-")
+        self.addCleanup(shutil.rmtree, work, True)
+        path = os.path.join(work, "keel.log")
+        server = self.start_server("--log-file", path, "--workers", "2", pin_workers=False,
+                                   bind="127.0.0.1:0", listening=0, expect_port=False)
+        deadline = time.monotonic() + 5
+        port = None
+        while port is None and time.monotonic() < deadline:
+            if os.path.exists(path):
+                for line in open(path):
+                    e = json.loads(line)
+                    if e.get("event") == "listening":
+                        port = keelproc.port_of(e["address"])
+            time.sleep(0.05)
+        self.assertIsNotNone(port)
+        keelproc.get(port, "/users/1")
+        os.rename(path, path + ".1")  # what logrotate does
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(1.5)
+        for _ in range(4):
+            keelproc.get(port, "/users/2")
+        time.sleep(1.0)
+        after = [json.loads(l) for l in open(path)]
+        self.assertTrue(any(e.get("path") == "/users/2" for e in after), after[-5:])
+        before = [json.loads(l) for l in open(path + ".1")]
+        self.assertTrue(any(e.get("path") == "/users/1" for e in before))
+
+    def test_a_full_disk_never_stalls_serving(self):
+        server = self.start_server("--log-file", "/dev/full", bind="127.0.0.1:0", listening=0, expect_port=False)
+        # No "listening" line can be read (it went to /dev/full): find the port from the socket.
+        time.sleep(0.5)
+        port = None
+        for line in open(f"/proc/{server.pid}/net/tcp").readlines()[1:]:
+            parts = line.split()
+            if parts[3] == "0A":  # LISTEN
+                inode = parts[9]
+                for fd in os.listdir(f"/proc/{server.pid}/fd"):
+                    try:
+                        if os.readlink(f"/proc/{server.pid}/fd/{fd}") == f"socket:[{inode}]":
+                            port = int(parts[1].split(":")[1], 16)
+                    except OSError:
+                        pass
+        self.assertIsNotNone(port)
+        t0 = time.monotonic()
+        for _ in range(200):
+            self.assertEqual(keelproc.get(port, "/plaintext").status, 200)
+        self.assertLess(time.monotonic() - t0, 5)
+        text = keelproc.get(port, "/metrics").text
+        dropped = [l for l in text.splitlines() if l.startswith("keel_log_dropped_total")]
+        time.sleep(1.2)  # the per-second sample
+        text = keelproc.get(port, "/metrics").text
+        dropped = [l for l in text.splitlines() if l.startswith("keel_log_dropped_total")]
+        self.assertTrue(dropped and float(dropped[0].split()[-1]) >= 200, dropped)
+
+
+if __name__ == "__main__":
+    unittest.main()
