@@ -143,11 +143,14 @@ std::unique_ptr<UserStore> open_postgres_store(const std::string& url, std::size
 
 std::unique_ptr<UserStore> open_sqlite_store(const std::string& path, std::size_t pool_size);
 
+std::unique_ptr<UserStore> traced_store(std::unique_ptr<UserStore> inner, std::string system);
+
 std::unique_ptr<UserStore> open_store(const std::string& url, std::size_t pool_size) {
   if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0)
-    return open_postgres_store(url, pool_size);
+    return traced_store(open_postgres_store(url, pool_size), "postgresql");
   for (const char* prefix : {"sqlite://", "sqlite:"})
-    if (url.rfind(prefix, 0) == 0) return open_sqlite_store(url.substr(std::string(prefix).size()), pool_size);
+    if (url.rfind(prefix, 0) == 0)
+      return traced_store(open_sqlite_store(url.substr(std::string(prefix).size()), pool_size), "sqlite");
   throw std::invalid_argument("database_url: expected sqlite:PATH or postgresql://..., got '" + url + "'");
 }
 

@@ -78,7 +78,21 @@ struct ServerOptions {
   bool access_log = true;                             // one request_handled line per request
   bool access_log_health = false;                     // also for health and metrics requests
   std::string request_id_header = "X-Request-ID";     // read and echoed
-  std::vector<std::string> config_files;              // set by run(): the config and .env files it read
+  // Tracing (OpenTelemetry's standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, ...).
+  bool otel_sdk_disabled = false;
+  std::string otel_service_name;                      // empty: the program's name
+  std::vector<std::string> otel_resource_attributes;  // key=value
+  std::string otel_traces_sampler = "parentbased_always_on";
+  double otel_traces_sampler_arg = 1.0;
+  std::string otel_exporter_otlp_endpoint;         // base URL; /v1/traces is appended (empty: no export)
+  std::string otel_exporter_otlp_traces_endpoint;  // full URL, used as is
+  std::string otel_exporter_otlp_headers;          // key=value,... (secret: may hold API keys)
+  int otel_exporter_otlp_timeout = 10000;          // ms
+  int otel_bsp_schedule_delay = 5000;              // ms
+  int otel_bsp_max_queue_size = 2048;
+  int otel_bsp_max_export_batch_size = 512;
+  int otel_bsp_export_timeout = 30000;    // ms
+  std::vector<std::string> config_files;  // set by run(): the config and .env files it read
 };
 
 // A route handler. Accepts callables taking Request& and returning Response, std::string

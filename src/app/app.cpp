@@ -18,6 +18,7 @@
 #include "metrics/registry.hpp"
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
+#include "trace/tracer.hpp"
 
 namespace keel {
 
@@ -257,6 +258,8 @@ int App::serve() {
       observers.add(&*access_log);
     }
     if (!observers.empty()) server.set_observer(&observers);
+    // Tracing lives per worker: the exporter owns a thread, which a fork would not carry over.
+    if (!options_.otel_sdk_disabled) trace::set_tracer(app::make_tracer(options_));
     for (const auto& hook : hooks_.startup) {
       try {
         hook();
@@ -269,6 +272,11 @@ int App::serve() {
     started_ = true;
     if (slot == nullptr && hooks_.when_ready) hooks_.when_ready();  // single process: no master to say it
     const int code = server.run();
+    if (trace::Tracer* t = trace::tracer()) {  // send what is queued, within the graceful time
+      t->shutdown(std::chrono::steady_clock::now() +
+                  std::min<std::chrono::milliseconds>(options_.graceful_timeout, std::chrono::seconds(10)));
+      trace::set_tracer(nullptr);
+    }
     for (const auto& hook : hooks_.shutdown) {
       try {
         hook();

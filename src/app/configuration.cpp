@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
+
 #include "app/server_settings.hpp"
+#include "config/values.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
 #include "process/prefork.hpp"
@@ -77,6 +81,69 @@ void apply_logging(const ServerOptions& o) {
   lo.buffer_bytes = static_cast<std::size_t>(o.log_buffer);
   log::configure(lo);
   Request::id_header() = o.request_id_header;
+}
+
+namespace {
+
+// "a%20b" -> "a b" (OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES values are
+// percent-encoded, W3C Baggage style).
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> key_values(const std::vector<std::string>& items) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& item : items) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    out.emplace_back(percent_decode(item.substr(0, eq)), percent_decode(item.substr(eq + 1)));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& o) {
+  trace::TracerOptions t;
+  t.sampler = trace::parse_sampler(o.otel_traces_sampler).value_or(trace::Sampler::kParentAlwaysOn);
+  t.ratio = o.otel_traces_sampler_arg;
+  std::string endpoint = o.otel_exporter_otlp_traces_endpoint;
+  if (endpoint.empty() && !o.otel_exporter_otlp_endpoint.empty()) {
+    endpoint = o.otel_exporter_otlp_endpoint;
+    if (endpoint.back() == '/') endpoint.pop_back();
+    endpoint += "/v1/traces";
+  }
+  if (!endpoint.empty()) {
+    trace::ExporterOptions e;
+    e.endpoint = endpoint;
+    const auto header_items = config::parse_list(o.otel_exporter_otlp_headers);
+    if (header_items) e.headers = key_values(*header_items.value);
+    e.timeout = std::chrono::milliseconds(o.otel_exporter_otlp_timeout);
+    e.max_queue = static_cast<std::size_t>(o.otel_bsp_max_queue_size);
+    e.max_batch = static_cast<std::size_t>(o.otel_bsp_max_export_batch_size);
+    e.schedule_delay = std::chrono::milliseconds(o.otel_bsp_schedule_delay);
+    e.export_timeout = std::chrono::milliseconds(o.otel_bsp_export_timeout);
+    const std::string service =
+        o.otel_service_name.empty() ? std::string(program_invocation_short_name) : o.otel_service_name;
+    e.resource.push_back({"service.name", service});
+    for (auto& [k, v] : key_values(o.otel_resource_attributes))
+      if (k != "service.name") e.resource.push_back({k, v});
+    e.resource.push_back({"telemetry.sdk.name", std::string("keel")});
+    e.resource.push_back({"telemetry.sdk.language", std::string("cpp")});
+    e.resource.push_back({"process.pid", static_cast<std::int64_t>(::getpid())});
+    t.exporter = std::move(e);
+  }
+  return std::make_unique<trace::Tracer>(std::move(t));
 }
 
 bool reload(const ServerOptions& defaults, const config::Sources& sources, ServerOptions& options,

@@ -11,6 +11,7 @@
 #include "config/settings.hpp"
 #include "keel/app.hpp"
 #include "keel/settings.hpp"
+#include "trace/tracer.hpp"
 
 namespace keel::app {
 
@@ -35,6 +36,9 @@ class Configuration {
 // Applies the logging settings (levels, format, file, rotation) to the logger. Throws
 // std::runtime_error naming the file when log_file cannot be opened.
 void apply_logging(const ServerOptions& options);
+
+// The tracer a worker starts with (sampler, OTLP exporter when an endpoint is set).
+std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& options);
 
 // HUP: reads every source again. Valid: applies what can change without new listeners, keeps the
 // rest (logged as needing a restart) and returns true. Invalid: logs every problem, changes

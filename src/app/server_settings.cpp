@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -265,6 +266,75 @@ std::vector<ServerSetting> build() {
                                 "header carrying request ids (accepted when 1-128 visible ASCII, else generated)");
     header.spec.pattern = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";  // an HTTP field name
     all.push_back(std::move(header));
+  }
+  {
+    // OpenTelemetry: the standard variable names, also file keys and flags.
+    auto otel = [&all](ServerSetting s, const char* env) {
+      s.spec.env = env;
+      all.push_back(std::move(s));
+    };
+    otel(boolean("otel_sdk_disabled", &ServerOptions::otel_sdk_disabled, "turn tracing off entirely"),
+         "OTEL_SDK_DISABLED");
+    otel(text("otel_service_name", &ServerOptions::otel_service_name, "service.name of the spans (empty: the program)"),
+         "OTEL_SERVICE_NAME");
+    otel(list("otel_resource_attributes", &ServerOptions::otel_resource_attributes,
+              "resource attributes, key=value (deployment.environment=prod,...)"),
+         "OTEL_RESOURCE_ATTRIBUTES");
+    ServerSetting sampler;
+    sampler.spec = {.name = "otel_traces_sampler",
+                    .type = SettingType::kEnum,
+                    .help = "which traces are recorded",
+                    .choices = {"always_on", "always_off", "traceidratio", "parentbased_always_on",
+                                "parentbased_always_off", "parentbased_traceidratio"}};
+    sampler.get = [](const ServerOptions& o) { return o.otel_traces_sampler; };
+    sampler.set = [](ServerOptions& o, std::string_view t) { o.otel_traces_sampler = std::string(t); };
+    otel(std::move(sampler), "OTEL_TRACES_SAMPLER");
+    ServerSetting arg;
+    arg.spec = {.name = "otel_traces_sampler_arg",
+                .type = SettingType::kFloat,
+                .help = "the ratio of the traceidratio samplers",
+                .min = 0,
+                .max = 1};
+    arg.get = [](const ServerOptions& o) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", o.otel_traces_sampler_arg);
+      return std::string(buf);
+    };
+    arg.set = [](ServerOptions& o, std::string_view t) { o.otel_traces_sampler_arg = *config::parse_float(t).value; };
+    otel(std::move(arg), "OTEL_TRACES_SAMPLER_ARG");
+    auto url = [](ServerSetting s) {
+      s.spec.validate = [](std::string_view t) -> std::string {
+        if (t.empty()) return {};
+        const auto u = config::parse_url(t, {"http", "https"});
+        return u ? std::string() : u.message();
+      };
+      return s;
+    };
+    otel(url(text("otel_exporter_otlp_endpoint", &ServerOptions::otel_exporter_otlp_endpoint,
+                  "OTLP/HTTP collector base URL (/v1/traces is appended); empty: spans are not exported")),
+         "OTEL_EXPORTER_OTLP_ENDPOINT");
+    otel(url(text("otel_exporter_otlp_traces_endpoint", &ServerOptions::otel_exporter_otlp_traces_endpoint,
+                  "OTLP/HTTP traces URL, used as is")),
+         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    ServerSetting headers = text("otel_exporter_otlp_headers", &ServerOptions::otel_exporter_otlp_headers,
+                                 "headers for the collector, key=value,... (often an API key)");
+    headers.spec.secret = true;
+    otel(std::move(headers), "OTEL_EXPORTER_OTLP_HEADERS");
+    otel(integer("otel_exporter_otlp_timeout", &ServerOptions::otel_exporter_otlp_timeout,
+                 "per export request, milliseconds", 1, 600000),
+         "OTEL_EXPORTER_OTLP_TIMEOUT");
+    otel(integer("otel_bsp_schedule_delay", &ServerOptions::otel_bsp_schedule_delay, "milliseconds between exports", 1,
+                 3600000),
+         "OTEL_BSP_SCHEDULE_DELAY");
+    otel(integer("otel_bsp_max_queue_size", &ServerOptions::otel_bsp_max_queue_size,
+                 "spans queued per worker; beyond, dropped and counted", 1, 1 << 22),
+         "OTEL_BSP_MAX_QUEUE_SIZE");
+    otel(integer("otel_bsp_max_export_batch_size", &ServerOptions::otel_bsp_max_export_batch_size,
+                 "spans per export request", 1, 1 << 20),
+         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE");
+    otel(integer("otel_bsp_export_timeout", &ServerOptions::otel_bsp_export_timeout,
+                 "milliseconds for one batch, retries included", 1, 3600000),
+         "OTEL_BSP_EXPORT_TIMEOUT");
   }
   all.push_back(duration("health_cache_ttl", &ServerOptions::health_cache_ttl,
                          "how long one round of readiness check results answers later probes"));

@@ -231,7 +231,9 @@ void Connection::handle_request() {
   log_context_.trace_id.clear();
   log_context_.span_id.clear();
   log_context_.fields.clear();
+  log_context_.trace_flags = 0;
   log_context_.fields.emplace_back("client_ip", client_ip(peer_));
+  if (trace::Tracer* t = trace::tracer()) t->begin_request(request_, trace_, log_context_);
   log::ScopedContext scoped_context(&log_context_);
   head_request_ = p.method == "HEAD";
   keep_alive_ = p.keep_alive && !server_.draining();
@@ -353,6 +355,7 @@ void Connection::complete_async(Response response, std::size_t middleware_ran) {
       record.bytes_in = parser_.consumed();
       o->request_finished(record);
     }
+    if (trace::Tracer* t = trace::tracer()) t->end_request(trace_, request_, request_.route_, 499);
     if (counted_) --server_.in_flight();
     counted_ = false;
     parser_.reset();
@@ -389,8 +392,11 @@ void Connection::finish_request(Response& response, std::size_t middleware_ran) 
     record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     record.bytes_in = parser_.consumed();
     record.bytes_out = bytes_out_;
+    if (trace_.active && trace_.context.sampled() && trace::tracer() != nullptr && trace::tracer()->exporting())
+      record.trace_id = trace_.context.trace_id.data();
     o->request_finished(record);
   }
+  if (trace::Tracer* t = trace::tracer()) t->end_request(trace_, request_, request_.route_, response.status());
   server_.request_done();
   rstart_ += parser_.consumed();
   parser_.reset();

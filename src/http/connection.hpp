@@ -17,6 +17,7 @@
 #include "keel/response.hpp"
 #include "log/log.hpp"
 #include "net/event_loop.hpp"
+#include "trace/tracer.hpp"
 
 namespace keel::http {
 
@@ -84,6 +85,7 @@ class Connection final : public net::IoHandler {
   bool counted_ = false;  // holds an in-flight slot (--limit-concurrency)
   bool admin_ = false;
   log::Context log_context_;                         // current while this connection's request is handled
+  trace::RequestTrace trace_;                        // the request's trace context and SERVER span
   std::chrono::steady_clock::time_point started_{};  // this request's head was parsed (observer only)
   std::size_t bytes_out_ = 0;                        // size of the last response written
   std::optional<Response> inline_result_;

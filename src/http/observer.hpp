@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -30,9 +31,10 @@ struct RequestRecord {
   std::string_view method;
   std::string_view route;  // the matched template, "unmatched" otherwise
   int status = 0;
-  double seconds = 0;         // head parsed -> response written to the output buffer
-  std::size_t bytes_in = 0;   // request head + body as received
-  std::size_t bytes_out = 0;  // response head + body (a streamed body: what was known when it started)
+  double seconds = 0;                      // head parsed -> response written to the output buffer
+  std::size_t bytes_in = 0;                // request head + body as received
+  std::size_t bytes_out = 0;               // response head + body (a streamed body: what was known when it started)
+  const std::uint8_t* trace_id = nullptr;  // 16 bytes when the request's trace is sampled (exemplars)
 };
 
 class Observer {

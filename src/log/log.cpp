@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -284,6 +285,12 @@ void maintain(State& s) {
 }
 
 void writer_loop() {
+  // A closed pipe must not kill the process: with SIGPIPE blocked in this thread, write() just
+  // fails with EPIPE and the lines are counted as dropped.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   State& s = state();
   std::string batch;
   auto next_maintenance = std::chrono::steady_clock::now();

@@ -1,6 +1,7 @@
 #include "metrics/http_metrics.hpp"
 
 #include "log/log.hpp"
+#include "trace/tracer.hpp"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -44,6 +45,7 @@ struct Families {
   Counter* restarts;
   Gauge* build_info;
   Counter* log_dropped;
+  Counter* spans_dropped;
 };
 
 Families* g_families = nullptr;
@@ -133,6 +135,8 @@ void register_builtin_metrics() {
                            {.gauge_mode = GaugeMode::kMax});
   f->log_dropped = &m.counter("keel_log_dropped_total",
                               "Log lines dropped: the in-memory buffer was full or the destination failed.");
+  f->spans_dropped = &m.counter("keel_spans_dropped_total",
+                                "Spans dropped: the export queue was full or the collector refused or failed.");
   g_families = f;
 }
 
@@ -177,6 +181,9 @@ void ProcessSampler::sample() noexcept {
   const std::uint64_t dropped = log::dropped_total();
   if (dropped > log_dropped_) f.log_dropped->labels({}).inc(static_cast<double>(dropped - log_dropped_));
   log_dropped_ = dropped;
+  const std::uint64_t spans = trace::tracer() != nullptr ? trace::tracer()->dropped() : 0;
+  if (spans > spans_dropped_) f.spans_dropped->labels({}).inc(static_cast<double>(spans - spans_dropped_));
+  spans_dropped_ = spans;
 }
 
 HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue) : pool_queue_depth_(std::move(pool_queue)) {
@@ -219,8 +226,15 @@ void HttpMetrics::request_finished(const http::RequestRecord& r) noexcept {
                             &g_families->response_size->labels({method, r.route})});
     mc = &rc.by_method.back();
   }
-  requests->inc();
-  mc->duration->observe(r.seconds);
+  if (r.trace_id != nullptr) {  // a sampled request: its trace id as the exemplar
+    TraceId id;
+    std::memcpy(id.bytes, r.trace_id, sizeof id.bytes);
+    requests->inc(1.0, id);
+    mc->duration->observe(r.seconds, id);
+  } else {
+    requests->inc();
+    mc->duration->observe(r.seconds);
+  }
   mc->size_in->observe(static_cast<double>(r.bytes_in));
   mc->size_out->observe(static_cast<double>(r.bytes_out));
 }

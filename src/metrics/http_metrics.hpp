@@ -26,8 +26,9 @@ class ProcessSampler {
   void sample() noexcept;
 
  private:
-  double cpu_seconds_ = 0;         // already counted
-  std::uint64_t log_dropped_ = 0;  // already counted
+  double cpu_seconds_ = 0;           // already counted
+  std::uint64_t log_dropped_ = 0;    // already counted
+  std::uint64_t spans_dropped_ = 0;  // already counted
 };
 
 // The observer a worker's server reports to.

@@ -227,3 +227,24 @@ class DemoOnPostgres(KeelTestCase, DemoCrud):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DemoTracing(KeelTestCase):
+    def test_database_calls_are_child_spans(self):
+        from test_tracing import Collector, attrs
+        collector = Collector()
+        self.addCleanup(collector.close)
+        work = tempfile.mkdtemp(prefix="keel-demo-trace-")
+        self.addCleanup(shutil.rmtree, work, True)
+        server = self.start_server(binary=keelproc.demo(), env=dict(
+            os.environ, DATABASE_URL=f"sqlite:{work}/t.db", SECRET_KEY="trace-test-secret",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}", OTEL_BSP_SCHEDULE_DELAY="100"))
+        uid = call(server.port, "POST", "/api/users", {"name": "T", "email": "t@example.com"}).json()["id"]
+        call(server.port, "GET", f"/api/users/{uid}")
+        post = collector.wait(lambda s: s["name"] == "POST /api/users")[0]
+        insert = collector.wait(lambda s: s["name"] == "INSERT users")[0]
+        self.assertEqual(insert["parentSpanId"], post["spanId"])
+        self.assertEqual(attrs(insert)["db.system"], "sqlite")
+        get = collector.wait(lambda s: s["name"] == "GET /api/users/{id:int}")[0]
+        select = collector.wait(lambda s: s["name"] == "SELECT users" and s["traceId"] == get["traceId"])
+        self.assertEqual(len(select), 1)

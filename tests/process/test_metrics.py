@@ -107,7 +107,9 @@ class ExpositionTest(KeelTestCase):
         # checked by Prometheus' own OpenMetrics parser, the one its scrapes use ...
         work = tempfile.mkdtemp(prefix="keel-om-")
         self.addCleanup(shutil.rmtree, work, True)
-        stamped = re.sub(r"^([^#\n][^\n]*?) (\S+)$", lambda m: f"{m.group(1)} {m.group(2)} {int(time.time())}",
+        # (the backfill reader wants a timestamp on every sample: before an exemplar, if any)
+        stamped = re.sub(r"^([^#\n][^\n]*?) (\S+)( # \{.*)?$",
+                         lambda m: f"{m.group(1)} {m.group(2)} {int(time.time())}{m.group(3) or ''}",
                          resp.text, flags=re.M)
         with open(os.path.join(work, "in.om"), "w") as f:
             f.write(stamped)

@@ -13,6 +13,7 @@
 
 #include "keel/checks.hpp"
 #include "keel/keel.hpp"
+#include "keel/trace.hpp"
 
 namespace {
 long query_long(const keel::Request& req, std::string_view name, long fallback) {
@@ -113,6 +114,21 @@ int main(int argc, char** argv) {
     co_await keel::offload([] { log.warning("in_offload", {{"step", 3}}); });
     co_return keel::Response::text("logged");
   });
+  // A child span across a co_await and into offloaded work, with attributes and an event.
+  app.get("/span-demo", [](keel::Request&) -> keel::Task<keel::Response> {
+    static const keel::Logger log("testapp");
+    keel::Span span("work");
+    span.set_attribute("work.items", 3).set_attribute("work.kind", "demo");
+    co_await keel::sleep(std::chrono::milliseconds(2));
+    co_await keel::offload([] {
+      keel::Span inner("offloaded");
+      log.info("inside_inner_span");
+    });
+    span.add_event("halfway");
+    log.info("inside_span");
+    co_return keel::Response::text("spanned");
+  });
+  app.get("/fail", [](keel::Request&) -> keel::Response { throw std::runtime_error("handler failure"); });
   app.get("/check-runs", [](keel::Request&) { return std::to_string(check_runs.load()); });
   app.on_shutdown([] { announce("shutdown"); });
   auto& hooks = app.hooks();

@@ -1,0 +1,88 @@
+#include "keel/trace.hpp"
+
+#include "log/log.hpp"
+#include "trace/tracer.hpp"
+
+namespace keel {
+namespace {
+
+bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) {
+  if (hex.size() != n * 2) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return true;
+}
+
+}  // namespace
+
+struct Span::State {
+  log::Context* context = nullptr;
+  std::string saved_span_id;  // the enclosing span, current again when this one ends
+  trace::SpanData data;
+};
+
+Span::Span(std::string name) {
+  log::Context* ctx = log::current();
+  if (ctx == nullptr || ctx->trace_id.empty()) return;  // outside a request
+  state_ = std::make_unique<State>();
+  state_->context = ctx;
+  state_->saved_span_id = ctx->span_id;
+  trace::SpanData& d = state_->data;
+  d.name = std::move(name);
+  d.kind = trace::SpanKind::kInternal;
+  d.flags = ctx->trace_flags;
+  from_hex(ctx->trace_id, d.trace_id.data(), d.trace_id.size());
+  from_hex(ctx->span_id, d.parent_span_id.data(), d.parent_span_id.size());
+  d.span_id = trace::new_span_id();
+  d.start_unix_nano = trace::now_unix_nano();
+  ctx->span_id = trace::to_hex(d.span_id);  // lines logged inside carry this span
+}
+
+Span::~Span() {
+  if (!state_) return;
+  state_->context->span_id = state_->saved_span_id;
+  state_->data.end_unix_nano = trace::now_unix_nano();
+  if (trace::Tracer* t = trace::tracer(); t != nullptr && recording()) t->end_span(std::move(state_->data));
+}
+
+bool Span::recording() const noexcept {
+  return state_ && (state_->data.flags & trace::kFlagSampled) != 0;
+}
+
+Span& Span::set_attribute(std::string key, std::string value) {
+  if (recording()) state_->data.attributes.push_back({std::move(key), std::move(value)});
+  return *this;
+}
+Span& Span::set_attribute(std::string key, std::int64_t value) {
+  if (recording()) state_->data.attributes.push_back({std::move(key), value});
+  return *this;
+}
+Span& Span::set_attribute(std::string key, double value) {
+  if (recording()) state_->data.attributes.push_back({std::move(key), value});
+  return *this;
+}
+Span& Span::set_attribute(std::string key, bool value) {
+  if (recording()) state_->data.attributes.push_back({std::move(key), value});
+  return *this;
+}
+Span& Span::add_event(std::string name) {
+  if (recording()) state_->data.events.push_back({std::move(name), trace::now_unix_nano(), {}});
+  return *this;
+}
+Span& Span::set_error(std::string message) {
+  if (recording()) {
+    state_->data.status = trace::StatusCode::kError;
+    state_->data.status_message = std::move(message);
+  }
+  return *this;
+}
+
+}  // namespace keel

@@ -1,0 +1,168 @@
+#include "trace/tracer.hpp"
+
+#include <array>
+#include <cstring>
+
+#include "keel/request.hpp"
+
+namespace keel::trace {
+namespace {
+
+std::unique_ptr<Tracer> g_tracer;
+
+std::string_view host_without_port(std::string_view host, std::int64_t& port) {
+  port = 80;
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close != std::string_view::npos && close + 2 < host.size() && host[close + 1] == ':')
+      port = std::atoll(std::string(host.substr(close + 2)).c_str());
+    return host.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1);
+  }
+  const auto colon = host.rfind(':');
+  if (colon == std::string_view::npos) return host;
+  port = std::atoll(std::string(host.substr(colon + 1)).c_str());
+  return host.substr(0, colon);
+}
+
+std::string client_ip(std::string_view peer) {
+  if (!peer.empty() && peer.front() == '[') {
+    const auto close = peer.find(']');
+    return std::string(peer.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+  }
+  const auto colon = peer.rfind(':');
+  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+}
+
+}  // namespace
+
+std::optional<Sampler> parse_sampler(std::string_view n) {
+  if (n == "always_on") return Sampler::kAlwaysOn;
+  if (n == "always_off") return Sampler::kAlwaysOff;
+  if (n == "traceidratio") return Sampler::kTraceIdRatio;
+  if (n == "parentbased_always_on") return Sampler::kParentAlwaysOn;
+  if (n == "parentbased_always_off") return Sampler::kParentAlwaysOff;
+  if (n == "parentbased_traceidratio") return Sampler::kParentTraceIdRatio;
+  return std::nullopt;
+}
+
+std::uint64_t now_unix_nano() noexcept {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+Tracer::Tracer(TracerOptions options) : options_(std::move(options)) {
+  if (options_.exporter) exporter_ = std::make_unique<BatchExporter>(*options_.exporter);
+}
+
+Tracer::~Tracer() = default;
+
+// TraceIdRatioBased as OTel specifies it: the lower 8 bytes of the trace id, compared with the
+// ratio scaled to 2^63 — the same decision on every service for the same trace.
+bool Tracer::sampled_root(const TraceIdBytes& id) const noexcept {
+  switch (options_.sampler) {
+    case Sampler::kAlwaysOn:
+    case Sampler::kParentAlwaysOn:
+      return true;
+    case Sampler::kAlwaysOff:
+    case Sampler::kParentAlwaysOff:
+      return false;
+    case Sampler::kTraceIdRatio:
+    case Sampler::kParentTraceIdRatio: {
+      if (options_.ratio >= 1.0) return true;
+      if (options_.ratio <= 0.0) return false;
+      std::uint64_t low = 0;
+      for (std::size_t i = 8; i < 16; ++i) low = (low << 8) | id[i];
+      low >>= 1;  // 63 bits
+      return static_cast<double>(low) < options_.ratio * 9223372036854775808.0;
+    }
+  }
+  return true;
+}
+
+void Tracer::begin_request(const Request& request, RequestTrace& trace, log::Context& context) {
+  trace = RequestTrace{};
+  trace.active = true;
+  trace.start_unix_nano = now_unix_nano();
+  std::optional<TraceParent> parent;
+  if (const auto tp = request.header("traceparent")) parent = parse_traceparent(*tp);
+  const bool parent_based = options_.sampler == Sampler::kParentAlwaysOn ||
+                            options_.sampler == Sampler::kParentAlwaysOff ||
+                            options_.sampler == Sampler::kParentTraceIdRatio;
+  if (parent) {
+    trace.context.trace_id = parent->trace_id;
+    trace.parent = parent->parent_id;
+    const bool sampled = parent_based ? parent->sampled() : sampled_root(parent->trace_id);
+    trace.context.flags = static_cast<std::uint8_t>((parent->flags & kFlagRandom) | (sampled ? kFlagSampled : 0));
+    // tracestate only travels with a valid traceparent; a malformed one is dropped whole.
+    std::vector<std::string_view> values;
+    for (const auto& h : request.headers())
+      if (h.name.size() == 10 && strncasecmp(h.name.data(), "tracestate", 10) == 0) values.push_back(h.value);
+    if (!values.empty()) trace.trace_state = format_tracestate(parse_tracestate(values));
+  } else {
+    const TraceParent root = new_root(false);
+    trace.context.trace_id = root.trace_id;
+    trace.context.flags = static_cast<std::uint8_t>(kFlagRandom | (sampled_root(root.trace_id) ? kFlagSampled : 0));
+  }
+  trace.context.parent_id = new_span_id();  // our SERVER span
+  context.trace_id = to_hex(trace.context.trace_id);
+  context.span_id = to_hex(trace.context.parent_id);
+  context.trace_flags = trace.context.flags;
+}
+
+void Tracer::end_request(RequestTrace& trace, const Request& request, std::string_view route, int status) {
+  if (!trace.active) return;
+  trace.active = false;
+  if (!trace.context.sampled() || !exporter_) return;
+  SpanData s;
+  s.trace_id = trace.context.trace_id;
+  s.span_id = trace.context.parent_id;
+  s.parent_span_id = trace.parent;
+  s.trace_state = trace.trace_state;
+  s.flags = trace.context.flags;
+  s.kind = SpanKind::kServer;
+  s.start_unix_nano = trace.start_unix_nano;
+  s.end_unix_nano = now_unix_nano();
+  const std::string method(request.method());
+  // "GET /api/users/{id:int}"; without a route just the method (never the raw path: cardinality).
+  s.name = route == "unmatched" ? method : method + " " + std::string(route);
+  std::int64_t port = 80;
+  const std::string host(host_without_port(request.host(), port));
+  s.attributes = {{"http.request.method", method},
+                  {"url.path", std::string(request.path())},
+                  {"url.scheme", std::string("http")},
+                  {"http.response.status_code", static_cast<std::int64_t>(status)},
+                  {"server.address", host},
+                  {"server.port", port},
+                  {"client.address", client_ip(request.client_address())},
+                  {"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")}};
+  if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});
+  if (const auto ua = request.header("User-Agent")) s.attributes.push_back({"user_agent.original", std::string(*ua)});
+  if (status >= 500) {
+    s.status = StatusCode::kError;
+    s.attributes.push_back({"error.type", std::to_string(status)});
+  }
+  exporter_->enqueue(std::move(s));
+}
+
+void Tracer::end_span(SpanData span) {
+  if (exporter_ && (span.flags & kFlagSampled) != 0) exporter_->enqueue(std::move(span));
+}
+
+std::uint64_t Tracer::dropped() const noexcept {
+  return exporter_ ? exporter_->dropped() : 0;
+}
+
+void Tracer::shutdown(std::chrono::steady_clock::time_point deadline) {
+  if (exporter_) exporter_->shutdown(deadline);
+}
+
+Tracer* tracer() noexcept {
+  return g_tracer.get();
+}
+
+void set_tracer(std::unique_ptr<Tracer> t) {
+  g_tracer = std::move(t);
+}
+
+}  // namespace keel::trace
