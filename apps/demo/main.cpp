@@ -10,6 +10,7 @@
 
 #include "cache.hpp"
 #include "keel/checks.hpp"
+#include "keel/client.hpp"
 #include "keel/keel.hpp"
 #include "store.hpp"
 #include "users.hpp"
@@ -54,6 +55,11 @@ int main(int argc, char** argv) {
             .type = SettingType::kBool,
             .default_value = "false",
             .help = "testing deploys: the startup hook fails"})
+      .add({.name = "test_routes",
+            .type = SettingType::kBool,
+            .default_value = "false",
+            .help = "serve POST /test/tracecontext (the W3C Trace Context test harness); it calls caller-given URLs",
+            .env = "TEST_ROUTES"})
       .add({.name = "fault_never_ready",
             .type = SettingType::kBool,
             .default_value = "false",
@@ -85,6 +91,30 @@ int main(int argc, char** argv) {
   });
 
   demo::add_user_routes(app, state);
+  // The W3C Trace Context conformance harness: for each {"url", "arguments"}, POST the arguments
+  // to the url with the propagated context, in order, then answer. Off unless test_routes is set,
+  // since it makes requests to URLs a caller chooses.
+  app.post("/test/tracecontext", [&app](keel::Request& req) -> keel::Task<keel::Response> {
+    if (!app.settings().boolean("test_routes")) co_return keel::Response::text("not found", 404);
+    const nlohmann::json steps = req.json();
+    if (!steps.is_array()) co_return keel::Response::text("expected a JSON array", 400);
+    for (const auto& step : steps) {
+      if (!step.is_object() || !step.contains("url") || !step["url"].is_string())
+        co_return keel::Response::text("each element needs a url", 400);
+      const auto url = step["url"].get<std::string>();
+      if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+        co_return keel::Response::text("url must be http(s)", 400);
+      // A named request: GCC 12 miscompiles some temporaries inside co_await expressions.
+      keel::ClientRequest call;
+      call.method = "POST";
+      call.url = url;
+      call.headers = {{"Content-Type", "application/json"}};
+      call.body = step.value("arguments", nlohmann::json::array()).dump();
+      call.timeout = std::chrono::seconds(5);
+      (void)co_await keel::fetch(std::move(call));
+    }
+    co_return keel::Response::text("");
+  });
   app.get("/plaintext", [](keel::Request&) { return keel::Response::text("Hello, World!"); });
   app.get("/json", [](keel::Request&) {
     keel::JsonWriter w;  // serialised per request (TechEmpower rule), without a DOM

@@ -5,6 +5,7 @@
 #include "keel/async.hpp"
 #include "keel/errors.hpp"
 #include "keel/json_writer.hpp"
+#include "keel/client.hpp"
 #include "keel/logger.hpp"
 #include "keel/metrics.hpp"
 #include "keel/request.hpp"

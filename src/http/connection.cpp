@@ -1,5 +1,10 @@
 #include "http/connection.hpp"
 
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <typeinfo>
+
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -507,6 +512,13 @@ Response Connection::error_response(std::exception_ptr e) {
   } catch (const std::exception& err) {
     log::write(log::Level::kError, "keel.http", "handler_exception",
                {{"route", request_.route_}, {"request_id", request_.request_id()}, {"error", err.what()}});
+    if (trace_.active) {
+      int status = 0;
+      char* name = abi::__cxa_demangle(typeid(err).name(), nullptr, nullptr, &status);
+      trace_.exception_type = status == 0 && name != nullptr ? name : typeid(err).name();
+      std::free(name);
+      trace_.exception_message = err.what();
+    }
   } catch (...) {
     log::write(log::Level::kError, "keel.http", "handler_exception",
                {{"route", request_.route_}, {"request_id", request_.request_id()}, {"error", "unknown exception"}});

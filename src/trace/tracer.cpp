@@ -140,7 +140,13 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
   if (const auto ua = request.header("User-Agent")) s.attributes.push_back({"user_agent.original", std::string(*ua)});
   if (status >= 500) {
     s.status = StatusCode::kError;
-    s.attributes.push_back({"error.type", std::to_string(status)});
+    s.attributes.push_back(
+        {"error.type", trace.exception_type.empty() ? std::to_string(status) : trace.exception_type});
+  }
+  if (!trace.exception_type.empty()) {
+    s.events.push_back({"exception",
+                        s.end_unix_nano,
+                        {{"exception.type", trace.exception_type}, {"exception.message", trace.exception_message}}});
   }
   exporter_->enqueue(std::move(s));
 }

@@ -37,9 +37,11 @@ struct TracerOptions {
 // One request's trace state (lives in the connection).
 struct RequestTrace {
   bool active = false;
-  TraceParent context{};    // our trace id, our span id (parent_id field), flags
-  SpanIdBytes parent{};     // the caller's span id (zero for a root)
-  std::string trace_state;  // propagated as received (validated)
+  TraceParent context{};       // our trace id, our span id (parent_id field), flags
+  SpanIdBytes parent{};        // the caller's span id (zero for a root)
+  std::string trace_state;     // propagated as received (validated)
+  std::string exception_type;  // a handler threw: recorded as the span's "exception" event
+  std::string exception_message;
   std::uint64_t start_unix_nano = 0;
 };
 

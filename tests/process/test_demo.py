@@ -248,3 +248,64 @@ class DemoTracing(KeelTestCase):
         get = collector.wait(lambda s: s["name"] == "GET /api/users/{id:int}")[0]
         select = collector.wait(lambda s: s["name"] == "SELECT users" and s["traceId"] == get["traceId"])
         self.assertEqual(len(select), 1)
+
+
+class DemoTraceContextHarness(KeelTestCase):
+    """POST /test/tracecontext, the W3C conformance harness protocol, through keel::fetch."""
+
+    def test_calls_propagate_the_context_and_record_client_spans(self):
+        import http.server
+        import threading
+        from test_tracing import Collector, attrs
+        collector = Collector()
+        self.addCleanup(collector.close)
+        received = []
+
+        class Target(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                received.append((dict(self.headers), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
+        threading.Thread(target=target.serve_forever, daemon=True).start()
+        self.addCleanup(target.server_close)
+        self.addCleanup(target.shutdown)
+        work = tempfile.mkdtemp(prefix="keel-demo-harness-")
+        self.addCleanup(shutil.rmtree, work, True)
+        env = dict(os.environ, DATABASE_URL=f"sqlite:{work}/t.db", SECRET_KEY="trace-test-secret",
+                   OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}", OTEL_BSP_SCHEDULE_DELAY="100")
+        off = self.start_server(binary=keelproc.demo(), env=env)
+        steps = [{"url": f"http://127.0.0.1:{target.server_address[1]}/a", "arguments": [{"x": 1}]}]
+        self.assertEqual(call(off.port, "POST", "/test/tracecontext", steps).status, 404)
+        off.stop()
+        server = self.start_server(binary=keelproc.demo(), env=dict(env, TEST_ROUTES="true"))
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        with Conn(server.port) as c:
+            r = c.request("POST", "/test/tracecontext",
+                          headers={"Content-Type": "application/json", "X-Request-ID": "harness-1",
+                                   "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+                          body=json.dumps(steps * 2).encode())
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(received), 2)  # in order, each answered before the next
+        headers, body = received[0]
+        self.assertEqual(json.loads(body), [{"x": 1}])
+        tp = headers["traceparent"].split("-")
+        self.assertEqual((tp[0], tp[1], tp[3]), ("00", trace_id, "01"))
+        self.assertEqual(headers["X-Request-ID"], "harness-1")
+        server_span = collector.wait(lambda s: s["name"] == "POST /test/tracecontext" and s["traceId"] == trace_id)[0]
+        deadline = time.monotonic() + 5
+        clients = []
+        while len(clients) < 2 and time.monotonic() < deadline:
+            clients = collector.wait(lambda s: s.get("kind") == 3 and s["traceId"] == trace_id, timeout=0.5)
+        self.assertEqual(len(clients), 2)
+        self.assertEqual({c["parentSpanId"] for c in clients}, {server_span["spanId"]})
+        self.assertIn(tp[2], {c["spanId"] for c in clients})  # the callee's parent is our CLIENT span
+        self.assertEqual(int(attrs(clients[0])["http.response.status_code"]), 200)

@@ -153,6 +153,11 @@ class TracingTest(KeelTestCase):
         self.assertEqual(keelproc.get(server.port, "/fail").status, 500)
         span = self.collector.wait(lambda s: s["name"] == "GET /fail")[0]
         self.assertEqual(span["status"]["code"], 2)
+        events = span.get("events", [])
+        self.assertEqual([e["name"] for e in events], ["exception"])
+        ev = attrs(events[0])
+        self.assertEqual(ev["exception.type"], "std::runtime_error")
+        self.assertEqual(ev["exception.message"], "handler failure")
 
     def test_always_off_exports_nothing_but_logs_keep_ids(self):
         server = self.start(OTEL_TRACES_SAMPLER="always_off")

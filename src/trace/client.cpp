@@ -1,0 +1,175 @@
+#include "keel/client.hpp"
+
+#include <curl/curl.h>
+
+#include <mutex>
+
+#include "keel/async.hpp"
+#include "keel/request.hpp"
+#include "log/log.hpp"
+#include "trace/tracer.hpp"
+
+namespace keel {
+namespace {
+
+std::once_flag g_curl_init;
+
+struct Handle {
+  CURL* curl = nullptr;
+  Handle() : curl(curl_easy_init()) {}
+  ~Handle() {
+    if (curl != nullptr) curl_easy_cleanup(curl);
+  }
+};
+
+// One easy handle per pool thread: libcurl keeps its connections alive between calls.
+CURL* thread_handle() {
+  thread_local Handle h;
+  if (h.curl != nullptr) curl_easy_reset(h.curl);
+  return h.curl;
+}
+
+extern "C" std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+extern "C" std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
+  auto* headers = static_cast<std::vector<std::pair<std::string, std::string>>*>(user);
+  std::string_view line(data, size * n);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (line.rfind("HTTP/", 0) == 0) {
+    headers->clear();  // a new response (after 100 Continue or a redirect)
+  } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    headers->emplace_back(std::string(line.substr(0, colon)), std::string(value));
+  }
+  return size * n;
+}
+
+template <class T>
+void set(CURL* c, CURLoption o, T v) {
+  curl_easy_setopt(c, o, v);
+}
+
+ClientResponse perform(const ClientRequest& req, const std::vector<std::string>& extra_headers) {
+  std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  ClientResponse out;
+  CURL* c = thread_handle();
+  if (c == nullptr) {
+    out.error = "curl_easy_init failed";
+    return out;
+  }
+  curl_slist* list = nullptr;
+  for (const auto& [k, v] : req.headers) list = curl_slist_append(list, (k + ": " + v).c_str());
+  for (const auto& h : extra_headers) list = curl_slist_append(list, h.c_str());
+  list = curl_slist_append(list, "Expect:");
+  char error[CURL_ERROR_SIZE] = {};
+  set(c, CURLOPT_URL, req.url.c_str());
+  set(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  set(c, CURLOPT_NOSIGNAL, 1L);
+  set(c, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
+  set(c, CURLOPT_HTTPHEADER, list);
+  set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(error));
+  set(c, CURLOPT_WRITEFUNCTION, &on_body);
+  set(c, CURLOPT_WRITEDATA, &out.body);
+  set(c, CURLOPT_HEADERFUNCTION, &on_header);
+  set(c, CURLOPT_HEADERDATA, &out.headers);
+  if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+    set(c, CURLOPT_POSTFIELDS, req.body.data());
+    set(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+  }
+  if (req.method == "HEAD") set(c, CURLOPT_NOBODY, 1L);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(list);
+  if (rc != CURLE_OK) {
+    out.error = error[0] != '\0' ? error : curl_easy_strerror(rc);
+    out.status = 0;
+    return out;
+  }
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  out.status = static_cast<int>(status);
+  return out;
+}
+
+// "http://host:8080/path" -> host, port.
+void split_url(std::string_view url, std::string& host, std::int64_t& port) {
+  port = url.rfind("https://", 0) == 0 ? 443 : 80;
+  const auto scheme = url.find("://");
+  std::string_view rest = scheme == std::string_view::npos ? url : url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    host = std::string(rest.substr(1, close - 1));
+    if (close + 1 < rest.size() && rest[close + 1] == ':')
+      port = std::atoll(std::string(rest.substr(close + 2)).c_str());
+    return;
+  }
+  const auto colon = rest.rfind(':');
+  host = std::string(rest.substr(0, colon));
+  if (colon != std::string_view::npos) port = std::atoll(std::string(rest.substr(colon + 1)).c_str());
+}
+
+bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) {
+  if (hex.size() != n * 2) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto nib = [](char ch) { return ch >= 'a' ? ch - 'a' + 10 : ch - '0'; };
+    out[i] = static_cast<std::uint8_t>(nib(hex[2 * i]) * 16 + nib(hex[2 * i + 1]));
+  }
+  return true;
+}
+
+}  // namespace
+
+Task<ClientResponse> fetch(ClientRequest request) {
+  std::vector<std::string> extra;
+  trace::SpanData span;
+  bool recording = false;
+  if (log::Context* ctx = log::current()) {
+    if (!ctx->request_id.empty()) extra.push_back(Request::id_header() + ": " + std::string(ctx->request_id));
+    if (!ctx->trace_id.empty()) {
+      from_hex(ctx->trace_id, span.trace_id.data(), span.trace_id.size());
+      from_hex(ctx->span_id, span.parent_span_id.data(), span.parent_span_id.size());
+      span.span_id = trace::new_span_id();
+      span.flags = ctx->trace_flags;
+      trace::TraceParent tp;
+      tp.trace_id = span.trace_id;
+      tp.parent_id = span.span_id;  // the callee's parent: our CLIENT span
+      tp.flags = ctx->trace_flags;
+      extra.push_back("traceparent: " + trace::format_traceparent(tp));
+      recording = (ctx->trace_flags & trace::kFlagSampled) != 0 && trace::tracer() != nullptr;
+    }
+  }
+  span.start_unix_nano = trace::now_unix_nano();
+  ClientResponse response = co_await offload([&] { return perform(request, extra); });
+  if (recording) {
+    std::string host;
+    std::int64_t port = 80;
+    split_url(request.url, host, port);
+    span.kind = trace::SpanKind::kClient;
+    span.name = request.method;  // OTel: "{method}" for a client span without a url template
+    span.end_unix_nano = trace::now_unix_nano();
+    span.attributes = {{"http.request.method", request.method},
+                       {"url.full", request.url},
+                       {"server.address", host},
+                       {"server.port", port}};
+    if (response.status != 0) {
+      span.attributes.push_back({"http.response.status_code", static_cast<std::int64_t>(response.status)});
+      if (response.status >= 400) {
+        span.status = trace::StatusCode::kError;
+        span.attributes.push_back({"error.type", std::to_string(response.status)});
+      }
+    } else {
+      span.status = trace::StatusCode::kError;
+      span.status_message = response.error;
+      span.attributes.push_back({"error.type", std::string("connection")});
+    }
+    trace::tracer()->end_span(std::move(span));
+  }
+  co_return response;
+}
+
+}  // namespace keel
