@@ -80,6 +80,7 @@ struct ServerOptions {
   std::string request_id_header = "X-Request-ID";     // read and echoed
   // Tracing (OpenTelemetry's standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, ...).
   bool otel_sdk_disabled = false;
+  bool trace_health = false;                          // also record spans for health and metrics requests
   std::string otel_service_name;                      // empty: the program's name
   std::vector<std::string> otel_resource_attributes;  // key=value
   std::string otel_traces_sampler = "parentbased_always_on";

@@ -275,6 +275,8 @@ std::vector<ServerSetting> build() {
     };
     otel(boolean("otel_sdk_disabled", &ServerOptions::otel_sdk_disabled, "turn tracing off entirely"),
          "OTEL_SDK_DISABLED");
+    all.push_back(boolean("trace_health", &ServerOptions::trace_health,
+                          "also record spans for the health and metrics endpoints"));
     otel(text("otel_service_name", &ServerOptions::otel_service_name, "service.name of the spans (empty: the program)"),
          "OTEL_SERVICE_NAME");
     otel(list("otel_resource_attributes", &ServerOptions::otel_resource_attributes,

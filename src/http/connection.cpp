@@ -237,6 +237,7 @@ void Connection::handle_request() {
   log_context_.span_id.clear();
   log_context_.fields.clear();
   log_context_.trace_flags = 0;
+  log_context_.trace_state.clear();
   log_context_.fields.emplace_back("client_ip", client_ip(peer_));
   if (trace::Tracer* t = trace::tracer()) t->begin_request(request_, trace_, log_context_);
   log::ScopedContext scoped_context(&log_context_);

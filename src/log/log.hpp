@@ -26,6 +26,7 @@ struct Context {
   std::string_view request_id;
   std::string trace_id;                                     // 32 hex, empty when there is none
   std::string span_id;                                      // 16 hex
+  std::string trace_state;                                  // W3C tracestate to forward on outgoing calls
   std::uint8_t trace_flags = 0;                             // W3C flags of the trace (bit 0: sampled)
   std::vector<std::pair<std::string, std::string>> fields;  // bound: route, client_ip, app fields
 };

@@ -140,6 +140,7 @@ Task<ClientResponse> fetch(ClientRequest request) {
       tp.parent_id = span.span_id;  // the callee's parent: our CLIENT span
       tp.flags = ctx->trace_flags;
       extra.push_back("traceparent: " + trace::format_traceparent(tp));
+      if (!ctx->trace_state.empty()) extra.push_back("tracestate: " + ctx->trace_state);
       recording = (ctx->trace_flags & trace::kFlagSampled) != 0 && trace::tracer() != nullptr;
     }
   }

@@ -105,15 +105,18 @@ void Tracer::begin_request(const Request& request, RequestTrace& trace, log::Con
     trace.context.flags = static_cast<std::uint8_t>(kFlagRandom | (sampled_root(root.trace_id) ? kFlagSampled : 0));
   }
   trace.context.parent_id = new_span_id();  // our SERVER span
+  for (const auto& p : options_.untraced_paths)
+    if (request.path() == p) trace.recording = false;
   context.trace_id = to_hex(trace.context.trace_id);
   context.span_id = to_hex(trace.context.parent_id);
   context.trace_flags = trace.context.flags;
+  context.trace_state = trace.trace_state;
 }
 
 void Tracer::end_request(RequestTrace& trace, const Request& request, std::string_view route, int status) {
   if (!trace.active) return;
   trace.active = false;
-  if (!trace.context.sampled() || !exporter_) return;
+  if (!trace.context.sampled() || !exporter_ || !trace.recording) return;
   SpanData s;
   s.trace_id = trace.context.trace_id;
   s.span_id = trace.context.parent_id;

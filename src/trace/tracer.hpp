@@ -32,6 +32,7 @@ struct TracerOptions {
   Sampler sampler = Sampler::kParentAlwaysOn;
   double ratio = 1.0;                       // traceidratio samplers
   std::optional<ExporterOptions> exporter;  // none: spans are not exported (context still propagates)
+  std::vector<std::string> untraced_paths;  // health and metrics: context yes, spans no
 };
 
 // One request's trace state (lives in the connection).
@@ -42,6 +43,7 @@ struct RequestTrace {
   std::string trace_state;     // propagated as received (validated)
   std::string exception_type;  // a handler threw: recorded as the span's "exception" event
   std::string exception_message;
+  bool recording = true;  // false for untraced paths
   std::uint64_t start_unix_nano = 0;
 };
 

@@ -291,7 +291,7 @@ class DemoTraceContextHarness(KeelTestCase):
         with Conn(server.port) as c:
             r = c.request("POST", "/test/tracecontext",
                           headers={"Content-Type": "application/json", "X-Request-ID": "harness-1",
-                                   "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+                                   "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "tracestate": "vendor=v1"},
                           body=json.dumps(steps * 2).encode())
         self.assertEqual(r.status, 200)
         self.assertEqual(len(received), 2)  # in order, each answered before the next
@@ -300,6 +300,7 @@ class DemoTraceContextHarness(KeelTestCase):
         tp = headers["traceparent"].split("-")
         self.assertEqual((tp[0], tp[1], tp[3]), ("00", trace_id, "01"))
         self.assertEqual(headers["X-Request-ID"], "harness-1")
+        self.assertEqual(headers["tracestate"], "vendor=v1")
         server_span = collector.wait(lambda s: s["name"] == "POST /test/tracecontext" and s["traceId"] == trace_id)[0]
         deadline = time.monotonic() + 5
         clients = []

@@ -148,6 +148,18 @@ class TracingTest(KeelTestCase):
         line = server.wait_for_stdout(lambda e: e.get("event") == "inside_inner_span")
         self.assertEqual(line["span_id"], inner["spanId"])
 
+    def test_health_and_metrics_are_not_traced_unless_asked(self):
+        server = self.start()
+        for path in ("/health", "/health/ready", "/metrics"):
+            keelproc.get(server.port, path)
+        keelproc.get(server.port, "/users/9")
+        self.collector.wait(lambda s: attrs(s).get("url.path") == "/users/9")
+        self.assertEqual([s["name"] for s in self.collector.spans if s["kind"] == 2], ["GET /users/{id:int}"])
+        server.stop()
+        server = self.start("--trace-health")
+        keelproc.get(server.port, "/health")
+        self.assertTrue(self.collector.wait(lambda s: s["name"] == "GET /health"))
+
     def test_server_errors_mark_the_span(self):
         server = self.start()
         self.assertEqual(keelproc.get(server.port, "/fail").status, 500)
