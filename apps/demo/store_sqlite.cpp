@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "pool.hpp"
 #include "store.hpp"
@@ -53,7 +54,21 @@ struct Connection {
       throw e;
     }
     sqlite3_busy_timeout(db, 5000);
-    exec("PRAGMA journal_mode=WAL");
+    // Switching a new database to WAL needs an exclusive lock and SQLite answers SQLITE_BUSY at
+    // once, without the busy handler, when another worker holds the file at that moment (every
+    // worker opens it at startup): retry for a while instead of failing the boot.
+    for (int attempt = 0;; ++attempt) {
+      char* err = nullptr;
+      const int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, &err);
+      sqlite3_free(err);
+      if (rc == SQLITE_OK) break;
+      if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt >= 250) {
+        SqliteError e(db, "PRAGMA journal_mode=WAL on " + path);
+        sqlite3_close(db);
+        throw e;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
   }

@@ -9,6 +9,7 @@
 #include "app/access_log.hpp"
 #include "app/cli.hpp"
 #include "app/configuration.hpp"
+#include "app/healthcheck.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
 #include "http/gzip.hpp"
@@ -58,6 +59,7 @@ int App::run(int argc, char** argv) {
     return 78;  // EX_CONFIG: nothing started
   }
   configuration->apply(options_, settings_);
+  if (cmd.kind == cli::Command::Kind::kHealthcheck) return app::healthcheck(options_, cmd.url);
   if (cmd.kind == cli::Command::Kind::kConfig) {
     if (cmd.check) {
       std::cout << "configuration ok (" << configuration->registry().specs().size()

@@ -55,7 +55,7 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   CLI::App app{
       "keel HTTP application server. Every flag is also a config file key and a KEEL_* variable "
       "(see `config`)."};
-  std::set<std::string> known{"--help", "--config", "--env-file", "--json", "--check", "--control-socket"};
+  std::set<std::string> known{"--help", "--config", "--env-file", "--json", "--check", "--control-socket", "--url"};
   std::map<std::string, std::vector<std::string>> values;  // setting name -> values in order
   std::map<std::string, std::int64_t> bool_counts;
   for (const auto& f : flags) {
@@ -90,6 +90,10 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   auto* status = app.add_subcommand("status", "show the workers of a running master and exit");
   status->add_option("--control-socket", cmd.control_socket, "the master's control_socket")->required();
   status->add_flag("--json", cmd.json, "print the raw JSON");
+  auto* healthcheck = app.add_subcommand(
+      "healthcheck", "ask the running service's liveness endpoint; exit 0 when healthy (container HEALTHCHECK)");
+  healthcheck->add_option("--url", cmd.url, "http://HOST:PORT/PATH (default: the first --bind and health_path)");
+  healthcheck->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -121,6 +125,7 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   if (no_server_header) cmd.sources.flags.emplace_back("server_header", "");
   if (status->parsed()) cmd.kind = Command::Kind::kStatus;
   if (config->parsed()) cmd.kind = Command::Kind::kConfig;
+  if (healthcheck->parsed()) cmd.kind = Command::Kind::kHealthcheck;
   return cmd;
 }
 

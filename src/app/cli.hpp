@@ -21,13 +21,14 @@ struct Flag {
 };
 
 struct Command {
-  enum class Kind { kServe, kConfig, kStatus, kExit };
+  enum class Kind { kServe, kConfig, kStatus, kHealthcheck, kExit };
   Kind kind = Kind::kServe;
   int exit_code = 0;  // kExit: --help (0) or a command-line error (78, already printed)
   config::Sources sources;
   bool json = false;           // config --json, status --json
   bool check = false;          // config --check
   std::string control_socket;  // status
+  std::string url;             // healthcheck --url
 };
 
 // Parses argv. Bool settings are plain flags (--reuse-port); list settings may repeat (--bind a

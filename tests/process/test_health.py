@@ -83,6 +83,19 @@ class HealthBasics(KeelTestCase):
         self.assertEqual(rc, 78)
         self.assertIn("readiness_path (flag --readiness-path): expected text matching", err)
 
+    def test_healthcheck_subcommand(self):
+        server = self.start_server()
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--bind", f"127.0.0.1:{server.port}", "healthcheck")
+        self.assertEqual(rc, 0, err)
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "healthcheck", "--url",
+                                      f"http://127.0.0.1:{server.port}/nope")
+        self.assertEqual(rc, 1)
+        self.assertIn("404", err)
+        server.stop()
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--bind", f"127.0.0.1:{server.port}", "healthcheck")
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot connect: Connection refused", err)
+
     def test_application_route_on_a_health_path_wins(self):
         # keel-testapp serves its own /ready; pointing readiness there keeps the app's handler.
         server = self.start_server("--readiness-path", "/ready")
