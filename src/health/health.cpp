@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "app/detached.hpp"
 #include "keel/async.hpp"
 
 namespace keel {
@@ -12,17 +13,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A coroutine that starts at once and frees itself when done: the runners and the timeout timers
-// of one round, which nobody awaits.
-struct Detached {
-  struct promise_type {
-    Detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }  // runners catch everything themselves
-  };
-};
+using detail::Detached;  // the runners and timeout timers of a round, which nobody awaits
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

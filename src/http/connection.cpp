@@ -12,40 +12,22 @@
 #include <cerrno>
 #include <cstring>
 
+#include "app/detached.hpp"
 #include "app/router.hpp"
 #include "http/response_writer.hpp"
 #include "keel/async.hpp"
 #include "keel/errors.hpp"
 #include "log/log.hpp"
+#include "net/listener.hpp"
 
 namespace keel::http {
 namespace {
-
-// "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1", "unix" -> "unix".
-std::string client_ip(std::string_view peer) {
-  if (!peer.empty() && peer.front() == '[') {
-    const auto close = peer.find(']');
-    return std::string(peer.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
-  }
-  const auto colon = peer.rfind(':');
-  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
-}
 
 constexpr std::size_t kInitialBuffer = 8 * 1024;
 constexpr std::size_t kShrinkAbove = 64 * 1024;  // idle buffers larger than this are released
 constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 
-// Fire-and-forget coroutine that runs a handler's Task to completion and hands the result to
-// its connection. The frame frees itself when it finishes.
-struct Detached {
-  struct promise_type {
-    Detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }
-  };
-};
+using detail::Detached;  // drives a handler's Task to completion for its connection
 
 }  // namespace
 
@@ -238,7 +220,7 @@ void Connection::handle_request() {
   log_context_.fields.clear();
   log_context_.trace_flags = 0;
   log_context_.trace_state.clear();
-  log_context_.fields.emplace_back("client_ip", client_ip(peer_));
+  log_context_.fields.emplace_back("client_ip", net::client_ip(peer_));
   if (trace::Tracer* t = trace::tracer()) t->begin_request(request_, trace_, log_context_);
   log::ScopedContext scoped_context(&log_context_);
   head_request_ = p.method == "HEAD";

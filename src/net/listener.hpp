@@ -48,4 +48,8 @@ std::vector<Listener> systemd_listeners();
 // descriptor numbers in the environment variable env_var, which is then removed.
 std::vector<Listener> inherited_listeners(const char* env_var);
 
+// The address part of a peer as format_address prints it: "127.0.0.1:5000" -> "127.0.0.1",
+// "[::1]:5000" -> "::1", "unix" -> "unix".
+std::string client_ip(std::string_view peer);
+
 }  // namespace keel::net

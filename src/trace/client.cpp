@@ -113,15 +113,6 @@ void split_url(std::string_view url, std::string& host, std::int64_t& port) {
   if (colon != std::string_view::npos) port = std::atoll(std::string(rest.substr(colon + 1)).c_str());
 }
 
-bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) {
-  if (hex.size() != n * 2) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    auto nib = [](char ch) { return ch >= 'a' ? ch - 'a' + 10 : ch - '0'; };
-    out[i] = static_cast<std::uint8_t>(nib(hex[2 * i]) * 16 + nib(hex[2 * i + 1]));
-  }
-  return true;
-}
-
 }  // namespace
 
 Task<ClientResponse> fetch(ClientRequest request) {
@@ -131,8 +122,8 @@ Task<ClientResponse> fetch(ClientRequest request) {
   if (log::Context* ctx = log::current()) {
     if (!ctx->request_id.empty()) extra.push_back(Request::id_header() + ": " + std::string(ctx->request_id));
     if (!ctx->trace_id.empty()) {
-      from_hex(ctx->trace_id, span.trace_id.data(), span.trace_id.size());
-      from_hex(ctx->span_id, span.parent_span_id.data(), span.parent_span_id.size());
+      trace::from_hex(ctx->trace_id, span.trace_id.data(), span.trace_id.size());
+      trace::from_hex(ctx->span_id, span.parent_span_id.data(), span.parent_span_id.size());
       span.span_id = trace::new_span_id();
       span.flags = ctx->trace_flags;
       trace::TraceParent tp;

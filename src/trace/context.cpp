@@ -280,4 +280,19 @@ std::string new_request_id() {
   return to_hex(new_trace_id());
 }
 
+bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) noexcept {
+  if (hex.size() != n * 2) return false;
+  auto nibble = [](char ch) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return true;
+}
+
 }  // namespace keel::trace

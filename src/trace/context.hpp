@@ -126,4 +126,7 @@ bool valid_request_id(std::string_view id);
 // 32 lowercase hex characters (128 random bits, from the same generator as the trace ids).
 std::string new_request_id();
 
+// The inverse of to_hex for exactly n bytes of lowercase hex; false (out unspecified) otherwise.
+bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) noexcept;
+
 }  // namespace keel::trace

@@ -4,24 +4,7 @@
 #include "trace/tracer.hpp"
 
 namespace keel {
-namespace {
-
-bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) {
-  if (hex.size() != n * 2) return false;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < n; ++i) {
-    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-  }
-  return true;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 struct Span::State {
   log::Context* context = nullptr;
@@ -39,8 +22,8 @@ Span::Span(std::string name) {
   d.name = std::move(name);
   d.kind = trace::SpanKind::kInternal;
   d.flags = ctx->trace_flags;
-  from_hex(ctx->trace_id, d.trace_id.data(), d.trace_id.size());
-  from_hex(ctx->span_id, d.parent_span_id.data(), d.parent_span_id.size());
+  trace::from_hex(ctx->trace_id, d.trace_id.data(), d.trace_id.size());
+  trace::from_hex(ctx->span_id, d.parent_span_id.data(), d.parent_span_id.size());
   d.span_id = trace::new_span_id();
   d.start_unix_nano = trace::now_unix_nano();
   ctx->span_id = trace::to_hex(d.span_id);  // lines logged inside carry this span

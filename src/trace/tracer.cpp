@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "keel/request.hpp"
+#include "net/listener.hpp"
 
 namespace keel::trace {
 namespace {
@@ -22,15 +23,6 @@ std::string_view host_without_port(std::string_view host, std::int64_t& port) {
   if (colon == std::string_view::npos) return host;
   port = std::atoll(std::string(host.substr(colon + 1)).c_str());
   return host.substr(0, colon);
-}
-
-std::string client_ip(std::string_view peer) {
-  if (!peer.empty() && peer.front() == '[') {
-    const auto close = peer.find(']');
-    return std::string(peer.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
-  }
-  const auto colon = peer.rfind(':');
-  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
 }
 
 }  // namespace
@@ -137,7 +129,7 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
                   {"http.response.status_code", static_cast<std::int64_t>(status)},
                   {"server.address", host},
                   {"server.port", port},
-                  {"client.address", client_ip(request.client_address())},
+                  {"client.address", net::client_ip(request.client_address())},
                   {"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")}};
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});
   if (const auto ua = request.header("User-Agent")) s.attributes.push_back({"user_agent.original", std::string(*ua)});
