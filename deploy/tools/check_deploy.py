@@ -520,7 +520,9 @@ def cmd_compose(path):
                 with open(dockerfile, encoding="utf-8") as f:
                     text = f.read()
                 test = " ".join(map(str, (svc.get("healthcheck") or {}).get("test", [])))
-                if not any(tool in test and re.search(rf"\b{tool}\b", text) for tool in ("curl", "wget")):
+                uses_binary = "keel-demo" in test and "healthcheck" in test
+                if not uses_binary and not any(tool in test and re.search(rf"\b{tool}\b", text)
+                                               for tool in ("curl", "wget")):
                     print(f"warning: {where}: the healthcheck needs curl or wget, which {os.path.relpath(dockerfile)} does not seem to install")
                 if not re.search(r"^\s*USER\s+10001\b", text, re.M):
                     print(f"warning: {where}: {os.path.relpath(dockerfile)} does not set USER 10001 (compose and Kubernetes run it as 10001)")

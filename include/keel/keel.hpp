@@ -3,9 +3,9 @@
 
 #include "keel/app.hpp"
 #include "keel/async.hpp"
+#include "keel/client.hpp"
 #include "keel/errors.hpp"
 #include "keel/json_writer.hpp"
-#include "keel/client.hpp"
 #include "keel/logger.hpp"
 #include "keel/metrics.hpp"
 #include "keel/request.hpp"

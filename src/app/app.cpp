@@ -144,6 +144,8 @@ void App::add_metrics_route(Router& router) {
 }
 
 int App::serve() {
+  // Until a worker (or the single process) starts serving, this process may fork: no logging thread.
+  log::set_synchronous(true);
   if (options_.workers <= 0) options_.workers = app::cpu_count();
   add_health_routes(*router_);
   if (options_.metrics_bind.empty()) {
@@ -229,8 +231,8 @@ int App::serve() {
                {{"address", l.url}, {"workers", options_.workers}, {"admin", l.admin}});
     if (l.bound.kind == net::BindAddress::Kind::kUnix) unix_paths.push_back(l.bound.path);
   }
-  const process::WorkerMain worker_main = [this](std::vector<net::Listener> ls, int, process::WorkerSlot* slot,
-                                                 std::uint64_t max_requests) {
+  const process::WorkerMain worker_main = [this](std::vector<net::Listener> ls, int worker_id,
+                                                 process::WorkerSlot* slot, std::uint64_t max_requests) {
     if (options_.reuse_port && options_.workers > 1) {
       // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over the
       // workers' queues. The inherited shared socket stays in the set, so connections the kernel
@@ -242,7 +244,9 @@ int App::serve() {
     }
     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
     server.set_admin_router(admin_router_.get());
-    log::set_rotator(slot == nullptr);  // the master rotates the log file; workers follow
+    // One process rotates the log file: worker 0 (replacements keep the id), or the single process.
+    log::set_rotator(slot == nullptr || worker_id == 0);
+    log::set_synchronous(false);  // this process serves and never forks: log from a thread
     http::ObserverList observers;
     std::optional<metrics_detail::HttpMetrics> metrics;
     if (!options_.metrics_path.empty()) {

@@ -39,6 +39,7 @@ struct State {
   Options options;
   int fd = STDOUT_FILENO;
   bool rotator = true;
+  bool synchronous = false;
   std::chrono::steady_clock::time_point opened_at = std::chrono::steady_clock::now();
 };
 
@@ -423,6 +424,19 @@ void configure(const Options& options) {
   g_min_level.store(min, std::memory_order_relaxed);
 }
 
+void set_synchronous(bool synchronous) {
+  State& s = state();
+  std::unique_lock lock(s.mutex);
+  if (synchronous && s.writer_pid == ::getpid()) {
+    // Stop this process's writer thread after it wrote what is queued.
+    s.stop = true;
+    s.wake.notify_one();
+    s.drained.wait(lock, [&] { return s.pending.empty() && !s.writing; });
+    s.writer_pid = 0;
+  }
+  s.synchronous = synchronous;
+}
+
 void set_rotator(bool rotator) {
   State& s = state();
   std::lock_guard lock(s.mutex);
@@ -441,6 +455,16 @@ void write(Level level, std::string_view logger, std::string_view event, std::in
   State& s = state();
   const std::string line = format_line(level, logger, event, fields, s.options.format);
   std::unique_lock lock(s.mutex);
+  if (s.synchronous) {
+    // Reopen requests and renames are noticed here, at most once a second, instead of by a thread.
+    static std::chrono::steady_clock::time_point next_maintenance{};
+    if (const auto now = std::chrono::steady_clock::now(); now >= next_maintenance) {
+      maintain(s);
+      next_maintenance = now + std::chrono::seconds(1);
+    }
+    if (const std::size_t lost = write_all(s.fd, line); lost > 0) g_dropped.fetch_add(lost, std::memory_order_relaxed);
+    return;
+  }
   ensure_writer(s);
   if (s.pending.size() + line.size() > s.options.buffer_bytes) {
     ++s.dropped_unreported;

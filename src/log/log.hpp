@@ -64,7 +64,13 @@ struct Options {
 // std::runtime_error naming it when it cannot.
 void configure(const Options& options);
 
-// This process rotates the file (the master, or the single process); workers follow renames.
+// Synchronous mode writes each line at once, with no writer thread: for the master, which forks.
+// A fork while another thread holds a lock (the allocator's, stdio's) leaves the child that lock
+// held forever — ASan's allocator did exactly that — so the process that forks stays
+// single-threaded. Workers switch back to the asynchronous writer after the fork.
+void set_synchronous(bool synchronous);
+
+// This process rotates the file (worker 0, or the single process); the others follow renames.
 void set_rotator(bool rotator);
 
 // False when the level is below the logger's threshold (the line would be discarded).
