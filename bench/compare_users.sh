@@ -37,10 +37,10 @@ PY
 redis_port=18097
 redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 &
 pids+=($!)
-DATABASE_URL="sqlite:$db" "$demo" --bind 127.0.0.1:18094 --workers "$workers" --access-log false >/dev/null 2>&1 &
+DATABASE_URL="sqlite:$db" "$demo" --bind 127.0.0.1:18094 --workers "$workers" --no-access-log >/dev/null 2>&1 &
 pids+=($!)
 DATABASE_URL="sqlite:$db" CACHE_URL="redis://127.0.0.1:$redis_port" "$demo" --bind 127.0.0.1:18098 \
-  --workers "$workers" --access-log false >/dev/null 2>&1 &
+  --workers "$workers" --no-access-log >/dev/null 2>&1 &
 pids+=($!)
 (cd "$here" && USERS_DB="$db" setsid /usr/bin/python3 /usr/bin/gunicorn -w "$workers" -k uvicorn.workers.UvicornWorker \
   -b 127.0.0.1:18095 fastapi_users:app >"$tmp/gunicorn.log" 2>&1 &)

@@ -67,7 +67,10 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
     known.insert(config::to_flag_name(f.name));
     std::string help = f.help + " [env " + f.env + "]";
     if (f.type == SettingType::kBool) {
-      app.add_flag(names, bool_counts[f.name], help);
+      // --reuse-port sets it, --no-reuse-port clears it (a setting on by default: --no-access-log).
+      const std::string negated = "--no-" + config::to_flag_name(f.name).substr(2);
+      known.insert(negated);
+      app.add_flag(names + ",!" + negated, bool_counts[f.name], help + " (" + negated + ": false)");
       continue;
     }
     auto* opt = app.add_option(names, values[f.name], help)
@@ -109,7 +112,7 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   }
   for (const auto& f : flags) {
     if (f.type == SettingType::kBool) {
-      if (bool_counts[f.name] > 0) cmd.sources.flags.emplace_back(f.name, "true");
+      if (bool_counts[f.name] != 0) cmd.sources.flags.emplace_back(f.name, bool_counts[f.name] > 0 ? "true" : "false");
       continue;
     }
     const auto& v = values[f.name];

@@ -81,6 +81,15 @@ class ConfigTest(KeelTestCase):
         settings = self.config_json(env=clean_env(PORT="5123", KEEL_BIND="127.0.0.1:7000"))
         self.assertEqual(settings["bind"]["value"], "127.0.0.1:7000")
 
+    def test_bool_flags_have_a_negative_form(self):
+        settings = self.config_json("--no-access-log", "--reuse-port")
+        self.assertEqual((settings["access_log"]["value"], settings["access_log"]["origin"]),
+                         ("false", "flag --access-log"))
+        self.assertEqual(settings["reuse_port"]["value"], "true")
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--no-acess-log", env=clean_env())
+        self.assertEqual(rc, 78)
+        self.assertIn("did you mean --no-access-log?", err)
+
     def test_repeated_list_flags_and_file_arrays(self):
         config = self.write("keel.toml", 'bind = ["127.0.0.1:7001", "unix:/tmp/keel-x.sock"]\n')
         settings = self.config_json("--config", config)
