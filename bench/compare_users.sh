@@ -46,7 +46,7 @@ pids+=($!)
   -b 127.0.0.1:18095 fastapi_users:app >"$tmp/gunicorn.log" 2>&1 &)
 for port in 18094 18095 18098; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/api/users/1" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -sf "http://127.0.0.1:$port/api/users/1" >/dev/null || { echo "server on $port did not answer" >&2; exit 1; }
+  curl -sf "http://127.0.0.1:$port/api/users/1" >/dev/null || { echo "server on $port did not answer" >&2; tail -5 "$tmp/gunicorn.log" >&2; exit 1; }
 done
 echo "== GET /api/users/1, $workers workers: A = keel-demo (SQLite), B = FastAPI (SQLite)"
 "$peers/compare.sh" http://127.0.0.1:18094/api/users/1 http://127.0.0.1:18095/api/users/1 "${ROUNDS:-5}" "${DURATION:-5}" "${CONNECTIONS:-64}"

@@ -40,6 +40,7 @@ struct State {
   int fd = STDOUT_FILENO;
   bool rotator = true;
   bool synchronous = false;
+  bool flush_requested = false;  // flush(): write now, do not wait for the interval
   std::chrono::steady_clock::time_point opened_at = std::chrono::steady_clock::now();
 };
 
@@ -51,22 +52,50 @@ State& state() {
 std::atomic<std::uint64_t> g_dropped{0};
 std::atomic<bool> g_reopen{false};
 std::atomic<int> g_worker_id{-1};
+std::atomic<int> g_pid{0};  // getpid() is a system call in glibc 2.36: cached, reset after fork
+
+// The writer wakes when this much is queued, or every kFlushInterval: one write per batch, not a
+// wake-up (a futex call and a context switch) per line.
+constexpr std::size_t kWakeBytes = 64 * 1024;
+constexpr auto kFlushInterval = std::chrono::milliseconds(50);
+
+int cached_pid() {
+  int pid = g_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    pid = ::getpid();
+    g_pid.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
 std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};  // fast path: below every threshold
 
 std::string timestamp(std::chrono::system_clock::time_point now, bool for_file_name = false) {
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
   const auto secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
   char buf[64];
   if (for_file_name) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
     std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                   tm.tm_hour, tm.tm_min, tm.tm_sec);
-  } else {
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(us % 1000000));
+    return buf;
   }
-  return buf;
+  // The "YYYY-MM-DDTHH:MM:SS" part changes once a second: formatted once per second per thread.
+  thread_local std::time_t cached_secs = -1;
+  thread_local char cached[64];
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_secs = secs;
+  }
+  std::string out(cached);
+  auto frac = static_cast<unsigned>(us % 1000000);
+  char digits[8] = {'.', '0', '0', '0', '0', '0', '0', 'Z'};
+  for (int i = 6; i >= 1; --i, frac /= 10) digits[i] = static_cast<char>('0' + frac % 10);
+  out.append(digits, sizeof digits);
+  return out;
 }
 
 void append_number(std::string& out, double d) {
@@ -166,7 +195,7 @@ std::string format_line(Level level, std::string_view logger, std::string_view e
   line += "\",\"logger\":\"";
   append_json_escaped(line, logger);
   line += "\",\"pid\":";
-  line += std::to_string(::getpid());
+  line += std::to_string(cached_pid());
   if (worker >= 0) {
     line += ",\"worker\":";
     line += std::to_string(worker);
@@ -298,7 +327,9 @@ void writer_loop() {
   std::unique_lock lock(s.mutex);
   for (;;) {
     s.writer_waiting = true;
-    s.wake.wait_until(lock, next_maintenance, [&] { return !s.pending.empty() || s.stop; });
+    const auto until = std::min(next_maintenance, std::chrono::steady_clock::now() + kFlushInterval);
+    s.wake.wait_until(lock, until, [&] { return s.pending.size() >= kWakeBytes || s.stop || s.flush_requested; });
+    s.flush_requested = false;
     s.writer_waiting = false;
     if (s.pending.empty() && s.stop) break;
     batch.swap(s.pending);
@@ -352,6 +383,8 @@ void atfork_child() {
   s.writer_waiting = false;
   s.writer_pid = 0;
   s.dropped_unreported = 0;
+  s.flush_requested = false;
+  g_pid.store(0, std::memory_order_relaxed);
   new (&s.wake) std::condition_variable();
   new (&s.drained) std::condition_variable();
   new (&s.mutex) std::mutex();
@@ -472,7 +505,7 @@ void write(Level level, std::string_view logger, std::string_view event, std::in
     return;
   }
   s.pending += line;
-  const bool wake = s.writer_waiting;
+  const bool wake = s.writer_waiting && s.pending.size() >= kWakeBytes;
   lock.unlock();
   if (wake) s.wake.notify_one();
 }
@@ -481,6 +514,7 @@ void flush(std::chrono::milliseconds timeout) {
   State& s = state();
   std::unique_lock lock(s.mutex);
   if (s.writer_pid != ::getpid()) return;  // nothing was logged by this process
+  s.flush_requested = true;
   s.wake.notify_one();
   s.drained.wait_for(lock, timeout, [&] { return s.pending.empty() && !s.writing; });
 }
