@@ -35,6 +35,7 @@ struct ServerOptions {
   unsigned unix_socket_mode = 0660;                   // --unix-socket-mode: permissions of unix: sockets
   bool reuse_port = false;                            // --reuse-port: one SO_REUSEPORT socket per worker
   std::chrono::milliseconds keep_alive{5000};         // --keep-alive: idle keep-alive connection timeout
+  std::uint64_t keep_alive_requests = 1000;           // then the connection closes (0: never), like nginx
   std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
   std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
   std::chrono::milliseconds write_timeout{30000};     // --write-timeout: no write progress -> close
@@ -55,7 +56,8 @@ struct ServerOptions {
   std::chrono::milliseconds max_worker_lifetime{0};   // --max-worker-lifetime: recycle when older (0: off)
   std::uint64_t max_worker_memory = 0;                // --max-worker-memory: recycle above this RSS (0: off)
   std::string pid_file;                               // --pid FILE: the master's pid
-  std::string control_socket;                         // --control-socket PATH: `status` queries it
+  std::string control_socket;                         // --control-socket PATH: `status`, `upgrade`
+  std::string service_version;                        // the `version` label of metrics, `status`
   bool reload = false;                                // --reload: re-exec when the binary changes (dev)
   std::vector<std::string> reload_extra_files;        // --reload-extra-file: more files to watch
   int threads = 4;                                    // --threads: blocking-call pool per worker

@@ -63,6 +63,12 @@ class JsonWriter {
     out_ += "null";
     return *this;
   }
+  // A value that is already a JSON document (the caller vouches for it), embedded as is.
+  JsonWriter& raw(std::string_view json) {
+    before_value();
+    out_ += json;
+    return *this;
+  }
 
   // The document; throws std::logic_error if objects or arrays are still open.
   [[nodiscard]] const std::string& str() const {

@@ -9,19 +9,41 @@
 #include "app/access_log.hpp"
 #include "app/cli.hpp"
 #include "app/configuration.hpp"
+#include "app/detached.hpp"
 #include "app/healthcheck.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
 #include "http/gzip.hpp"
 #include "http/server.hpp"
+#include "keel/async.hpp"
 #include "log/log.hpp"
+#include "metrics/generation_stats.hpp"
 #include "metrics/http_metrics.hpp"
 #include "metrics/registry.hpp"
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
+#include "process/upgrade.hpp"
 #include "trace/tracer.hpp"
 
 namespace keel {
+namespace {
+
+// A worker of a generation started by `upgrade` accepts connections only once its readiness
+// checks pass (a canary that cannot serve must never take a request); until then it retries.
+detail::Detached open_when_ready(Health& health, http::Server& server) {
+  for (;;) {
+    if (server.shutting_down()) co_return;
+    const HealthReport report = co_await health.readiness();
+    if (report.status == HealthReport::Status::kOk || report.status == HealthReport::Status::kDegraded) {
+      log::write(log::Level::kInfo, "keel.worker", "readiness_gate_open", {{"generation", process::generation()}});
+      server.start_accepting();
+      co_return;
+    }
+    co_await keel::sleep(std::chrono::milliseconds(250));
+  }
+}
+
+}  // namespace
 
 bool shutting_down() noexcept {
   const http::Server* server = http::Server::current();
@@ -53,6 +75,7 @@ int App::run(int argc, char** argv) {
   const cli::Command cmd = cli::parse(argc, argv, configuration->flags());
   if (cmd.kind == cli::Command::Kind::kExit) return cmd.exit_code;
   if (cmd.kind == cli::Command::Kind::kStatus) return process::print_status(cmd.control_socket, cmd.json);
+  if (cmd.kind == cli::Command::Kind::kUpgrade) return process::run_upgrade(cmd.upgrade);
   const config::Loaded loaded = configuration->load(cmd.sources);
   if (!loaded.problems.empty()) {
     std::cerr << config::format_problems(argv[0], loaded.problems);
@@ -160,7 +183,7 @@ int App::serve() {
   if (metrics_on) metrics_detail::register_builtin_metrics();
   // Before any fork: every process gets its region of the shared arena.
   if (!registry.has_arena()) registry.create_arena(process::WorkerTable::kSlots);
-  if (metrics_on) metrics_detail::set_build_info();
+  if (metrics_on) metrics_detail::set_build_info(process::generation(), options_.service_version);
   std::optional<metrics_detail::ProcessSampler> master_sampler;
   if (metrics_on) master_sampler.emplace();
   std::int64_t next_sample_ms = 0;
@@ -173,6 +196,13 @@ int App::serve() {
     if (metrics_on && reason != "shutdown") metrics_detail::count_worker_restart(reason);
   };
   if (metrics_on) {
+    supervision.generation_stats = [this, &registry] {
+      std::vector<std::string> excluded;
+      for (const auto* p :
+           {&options_.health_path, &options_.readiness_path, &options_.startup_path, &options_.metrics_path})
+        if (!p->empty()) excluded.push_back(*p);
+      return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus), excluded);
+    };
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
     supervision.tick = [&master_sampler, &next_sample_ms] {
       const auto now =
@@ -277,6 +307,10 @@ int App::serve() {
     }
     started_ = true;
     if (slot == nullptr && hooks_.when_ready) hooks_.when_ready();  // single process: no master to say it
+    if (process::is_candidate_generation()) {
+      server.gate_accepting();
+      server.loop().post([this, &server] { open_when_ready(health_, server); });
+    }
     const int code = server.run();
     if (trace::Tracer* t = trace::tracer()) {  // send what is queued, within the graceful time
       t->shutdown(std::chrono::steady_clock::now() +

@@ -1,6 +1,7 @@
 #include "app/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <set>
@@ -82,9 +83,13 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   bool no_server_header = false;
   app.add_flag("--no-server-header", no_server_header, "send no Server header");
   known.insert("--no-server-header");
-  app.add_option("--config", cmd.sources.config_file, "TOML config file [env KEEL_CONFIG]")->type_name("FILE");
+  // The last one wins: `upgrade --config` appends one to the running command line.
+  app.add_option("--config", cmd.sources.config_file, "TOML config file [env KEEL_CONFIG]")
+      ->type_name("FILE")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--env-file", cmd.sources.env_file, ".env file [env KEEL_ENV_FILE] (default ./.env when present)")
-      ->type_name("FILE");
+      ->type_name("FILE")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   auto* config = app.add_subcommand("config", "print the effective configuration with the source of every value");
   config->add_flag("--json", cmd.json, "as JSON");
@@ -97,6 +102,31 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
       "healthcheck", "ask the running service's liveness endpoint; exit 0 when healthy (container HEALTHCHECK)");
   healthcheck->add_option("--url", cmd.url, "http://HOST:PORT/PATH (default: the first --bind and health_path)");
   healthcheck->fallthrough();
+  auto* upgrade = app.add_subcommand(
+      "upgrade", "start a new generation of workers beside the running ones, verify it, promote or roll back");
+  process::UpgradeRequest& up = cmd.upgrade;
+  std::vector<std::string> sets;
+  upgrade->add_option("--control-socket", up.control_socket, "the running master's control_socket")
+      ->envname("KEEL_CONTROL_SOCKET");
+  upgrade->add_option("--binary", up.binary, "the new executable (default: the running command's)");
+  upgrade->add_option("--strategy", up.strategy, "canary | blue-green | rolling")
+      ->check(CLI::IsMember({"canary", "blue-green", "rolling"}));
+  upgrade->add_option("--canary-weight", up.canary_weight, "share of the workers the canary gets (25%)");
+  upgrade->add_option("--steps", up.steps, "canary steps in percent, e.g. 10,25,50,100");
+  upgrade->add_option("--analysis-window", up.analysis_window, "how long each canary step is observed (60s)");
+  upgrade->add_option("--max-error-ratio", up.max_error_ratio, "5xx / all allowed for the new generation (0.01)");
+  upgrade->add_option("--max-error-ratio-delta", up.max_error_ratio_delta,
+                      "how much worse than the old generation's error ratio the new one may be (0.005)");
+  upgrade->add_option("--max-p99-ratio", up.max_p99_ratio, "new p99 / old p99 allowed (1.5)");
+  upgrade->add_option("--p99-floor", up.p99_floor, "p99s below this compare as equal to it (5ms)");
+  upgrade->add_option("--min-requests", up.min_requests, "requests the new generation must answer per step (100)");
+  upgrade->add_option("--ready-timeout", up.ready_timeout, "how long new workers may take to be ready (60s)");
+  upgrade->add_option("--rollback-window", up.rollback_window,
+                      "blue-green: how long the old generation stays parked (300s)");
+  upgrade->add_flag("--rollback", up.rollback, "blue-green: switch back to the parked generation");
+  upgrade->add_option("--config", up.config_file, "config file for the new generation");
+  upgrade->add_option("--set", sets, "KEY=VALUE setting for the new generation (repeatable)");
+  upgrade->add_flag("--json", up.json, "print the verdict as JSON");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -129,6 +159,45 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   if (status->parsed()) cmd.kind = Command::Kind::kStatus;
   if (config->parsed()) cmd.kind = Command::Kind::kConfig;
   if (healthcheck->parsed()) cmd.kind = Command::Kind::kHealthcheck;
+  if (upgrade->parsed()) {
+    cmd.kind = Command::Kind::kUpgrade;
+    // --set KEY=VALUE becomes the new generation's flag for that setting (flags win over every
+    // other source there); checked here so a typo fails before anything starts.
+    std::vector<std::string_view> names;
+    for (const auto& f : flags) names.push_back(f.name);
+    for (const auto& item : sets) {
+      const auto eq = item.find('=');
+      std::string key = item.substr(0, eq);
+      std::replace(key.begin(), key.end(), '-', '_');
+      const Flag* flag = nullptr;
+      for (const auto& f : flags)
+        if (f.name == key) flag = &f;
+      std::string problem;
+      if (eq == std::string::npos || key.empty()) {
+        problem = "expected KEY=VALUE";
+      } else if (flag == nullptr) {
+        const std::string hint = config::suggest(key, names);
+        problem = "unknown setting '" + key + "'" + (hint.empty() ? "" : " (did you mean " + hint + "?)");
+      } else if (key == "workers" || key == "control_socket" || key == "bind" || key == "pid_file") {
+        problem = "'" + key + "' cannot differ between generations (the upgrade sets workers itself)";
+      } else if (flag->type == SettingType::kBool) {
+        const auto b = config::parse_bool(item.substr(eq + 1));
+        if (!b)
+          problem = "'" + item.substr(eq + 1) + "' is not a boolean";
+        else
+          up.args.push_back((*b.value ? "--" : "--no-") + config::to_flag_name(key).substr(2));
+      } else {
+        up.args.push_back(config::to_flag_name(key) + "=" + item.substr(eq + 1));
+      }
+      if (!problem.empty()) {
+        std::cerr << argv[0] << ": error: upgrade --set " << item << ": " << problem << "\n";
+        cmd.kind = Command::Kind::kExit;
+        cmd.exit_code = 78;
+        return cmd;
+      }
+    }
+    if (!up.config_file.empty()) up.args.push_back("--config=" + up.config_file);
+  }
   return cmd;
 }
 

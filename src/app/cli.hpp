@@ -8,6 +8,7 @@
 
 #include "config/loader.hpp"
 #include "keel/settings.hpp"
+#include "process/upgrade.hpp"
 
 namespace keel::cli {
 
@@ -21,14 +22,15 @@ struct Flag {
 };
 
 struct Command {
-  enum class Kind { kServe, kConfig, kStatus, kHealthcheck, kExit };
+  enum class Kind { kServe, kConfig, kStatus, kHealthcheck, kUpgrade, kExit };
   Kind kind = Kind::kServe;
   int exit_code = 0;  // kExit: --help (0) or a command-line error (78, already printed)
   config::Sources sources;
-  bool json = false;           // config --json, status --json
-  bool check = false;          // config --check
-  std::string control_socket;  // status
-  std::string url;             // healthcheck --url
+  bool json = false;                // config --json, status --json
+  bool check = false;               // config --check
+  std::string control_socket;       // status
+  std::string url;                  // healthcheck --url
+  process::UpgradeRequest upgrade;  // upgrade: its flags, --set turned into the new generation's flags
 };
 
 // Parses argv. Bool settings are plain flags (--reuse-port); list settings may repeat (--bind a

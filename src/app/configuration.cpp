@@ -22,6 +22,7 @@ Configuration::Configuration(const ServerOptions& defaults, const Settings& app_
   // keel's own variables that are not settings.
   registry_.allow_env(process::kListenFdsEnv);
   registry_.allow_env(process::kUpgradeFromEnv);
+  registry_.allow_env(process::kGenerationEnv);
 }
 
 std::vector<cli::Flag> Configuration::flags() const {

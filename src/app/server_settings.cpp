@@ -144,6 +144,10 @@ std::vector<ServerSetting> build() {
   all.push_back(duration("keep_alive", &ServerOptions::keep_alive,
                          "close idle keep-alive connections after this; keep it above your load balancer's idle "
                          "timeout"));
+  all.push_back(integer("keep_alive_requests", &ServerOptions::keep_alive_requests,
+                        "requests one keep-alive connection may carry, then it closes so clients spread over new "
+                        "workers (0: unlimited; nginx's keepalive_requests)",
+                        0, 1e12));
   all.push_back(
       duration("header_timeout", &ServerOptions::header_timeout, "time allowed to receive a request head (then 408)"));
   all.push_back(
@@ -343,7 +347,9 @@ std::vector<ServerSetting> build() {
   all.push_back(
       restart_only(text("pid_file", &ServerOptions::pid_file, "write the master's pid to this file", {"-p", "--pid"})));
   all.push_back(restart_only(text("control_socket", &ServerOptions::control_socket,
-                                  "unix socket where the master answers `status` (workers, pids, ages, requests)")));
+                                  "unix socket where the master answers `status` and `upgrade`")));
+  all.push_back(text("service_version", &ServerOptions::service_version,
+                     "version of this build: the `version` label of the HTTP metrics, `status`, upgrade verdicts"));
   all.push_back(
       restart_only(boolean("reload", &ServerOptions::reload,
                            "development: restart (re-exec) when the binary or a reload_extra_files changes")));

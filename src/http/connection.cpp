@@ -224,7 +224,13 @@ void Connection::handle_request() {
   if (trace::Tracer* t = trace::tracer()) t->begin_request(request_, trace_, log_context_);
   log::ScopedContext scoped_context(&log_context_);
   head_request_ = p.method == "HEAD";
-  keep_alive_ = p.keep_alive && !server_.draining();
+  // keep_alive_requests (nginx's keepalive_requests): a long-lived connection is closed now and
+  // then, so clients spread over new workers (scale-up, a canary generation) instead of staying
+  // pinned to the workers they first reached.
+  ++requests_on_connection_;
+  const std::uint64_t max_on_connection = server_.options().keep_alive_requests;
+  keep_alive_ = p.keep_alive && !server_.draining() &&
+                (max_on_connection == 0 || requests_on_connection_ < max_on_connection);
 
   if (Observer* o = server_.observer()) {
     started_ = std::chrono::steady_clock::now();
@@ -269,6 +275,13 @@ void Connection::handle_request() {
     if (p.method == "OPTIONS" && p.path == "*") {
       r = Response(204);
       r.add_header("Allow", router.all_methods());
+    } else if (p.method == "CONNECT" && (p.path.empty() || p.path.front() != '/')) {
+      // authority-form: keel opens no tunnels (RFC 9110 §9.3.6). The empty Allow says no method
+      // applies to that target (RFC 9110 §10.2.1). Close: a client may already be sending tunnel
+      // bytes after the CONNECT, and none of them must be read as a request to keel.
+      r = problem_response(405, "CONNECT is not supported", request_.request_id());
+      r.add_header("Allow", "");
+      r.close_connection();
     } else if (match.status == 405 && p.method == "OPTIONS") {
       r = Response(204);
       r.add_header("Allow", match.allow);

@@ -81,6 +81,7 @@ class Connection final : public net::IoHandler {
   bool dead_ = false;  // fd closed; freed once no handler references it
   bool head_request_ = false;
   bool keep_alive_ = true;
+  std::uint64_t requests_on_connection_ = 0;
   bool sent_continue_ = false;
   bool counted_ = false;  // holds an in-flight slot (--limit-concurrency)
   bool admin_ = false;

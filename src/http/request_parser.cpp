@@ -31,7 +31,17 @@ constexpr std::array<bool, 256> make_target_char() {
   t['#'] = false;
   return t;
 }
+// unreserved / sub-delims of RFC 3986 §2: the bytes of a reg-name besides pct-encoded.
+constexpr std::array<bool, 256> make_reg_name_char() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("-._~!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
 constexpr auto kTchar = make_tchar();
+constexpr auto kRegNameChar = make_reg_name_char();
 constexpr auto kValueChar = make_value_char();
 constexpr auto kTargetChar = make_target_char();
 
@@ -49,6 +59,41 @@ inline int hex_value(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+// uri-host [ ":" port ] (RFC 9110 §7.2 Host, RFC 9112 §3.2.3 authority-form, RFC 3986 §3.2.2):
+// an IP-literal in brackets, or a non-empty reg-name / IPv4address (unreserved, pct-encoded,
+// sub-delims), then an optional port of digits (required when require_port). Anything else -- a
+// second colon, userinfo, '/', backslash, quotes, whitespace, obs-text -- is an invalid value that a
+// server MUST answer with 400 (RFC 9112 §3.2): intermediaries would disagree on what it names.
+bool valid_host_port(std::string_view v, bool require_port) {
+  std::size_t i = 0;
+  const std::size_t n = v.size();
+  if (n > 0 && v[0] == '[') {
+    const std::size_t close = v.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    // IPv6address / IPvFuture (RFC 3986) and a zone id ("%25eth0", RFC 6874): hex digits, '.',
+    // ':', unreserved, sub-delims and '%'. The exact address syntax is left to whoever uses it.
+    for (std::size_t j = 1; j < close; ++j)
+      if (!kRegNameChar[static_cast<unsigned char>(v[j])] && v[j] != ':' && v[j] != '%') return false;
+    i = close + 1;
+  } else {
+    while (i < n && v[i] != ':') {
+      if (v[i] == '%') {
+        if (i + 2 >= n || hex_value(v[i + 1]) < 0 || hex_value(v[i + 2]) < 0) return false;
+        i += 3;
+        continue;
+      }
+      if (!kRegNameChar[static_cast<unsigned char>(v[i])]) return false;
+      ++i;
+    }
+    if (i == 0) return false;  // empty host (RFC 9110 §4.2.1: an http URI MUST NOT have one)
+  }
+  if (i == n) return !require_port;
+  if (v[i] != ':') return false;
+  for (++i; i < n; ++i)
+    if (v[i] < '0' || v[i] > '9') return false;
+  return true;
 }
 
 // Calls fn(token) for each element of a comma-separated list of tokens (RFC 9110 §5.6.1; empty
@@ -292,7 +337,9 @@ ParseStatus RequestParser::parse_request_line(const char* base, std::size_t line
   } else {
     const std::size_t scheme_end = target.find("://");
     if (scheme_end == std::string_view::npos) {
-      if (method == "CONNECT") {  // authority-form; keel serves no tunnels, the router answers 405
+      if (method == "CONNECT") {  // authority-form; keel serves no tunnels, the connection answers 405
+        // authority-form = uri-host ":" port (RFC 9112 §3.2.3)
+        if (!valid_host_port(target, true)) return fail(400, "invalid authority-form target");
         path_ = target_;
         host_ = target_;
         return ParseStatus::kComplete;
@@ -305,8 +352,8 @@ ParseStatus RequestParser::parse_request_line(const char* base, std::size_t line
     std::size_t auth_end = target.find_first_of("/?", auth_start);
     if (auth_end == std::string_view::npos) auth_end = target.size();
     const std::string_view authority = target.substr(auth_start, auth_end - auth_start);
-    if (authority.empty() || authority.find('@') != std::string_view::npos)
-      return fail(400, "invalid authority in absolute-form target");
+    if (authority.find('@') != std::string_view::npos) return fail(400, "userinfo in absolute-form target");
+    if (!valid_host_port(authority, false)) return fail(400, "invalid authority in absolute-form target");
     host_ = {static_cast<std::uint32_t>(target_.off + auth_start), static_cast<std::uint32_t>(authority.size())};
     path_off = auth_end;
     if (auth_end == target.size() || target[auth_end] == '?') path_is_root_ = true;
@@ -375,7 +422,8 @@ ParseStatus RequestParser::finish_head(const char* base) {
       case 4:
         if (iequals(name, "host")) {
           if (++host_count > 1) return fail(400, "several Host headers");
-          if (h.value.find_first_of("/\\@?# \t") != std::string_view::npos) return fail(400, "invalid Host header");
+          // An empty value is what a client sends when the target URI has no authority (RFC 9112 §3.2).
+          if (!h.value.empty() && !valid_host_port(h.value, false)) return fail(400, "invalid Host header");
           if (!absolute_host) host_ = fields_[idx].value;
         }
         break;

@@ -198,7 +198,7 @@ net::Clock::time_point Server::tick() {
     }
     if (l.head != nullptr) next = std::min(next, l.head->deadline_);
   }
-  if (!accepting_ && !draining_) {
+  if (!accepting_ && !draining_ && !accept_gated_) {
     if (now >= accept_resume_at_) {
       accepting_ = true;
       for (auto& a : acceptors_) loop_.add(a->fd(), EPOLLIN | EPOLLEXCLUSIVE, a.get());
@@ -361,17 +361,27 @@ void Server::begin_shutdown(bool graceful, bool whole_service) {
   for (Connection* c : live) c->drain();
 }
 
+void Server::start_accepting() {
+  if (!accept_gated_ || shutdown_requested_ || draining_ || listeners_closed_) return;
+  accept_gated_ = false;
+  accepting_ = true;
+  // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.
+  for (auto& a : acceptors_) loop_.add(a->fd(), EPOLLIN | EPOLLEXCLUSIVE, a.get());
+  if (slot_ != nullptr && slot_->get_state() == process::WorkerState::kBooting)
+    slot_->set_state(process::WorkerState::kReady);
+}
+
 int Server::run() {
   t_server = this;
   signals_ = std::make_unique<SignalWatcher>(*this);
-  for (const auto& l : listeners_) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));
-    // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.
-    loop_.add(l.fd, EPOLLIN | EPOLLEXCLUSIVE, acceptors_.back().get());
-  }
+  for (const auto& l : listeners_) acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));
   loop_.set_tick([this] { return tick(); });
-  if (slot_ != nullptr && slot_->get_state() == process::WorkerState::kBooting)
-    slot_->set_state(process::WorkerState::kReady);
+  if (accept_gated_) {
+    accepting_ = false;
+  } else {
+    accept_gated_ = true;
+    start_accepting();
+  }
   if (slot_ == nullptr) process::sd_notify("READY=1\nSTATUS=serving");  // no master to say it
   loop_.run();
   return 0;

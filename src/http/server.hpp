@@ -39,6 +39,12 @@ class Server {
 
   // Serves until shutdown; returns the process exit code.
   int run();
+  // Before run(): do not accept (nor report the worker ready to the master) until
+  // start_accepting() — a new generation of an upgrade waits for its readiness checks, so a
+  // worker that cannot serve never takes a connection.
+  void gate_accepting() noexcept { accept_gated_ = true; }
+  // Opens the gate (no-op once shutting down, or when not gated).
+  void start_accepting();
 
   // Server-wide state the connections use.
   const ServerOptions& options() const noexcept { return options_; }
@@ -103,6 +109,7 @@ class Server {
   int reserve_fd_ = -1;
   std::string over_capacity_;  // canned 503 for connections over --worker-connections
   bool accepting_ = true;
+  bool accept_gated_ = false;
   net::Clock::time_point accept_resume_at_{};
   bool draining_ = false;
   bool shutdown_requested_ = false;  // SIGTERM seen; draining starts after --shutdown-delay

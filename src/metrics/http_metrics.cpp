@@ -44,11 +44,13 @@ struct Families {
   Gauge* workers;
   Counter* restarts;
   Gauge* build_info;
+  Gauge* generation_info;
   Counter* log_dropped;
   Counter* spans_dropped;
 };
 
 Families* g_families = nullptr;
+std::string g_service_version;  // the `version` label of the RED metrics
 
 const std::vector<double>& size_buckets() {
   static const std::vector<double> b{64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216};
@@ -105,9 +107,10 @@ void register_builtin_metrics() {
   MetricsRegistry& m = metrics();
   auto* f = new Families{};
   f->requests = &m.counter("http_requests_total", "HTTP requests answered, by method, route template and status.",
-                           {"method", "route", "status"});
-  f->duration = &m.histogram("http_request_duration_seconds",
-                             "Time from the parsed request head to the response being written.", {"method", "route"});
+                           {"method", "route", "status", "version"});
+  f->duration =
+      &m.histogram("http_request_duration_seconds", "Time from the parsed request head to the response being written.",
+                   {"method", "route", "version"});
   f->in_flight = &m.gauge("http_requests_in_flight", "Requests being handled.");
   f->request_size = &m.histogram("http_request_size_bytes", "Request sizes (head and body) as received.",
                                  {"method", "route"}, size_buckets());
@@ -133,6 +136,10 @@ void register_builtin_metrics() {
   f->restarts = &m.counter("keel_worker_restarts_total", "Worker exits the master replaced, by reason.", {"reason"});
   f->build_info = &m.gauge("keel_build_info", "The keel build serving: always 1.", {"version", "commit"},
                            {.gauge_mode = GaugeMode::kMax});
+  f->generation_info = &m.gauge("keel_generation_info",
+                                "The generation of workers serving (2 and up: started by `upgrade`) and its "
+                                "service_version: always 1.",
+                                {"generation", "version"}, {.gauge_mode = GaugeMode::kMax});
   f->log_dropped = &m.counter("keel_log_dropped_total",
                               "Log lines dropped: the in-memory buffer was full or the destination failed.");
   f->spans_dropped = &m.counter("keel_spans_dropped_total",
@@ -140,8 +147,10 @@ void register_builtin_metrics() {
   g_families = f;
 }
 
-void set_build_info() noexcept {
+void set_build_info(int generation, std::string version) {
+  g_service_version = std::move(version);
   g_families->build_info->labels({KEEL_VERSION, KEEL_COMMIT}).set(1);
+  g_families->generation_info->labels({std::to_string(generation), g_service_version}).set(1);
 }
 
 ProcessSampler::ProcessSampler() {
@@ -214,14 +223,14 @@ void HttpMetrics::request_finished(const http::RequestRecord& r) noexcept {
   for (const auto& s : rc.by_status)
     if (s.status == r.status && s.method == method) requests = s.requests;
   if (requests == nullptr) {  // first time for this (route, method, status): the slow path
-    requests = &g_families->requests->labels({method, r.route, std::to_string(r.status)});
+    requests = &g_families->requests->labels({method, r.route, std::to_string(r.status), g_service_version});
     rc.by_status.push_back({r.status, method, requests});
   }
   const MethodChildren* mc = nullptr;
   for (const auto& m : rc.by_method)
     if (m.method == method) mc = &m;
   if (mc == nullptr) {
-    rc.by_method.push_back({method, &g_families->duration->labels({method, r.route}),
+    rc.by_method.push_back({method, &g_families->duration->labels({method, r.route, g_service_version}),
                             &g_families->request_size->labels({method, r.route}),
                             &g_families->response_size->labels({method, r.route})});
     mc = &rc.by_method.back();

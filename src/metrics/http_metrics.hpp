@@ -77,8 +77,10 @@ class HttpMetrics final : public http::Observer {
   std::chrono::steady_clock::time_point sample_due_{};
 };
 
-// keel_build_info{version,commit} = 1 (after the arena exists).
-void set_build_info() noexcept;
+// keel_build_info{version,commit} = 1 and keel_generation_info{generation,version} = 1 (after the
+// arena exists); `version` (service_version) also labels http_requests_total and
+// http_request_duration_seconds from then on, so two generations of an upgrade stay apart.
+void set_build_info(int generation, std::string version);
 
 // The master's figures.
 void set_worker_count(int workers) noexcept;

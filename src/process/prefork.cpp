@@ -138,10 +138,18 @@ class Master {
   void on_signal(int sig);
   void start_upgrade();
   void check_upgrade(pid_t pid, int status);
+  // fork + exec of a new master on our listening sockets (USR2 and `upgrade`); -1 on failure.
+  pid_t exec_master(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& env);
   void open_control();
   void close_control();
   void serve_control();
+  std::string handle_control(const std::string& request);
+  std::string spawn_generation(const nlohmann::json& request);
+  void retire();
+  void park(std::int64_t window_ms);
+  void unpark();
   std::string status_json() const;
+  std::string stats_json() const;
   void watch_for_reload();
   void check_reload();
   void begin_stop(bool graceful);
@@ -175,6 +183,19 @@ class Master {
   int inotify_fd_ = -1;                               // --reload watches
   std::vector<std::pair<int, std::string>> watched_;  // watch descriptor -> file name in that directory
   std::int64_t reload_at_ms_ = 0;                     // debounced re-exec time, 0: none pending
+  // Generations (`upgrade`): ours, the next one we started (its master is our child), parking.
+  int generation_ = generation();
+  bool candidate_ = is_candidate_generation();
+  std::string control_path_ = options_.control_socket;  // moves on promote / park
+  pid_t next_gen_pid_ = 0;
+  int next_gen_number_ = 0;
+  std::string next_gen_control_;
+  std::string next_gen_exit_;  // "exit code 3" / "signal 9" once the next generation's master ended
+  bool parked_ = false;
+  int parked_target_ = 0;
+  std::int64_t park_deadline_ms_ = 0;
+  std::uint64_t crashes_ = 0;     // worker exits that were not asked for (crash, timeout, OOM kill)
+  std::string upgrade_progress_;  // the `upgrade` command's live numbers, shown by `status`
   std::optional<std::chrono::milliseconds> watchdog_ = sd_watchdog_interval();
   std::int64_t next_watchdog_ms_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
@@ -300,6 +321,16 @@ void Master::reap() {
       check_upgrade(pid, status);
       continue;
     }
+    if (pid == next_gen_pid_) {
+      next_gen_exit_ = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                           : "exit code " + std::to_string(WEXITSTATUS(status));
+      log::write(log::Level::kWarning, "keel.master", "generation_exited",
+                 {{"generation", next_gen_number_},
+                  {"master_pid", static_cast<std::int64_t>(pid)},
+                  {"status", next_gen_exit_}});
+      next_gen_pid_ = 0;
+      continue;
+    }
     const auto it = workers_.find(pid);
     if (it == workers_.end()) continue;
     Worker w = it->second;
@@ -310,6 +341,7 @@ void Master::reap() {
     const bool boot_failed = !w.was_ready && WIFEXITED(status) && WEXITSTATUS(status) == kBootFailure;
     const char* reason = reason_name(w.reason, status, boot_failed);
     const bool expected = w.reason != ExitReason::kNone && w.reason != ExitReason::kTimeout;
+    if (!expected) ++crashes_;
     log::write(expected ? log::Level::kInfo : log::Level::kWarning, "keel.master", "worker_exited",
                {{"worker_pid", static_cast<std::int64_t>(pid)},
                 {"worker_id", w.id},
@@ -430,6 +462,10 @@ void Master::supervise() {
       upgrade_from_ = 0;
     }
   }
+  if (parked_ && now >= park_deadline_ms_) {
+    log::write(log::Level::kInfo, "keel.master", "rollback_window_expired", {{"generation", generation_}});
+    retire();
+  }
   if (upgrade_pid_ != 0 && now > upgrade_deadline_ms_) {
     log::write(log::Level::kError, "keel.master", "upgrade_failed",
                {{"new_master", static_cast<std::int64_t>(upgrade_pid_)},
@@ -484,6 +520,8 @@ void Master::begin_stop(bool graceful) {
   stopping_ = true;
   rolling_.clear();
   respawn_at_.clear();
+  // The service stops: a generation an unfinished `upgrade` started stops with it.
+  if (next_gen_pid_ != 0 && !g_handed_over) ::kill(next_gen_pid_, graceful ? SIGTERM : SIGINT);
   for (auto& [pid, w] : workers_)
     if (w.reason == ExitReason::kNone) w.reason = ExitReason::kShutdown;
   if (graceful && !g_handed_over) {
@@ -565,18 +603,33 @@ void Master::start_upgrade() {
     log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", "no command line to execute"}});
     return;
   }
+  if (!options_.pid_file.empty()) ::rename(options_.pid_file.c_str(), (options_.pid_file + ".oldbin").c_str());
+  const pid_t pid = exec_master(g_command_line, {{kUpgradeFromEnv, std::to_string(::getpid())}});
+  if (pid < 0) return;
+  close_control();  // the new master answers `status` at the same path
+  upgrade_pid_ = pid;
+  upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, options_.graceful_timeout.count());
+  log::write(log::Level::kInfo, "keel.master", "upgrade_started",
+             {{"new_master", static_cast<std::int64_t>(pid)}, {"executable", g_command_line[0]}});
+}
+
+pid_t Master::exec_master(const std::vector<std::string>& command,
+                          const std::vector<std::pair<std::string, std::string>>& env) {
   std::string fds;
   for (const auto& l : listeners_) {
     if (l.fd < 0) continue;
     if (!fds.empty()) fds += ',';
     fds += std::to_string(l.fd);
   }
-  const std::string old_pid = std::to_string(::getpid());
-  if (!options_.pid_file.empty()) ::rename(options_.pid_file.c_str(), (options_.pid_file + ".oldbin").c_str());
+  // Built before fork: the child only calls async-signal-safe functions and exec.
+  std::vector<std::string> args = command;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) {
     log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", std::strerror(errno)}});
-    return;
+    return -1;
   }
   if (pid == 0) {
     // The new master: the listening sockets survive exec, everything else is close-on-exec.
@@ -586,21 +639,14 @@ void Master::start_upgrade() {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::setenv(kListenFdsEnv, fds.c_str(), 1);
-    ::setenv(kUpgradeFromEnv, old_pid.c_str(), 1);
-    std::vector<char*> argv;
-    for (auto& a : g_command_line) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
     ::execvp(argv[0], argv.data());
     const std::string msg =
         std::string("keel: upgrade: cannot execute ") + argv[0] + ": " + std::strerror(errno) + "\n";
     [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
     std::_Exit(127);
   }
-  close_control();  // the new master answers `status` at the same path
-  upgrade_pid_ = pid;
-  upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, options_.graceful_timeout.count());
-  log::write(log::Level::kInfo, "keel.master", "upgrade_started",
-             {{"new_master", static_cast<std::int64_t>(pid)}, {"executable", g_command_line[0]}});
+  return pid;
 }
 
 void Master::check_upgrade(pid_t pid, int status) {
@@ -616,11 +662,11 @@ void Master::check_upgrade(pid_t pid, int status) {
 }
 
 void Master::open_control() {
-  if (options_.control_socket.empty() || control_fd_ >= 0) return;
+  if (control_path_.empty() || control_fd_ >= 0) return;
   try {
     net::BindAddress addr;
     addr.kind = net::BindAddress::Kind::kUnix;
-    addr.path = options_.control_socket;
+    addr.path = control_path_;
     control_fd_ = net::open_listener(addr, 16, false, 0600).fd;
   } catch (const std::exception& e) {
     log::write(log::Level::kError, "keel.master", "control_socket_failed", {{"error", e.what()}});
@@ -631,7 +677,7 @@ void Master::close_control() {
   if (control_fd_ < 0) return;
   ::close(control_fd_);
   control_fd_ = -1;
-  ::unlink(options_.control_socket.c_str());
+  ::unlink(control_path_.c_str());
 }
 
 std::string Master::status_json() const {
@@ -643,6 +689,20 @@ std::string Master::status_json() const {
   w.key("workers_target").value(target_);
   w.key("stopping").value(stopping_);
   w.key("upgrading").value(upgrade_pid_ != 0);
+  w.key("generation").value(generation_);
+  w.key("version").value(options_.service_version);
+  w.key("role").value(parked_ ? "parked" : candidate_ ? "candidate" : "primary");
+  if (parked_) w.key("parked_for_s").value(static_cast<double>(park_deadline_ms_ - now) / 1000.0);
+  w.key("crashes").value(static_cast<std::uint64_t>(crashes_));
+  if (next_gen_number_ != 0) {
+    w.key("next_generation").begin_object();
+    w.key("generation").value(next_gen_number_);
+    w.key("master_pid").value(static_cast<std::int64_t>(next_gen_pid_));
+    w.key("control_socket").value(next_gen_control_);
+    if (!next_gen_exit_.empty()) w.key("exited").value(next_gen_exit_);
+    w.end_object();
+  }
+  if (!upgrade_progress_.empty()) w.key("upgrade").raw(upgrade_progress_);
   w.key("workers").begin_array();
   for (const auto& [pid, worker] : workers_) {
     const int state = static_cast<int>(worker.slot->get_state());
@@ -662,13 +722,210 @@ void Master::serve_control() {
   for (int i = 0; control_fd_ >= 0 && i < 16; ++i) {
     const int c = ::accept4(control_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) return;
-    // Blocking write with a short timeout: a client that does not read cannot stall the master.
+    // Short timeouts both ways: a client that sends or reads nothing cannot stall the master.
     const timeval tv{0, 200 * 1000};
     ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    const std::string body = status_json();
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string request;
+    char buf[4096];
+    while (request.find('\n') == std::string::npos && request.size() < 65536) {
+      const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      request.append(buf, static_cast<std::size_t>(n));
+    }
+    const std::string body = handle_control(request);
     [[maybe_unused]] const ssize_t n = ::send(c, body.data(), body.size(), MSG_NOSIGNAL);
     ::close(c);
+    if (control_fd_ < 0 || stopping_) return;  // the command moved or closed the socket
   }
+}
+
+namespace {
+std::string control_error(std::string_view message) {
+  JsonWriter w;
+  w.begin_object().key("ok").value(false).key("error").value(message).end_object();
+  return std::move(w).take() + "\n";
+}
+std::string control_ok() {
+  return "{\"ok\":true}\n";
+}
+}  // namespace
+
+// The control protocol: one JSON object per connection, {"cmd": ...}, answered with one JSON
+// object. An empty request (an older `status`) is a status request.
+std::string Master::handle_control(const std::string& request) {
+  if (request.find_first_not_of(" \t\r\n") == std::string::npos) return status_json();
+  const auto j = nlohmann::json::parse(request, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("cmd") || !j["cmd"].is_string())
+    return control_error("expected a JSON object with a \"cmd\" string");
+  const std::string cmd = j["cmd"].get<std::string>();
+  if (cmd == "status") return status_json();
+  if (cmd == "stats") return stats_json();
+  if (stopping_) return control_error("the master is stopping");
+  if (cmd == "scale") {
+    if (!j.contains("workers") || !j["workers"].is_number_integer() || j["workers"].get<int>() < 1)
+      return control_error("scale: \"workers\" must be an integer >= 1");
+    if (parked_) return control_error("scale: the master is parked (unpark first)");
+    scale_to(j["workers"].get<int>());
+    return control_ok();
+  }
+  if (cmd == "spawn") return spawn_generation(j);
+  if (cmd == "retire") {
+    log::write(log::Level::kInfo, "keel.master", "generation_retiring", {{"generation", generation_}});
+    retire();
+    return control_ok();
+  }
+  if (cmd == "promote") {
+    const std::string path = j.value("control_socket", std::string());
+    if (!candidate_ && !parked_ && path == control_path_) return control_ok();
+    close_control();
+    if (!path.empty()) control_path_ = path;
+    open_control();
+    if (!options_.pid_file.empty()) {
+      std::ofstream out(options_.pid_file, std::ios::trunc);
+      out << ::getpid() << "\n";
+    }
+    candidate_ = false;
+    parked_ = false;
+    g_handed_over = false;  // the listening sockets are ours to close when the service stops
+    upgrade_progress_.clear();
+    log::write(log::Level::kInfo, "keel.master", "generation_promoted",
+               {{"generation", generation_}, {"version", options_.service_version}, {"workers", target_}});
+    return control_ok();
+  }
+  if (cmd == "park") {
+    const std::int64_t window = j.value("window_ms", std::int64_t{0});
+    if (window <= 0) return control_error("park: \"window_ms\" must be > 0");
+    park(window);
+    return control_ok();
+  }
+  if (cmd == "unpark") {
+    if (!parked_) return control_error("unpark: the master is not parked");
+    unpark();
+    return control_ok();
+  }
+  if (cmd == "progress") {
+    if (j.contains("upgrade") && j["upgrade"].is_object()) {
+      upgrade_progress_ = j["upgrade"].dump();
+      if (j["upgrade"].contains("verdict"))
+        log::write(log::Level::kInfo, "keel.master", "upgrade_verdict", {{"upgrade", upgrade_progress_}});
+    } else {
+      upgrade_progress_.clear();
+    }
+    return control_ok();
+  }
+  return control_error("unknown command '" + cmd +
+                       "' (status, stats, scale, spawn, retire, promote, park, "
+                       "unpark, progress)");
+}
+
+// {"cmd":"spawn","binary":PATH,"args":[...],"workers":K}: a new generation's master, executed
+// with our listening sockets and the command line we were started with plus `args` (later flags
+// win, so `--config FILE` or `--some-setting V` there override ours), on its own control socket.
+std::string Master::spawn_generation(const nlohmann::json& j) {
+  if (next_gen_pid_ != 0)
+    return control_error("spawn: generation " + std::to_string(next_gen_number_) +
+                         " is still running (retire it first)");
+  if (candidate_ || parked_) return control_error("spawn: only the primary generation starts a new one");
+  if (g_command_line.empty()) return control_error("spawn: no command line to execute");
+  if (control_path_.empty()) return control_error("spawn: needs a control socket");
+  const int workers = j.value("workers", 0);
+  if (workers < 1) return control_error("spawn: \"workers\" must be an integer >= 1");
+  std::vector<std::string> argv = g_command_line;
+  if (j.contains("binary") && j["binary"].is_string() && !j["binary"].get<std::string>().empty())
+    argv[0] = j["binary"].get<std::string>();
+  if (j.contains("args")) {
+    if (!j["args"].is_array()) return control_error("spawn: \"args\" must be an array of strings");
+    for (const auto& a : j["args"]) {
+      if (!a.is_string()) return control_error("spawn: \"args\" must be an array of strings");
+      argv.push_back(a.get<std::string>());
+    }
+  }
+  const int number = generation_ + 1;
+  const std::string control = control_path_ + ".gen" + std::to_string(number);
+  argv.insert(argv.end(), {"--workers", std::to_string(workers), "--control-socket", control});
+  ::unlink(control.c_str());  // left over by a generation that was killed
+  const pid_t pid = exec_master(argv, {{kGenerationEnv, std::to_string(number)}});
+  if (pid < 0) return control_error(std::string("spawn: fork failed: ") + std::strerror(errno));
+  next_gen_pid_ = pid;
+  next_gen_number_ = number;
+  next_gen_control_ = control;
+  next_gen_exit_.clear();
+  log::write(log::Level::kInfo, "keel.master", "generation_started",
+             {{"generation", number},
+              {"master_pid", static_cast<std::int64_t>(pid)},
+              {"executable", argv[0]},
+              {"workers", workers}});
+  JsonWriter w;
+  w.begin_object().key("ok").value(true).key("pid").value(static_cast<std::int64_t>(pid));
+  w.key("generation").value(number).key("control_socket").value(control).end_object();
+  return std::move(w).take() + "\n";
+}
+
+// This generation steps aside for another that shares the listening sockets: the workers finish
+// what they have and exit, the sockets stay open for the other generation, the master exits.
+void Master::retire() {
+  g_handed_over = true;
+  next_gen_pid_ = 0;  // the other generation carries on (reaped by init if we exit first)
+  close_control();
+  begin_stop(true);
+}
+
+// Blue-green: the old generation stops serving but its master stays, for an instant rollback
+// (`upgrade --rollback`: unpark forks warm workers, no exec, no reconfiguration) until the window
+// ends, then retires.
+void Master::park(std::int64_t window_ms) {
+  if (!parked_) parked_target_ = target_;
+  parked_ = true;
+  park_deadline_ms_ = steady_ms() + window_ms;
+  respawn_at_.clear();
+  rolling_.clear();
+  target_ = 0;
+  for (auto& [pid, w] : workers_) {
+    if (w.reason != ExitReason::kNone) continue;
+    w.reason = ExitReason::kScaledDown;
+    ::kill(pid, SIGTERM);
+  }
+  // The new generation is on its own now: a signal to this parked master must not reach it, and
+  // the listening sockets are its too.
+  next_gen_pid_ = 0;
+  g_handed_over = true;
+  close_control();
+  control_path_ = options_.control_socket + ".parked";
+  open_control();
+  log::write(log::Level::kInfo, "keel.master", "generation_parked",
+             {{"generation", generation_}, {"rollback_window_s", static_cast<double>(window_ms) / 1000.0}});
+}
+
+void Master::unpark() {
+  parked_ = false;
+  candidate_ = true;  // serving again, but not primary until promoted
+  const std::int64_t now = steady_ms();
+  target_ = parked_target_;
+  for (int id = 0; id < target_; ++id) respawn_at_[id] = now;
+  if (observer_.target_changed) observer_.target_changed(target_);
+  log::write(log::Level::kInfo, "keel.master", "generation_unparked",
+             {{"generation", generation_}, {"workers", target_}});
+}
+
+std::string Master::stats_json() const {
+  int ready = 0;
+  for (const auto& [pid, w] : workers_) {
+    const WorkerState state = w.slot->get_state();
+    if (w.reason == ExitReason::kNone && (state == WorkerState::kReady || state == WorkerState::kRetiring)) ++ready;
+  }
+  JsonWriter w;
+  w.begin_object();
+  w.key("generation").value(generation_);
+  w.key("version").value(options_.service_version);
+  w.key("workers_target").value(target_);
+  w.key("workers_ready").value(ready);
+  w.key("crashes").value(static_cast<std::uint64_t>(crashes_));
+  w.key("stopping").value(stopping_);
+  const std::string http = observer_.generation_stats ? observer_.generation_stats() : std::string();
+  if (!http.empty()) w.key("http").raw(http);
+  w.end_object();
+  return std::move(w).take() + "\n";
 }
 
 void Master::watch_for_reload() {
@@ -793,53 +1050,111 @@ bool listeners_handed_over() {
   return g_handed_over;
 }
 
-int print_status(const std::string& control_socket, bool as_json) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+int generation() {
+  static const int value = [] {
+    const char* env = std::getenv(kGenerationEnv);
+    const int n = env != nullptr ? std::atoi(env) : 1;
+    return n >= 1 ? n : 1;
+  }();
+  return value;
+}
+
+bool is_candidate_generation() {
+  return generation() > 1;
+}
+
+std::optional<std::string> control_request(const std::string& control_socket, const std::string& request,
+                                           std::string& error, int timeout_ms) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
-  if (fd < 0 || control_socket.size() >= sizeof sa.sun_path) {
-    std::fprintf(stderr, "status: invalid control socket path '%s'\n", control_socket.c_str());
-    return 1;
+  if (control_socket.empty() || control_socket.size() >= sizeof sa.sun_path) {
+    error = "invalid control socket path '" + control_socket + "'";
+    return std::nullopt;
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return std::nullopt;
   }
   std::memcpy(sa.sun_path, control_socket.c_str(), control_socket.size() + 1);
-  const timeval tv{3, 0};
+  const timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    std::fprintf(stderr, "status: no master answers on %s: %s\n", control_socket.c_str(), std::strerror(errno));
+    error = "no master answers on " + control_socket + ": " + std::strerror(errno);
     ::close(fd);
-    return 1;
+    return std::nullopt;
+  }
+  const std::string line = request + "\n";
+  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    error = "cannot send to " + control_socket + ": " + std::strerror(errno);
+    ::close(fd);
+    return std::nullopt;
   }
   std::string body;
   char buf[4096];
   for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) body.append(buf, static_cast<std::size_t>(n));
   ::close(fd);
   if (body.empty()) {
-    std::fprintf(stderr, "status: the master at %s sent nothing\n", control_socket.c_str());
+    error = "the master at " + control_socket + " sent nothing";
+    return std::nullopt;
+  }
+  return body;
+}
+
+int print_status(const std::string& control_socket, bool as_json) {
+  std::string error;
+  const auto body = control_request(control_socket, R"({"cmd":"status"})", error);
+  if (!body) {
+    std::fprintf(stderr, "status: %s\n", error.c_str());
     return 1;
   }
   if (as_json) {
-    std::fputs(body.c_str(), stdout);
+    std::fputs(body->c_str(), stdout);
     return 0;
   }
-  const auto j = nlohmann::json::parse(body, nullptr, false);
+  const auto j = nlohmann::json::parse(*body, nullptr, false);
   if (j.is_discarded()) {
     std::fprintf(stderr, "status: unreadable answer from %s\n", control_socket.c_str());
     return 1;
   }
-  std::printf("master %lld  workers %lld%s%s\n", j.value("master_pid", 0LL), j.value("workers_target", 0LL),
-              j.value("stopping", false) ? "  (stopping)" : "", j.value("upgrading", false) ? "  (upgrading)" : "");
-  std::printf("%-4s %-8s %-9s %10s %10s\n", "ID", "PID", "STATE", "AGE(s)", "REQUESTS");
-  for (const auto& w : j.value("workers", nlohmann::json::array()))
-    std::printf("%-4lld %-8lld %-9s %10.1f %10llu\n", w.value("id", 0LL), w.value("pid", 0LL),
-                w.value("state", std::string("?")).c_str(), w.value("age_s", 0.0), w.value("requests", 0ULL));
+  const auto print_master = [](const nlohmann::json& m) {
+    std::printf("master %lld  generation %lld  version %s  %s  workers %lld%s%s\n", m.value("master_pid", 0LL),
+                m.value("generation", 1LL),
+                m.value("version", std::string()).empty() ? "-" : m.value("version", std::string()).c_str(),
+                m.value("role", std::string("primary")).c_str(), m.value("workers_target", 0LL),
+                m.value("stopping", false) ? "  (stopping)" : "", m.value("upgrading", false) ? "  (upgrading)" : "");
+    std::printf("%-4s %-8s %-9s %10s %10s\n", "ID", "PID", "STATE", "AGE(s)", "REQUESTS");
+    for (const auto& w : m.value("workers", nlohmann::json::array()))
+      std::printf("%-4lld %-8lld %-9s %10.1f %10llu\n", w.value("id", 0LL), w.value("pid", 0LL),
+                  w.value("state", std::string("?")).c_str(), w.value("age_s", 0.0), w.value("requests", 0ULL));
+  };
+  print_master(j);
+  if (j.contains("next_generation")) {
+    const auto& next = j["next_generation"];
+    std::printf("\n");
+    std::string err;
+    const auto other = next.value("exited", std::string()).empty()
+                           ? control_request(next.value("control_socket", std::string()), R"({"cmd":"status"})", err)
+                           : std::nullopt;
+    const auto o = other ? nlohmann::json::parse(*other, nullptr, false) : nlohmann::json();
+    if (other && !o.is_discarded()) {
+      print_master(o);
+    } else {
+      std::printf("generation %lld (master %lld): %s\n", next.value("generation", 0LL), next.value("master_pid", 0LL),
+                  next.value("exited", std::string("not answering")).c_str());
+    }
+  }
+  if (j.contains("upgrade")) std::printf("\nupgrade: %s\n", j["upgrade"].dump().c_str());
   return 0;
 }
 
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer) {
-  PidFile pid_file(options.pid_file);
+  // A new generation of `upgrade` writes the pid file when it is promoted.
+  PidFile pid_file(is_candidate_generation() ? std::string() : options.pid_file);
   run_hook("on_starting", hooks.on_starting);
-  const bool needs_master = options.workers > 1 || options.max_requests != 0 ||
+  const bool needs_master = options.workers > 1 || options.max_requests != 0 || is_candidate_generation() ||
                             options.max_worker_lifetime.count() != 0 || options.max_worker_memory != 0 ||
                             options.reload || !options.control_socket.empty();
   if (!needs_master) {

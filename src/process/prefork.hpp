@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,21 @@ void set_command_line(int argc, char** argv);
 // master ("3,4") and the pid of the old master, which the new one stops once its workers serve.
 inline constexpr const char* kListenFdsEnv = "KEEL_LISTEN_FDS";
 inline constexpr const char* kUpgradeFromEnv = "KEEL_UPGRADE_FROM";
+// A new generation started by `upgrade` (canary, blue-green, rolling) beside the running one: its
+// number (the first master is generation 1). Such a master's workers accept only once their
+// readiness checks pass, and it writes the pid file only when promoted.
+inline constexpr const char* kGenerationEnv = "KEEL_GENERATION";
+
+// This process's generation (1 unless started by `upgrade`); read once from the environment.
+int generation();
+// True for the workers and master of a generation that `upgrade` started and has not promoted:
+// workers gate accepting on readiness.
+bool is_candidate_generation();
+
+// One request over a master's control socket: sends `request` (a JSON object, one line) and
+// returns the answer, or nullopt with `error` set when no master answers.
+std::optional<std::string> control_request(const std::string& control_socket, const std::string& request,
+                                           std::string& error, int timeout_ms = 3000);
 
 // True when this process handed its listeners to a new master (its unix socket files are the new
 // master's now and must stay).
@@ -51,6 +67,9 @@ struct SupervisionObserver {
   std::function<void(std::size_t slot_index, std::string_view reason)> worker_reaped;  // in the master
   std::function<void(int workers)> target_changed;                                     // in the master
   std::function<void()> tick;  // in the master, every supervision round (~100 ms)
+  // In the master: this generation's request counts and latency histogram as a JSON object
+  // (`upgrade` compares generations with it); empty when there are no metrics.
+  std::function<std::string()> generation_stats;
 };
 
 // Runs the workers under a master, or serves in this process when there is a single worker and
