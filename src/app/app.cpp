@@ -30,13 +30,19 @@ namespace {
 
 // A worker of a generation started by `upgrade` accepts connections only once its readiness
 // checks pass (a canary that cannot serve must never take a request); until then it retries.
-detail::Detached open_when_ready(Health& health, http::Server& server) {
+detail::Detached open_when_ready(Health& health, http::Server& server, std::vector<net::Listener> reuse_port) {
   for (;;) {
     if (server.shutting_down()) co_return;
     const HealthReport report = co_await health.readiness();
     if (report.status == HealthReport::Status::kOk || report.status == HealthReport::Status::kDegraded) {
       log::write(log::Level::kInfo, "keel.worker", "readiness_gate_open", {{"generation", process::generation()}});
-      server.start_accepting();
+      std::vector<net::Listener> own;
+      try {
+        for (const auto& l : reuse_port) own.push_back(net::open_listener(l.bound, server.options().backlog, true));
+      } catch (const std::exception& e) {  // the shared sockets still work
+        log::write(log::Level::kError, "keel.worker", "reuse_port_socket_failed", {{"error", e.what()}});
+      }
+      server.start_accepting(std::move(own));
       co_return;
     }
     co_await keel::sleep(std::chrono::milliseconds(250));
@@ -263,15 +269,17 @@ int App::serve() {
   }
   const process::WorkerMain worker_main = [this](std::vector<net::Listener> ls, int worker_id,
                                                  process::WorkerSlot* slot, std::uint64_t max_requests) {
-    if (options_.reuse_port && options_.workers > 1) {
-      // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over the
-      // workers' queues. The inherited shared socket stays in the set, so connections the kernel
-      // hashes to it are still accepted.
-      const std::size_t shared = ls.size();
-      for (std::size_t i = 0; i < shared; ++i)
-        if (ls[i].bound.kind == net::BindAddress::Kind::kTcp && !ls[i].admin)
-          ls.push_back(net::open_listener(ls[i].bound, options_.backlog, true));
-    }
+    // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over the
+    // workers' queues. The inherited shared socket stays in the set, so connections the kernel
+    // hashes to it are still accepted. A gated worker (new generation) opens its own only when it
+    // starts accepting: a socket nobody accepts from would hold (and at exit reset) connections.
+    const bool gated = process::is_candidate_generation();
+    std::vector<net::Listener> own;
+    if (options_.reuse_port && (options_.workers > 1 || gated))
+      for (const auto& l : ls)
+        if (l.bound.kind == net::BindAddress::Kind::kTcp && !l.admin) own.push_back(l);
+    if (!gated)
+      for (const auto& l : own) ls.push_back(net::open_listener(l.bound, options_.backlog, true));
     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
     server.set_admin_router(admin_router_.get());
     // One process rotates the log file: worker 0 (replacements keep the id), or the single process.
@@ -307,9 +315,10 @@ int App::serve() {
     }
     started_ = true;
     if (slot == nullptr && hooks_.when_ready) hooks_.when_ready();  // single process: no master to say it
-    if (process::is_candidate_generation()) {
+    if (gated) {
       server.gate_accepting();
-      server.loop().post([this, &server] { open_when_ready(health_, server); });
+      server.loop().post(
+          [this, &server, own = std::move(own)]() mutable { open_when_ready(health_, server, std::move(own)); });
     }
     const int code = server.run();
     if (trace::Tracer* t = trace::tracer()) {  // send what is queued, within the graceful time

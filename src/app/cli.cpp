@@ -107,7 +107,8 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   process::UpgradeRequest& up = cmd.upgrade;
   std::vector<std::string> sets;
   upgrade->add_option("--control-socket", up.control_socket, "the running master's control_socket")
-      ->envname("KEEL_CONTROL_SOCKET");
+      ->envname("KEEL_CONTROL_SOCKET")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   upgrade->add_option("--binary", up.binary, "the new executable (default: the running command's)");
   upgrade->add_option("--strategy", up.strategy, "canary | blue-green | rolling")
       ->check(CLI::IsMember({"canary", "blue-green", "rolling"}));

@@ -229,8 +229,8 @@ void Connection::handle_request() {
   // pinned to the workers they first reached.
   ++requests_on_connection_;
   const std::uint64_t max_on_connection = server_.options().keep_alive_requests;
-  keep_alive_ = p.keep_alive && !server_.draining() &&
-                (max_on_connection == 0 || requests_on_connection_ < max_on_connection);
+  keep_alive_ =
+      p.keep_alive && !server_.draining() && (max_on_connection == 0 || requests_on_connection_ < max_on_connection);
 
   if (Observer* o = server_.observer()) {
     started_ = std::chrono::steady_clock::now();
@@ -245,6 +245,12 @@ void Connection::handle_request() {
   }
   ++server_.in_flight();
   counted_ = true;
+
+  // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6): it is
+  // answered 405 below (or by middleware), and whatever the answer, the connection closes after
+  // it -- a client may already be sending tunnel bytes, none of which may be read as a request.
+  const bool connect_tunnel = p.method == "CONNECT" && (p.path.empty() || p.path.front() != '/');
+  if (connect_tunnel) keep_alive_ = false;
 
   // Route first, so middleware sees the route template (auth rules, labels).
   const Router& router = admin_ ? *server_.admin_router() : server_.router();
@@ -275,13 +281,10 @@ void Connection::handle_request() {
     if (p.method == "OPTIONS" && p.path == "*") {
       r = Response(204);
       r.add_header("Allow", router.all_methods());
-    } else if (p.method == "CONNECT" && (p.path.empty() || p.path.front() != '/')) {
-      // authority-form: keel opens no tunnels (RFC 9110 §9.3.6). The empty Allow says no method
-      // applies to that target (RFC 9110 §10.2.1). Close: a client may already be sending tunnel
-      // bytes after the CONNECT, and none of them must be read as a request to keel.
+    } else if (connect_tunnel) {
+      // The empty Allow: no method applies to a tunnel target (RFC 9110 §10.2.1).
       r = problem_response(405, "CONNECT is not supported", request_.request_id());
       r.add_header("Allow", "");
-      r.close_connection();
     } else if (match.status == 405 && p.method == "OPTIONS") {
       r = Response(204);
       r.add_header("Allow", match.allow);

@@ -361,8 +361,15 @@ void Server::begin_shutdown(bool graceful, bool whole_service) {
   for (Connection* c : live) c->drain();
 }
 
-void Server::start_accepting() {
-  if (!accept_gated_ || shutdown_requested_ || draining_ || listeners_closed_) return;
+void Server::start_accepting(std::vector<net::Listener> more) {
+  if (!accept_gated_ || shutdown_requested_ || draining_ || listeners_closed_) {
+    for (auto& l : more) ::close(l.fd);
+    return;
+  }
+  for (auto& l : more) {
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));
+    listeners_.push_back(std::move(l));
+  }
   accept_gated_ = false;
   accepting_ = true;
   // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.

@@ -43,8 +43,8 @@ class Server {
   // start_accepting() — a new generation of an upgrade waits for its readiness checks, so a
   // worker that cannot serve never takes a connection.
   void gate_accepting() noexcept { accept_gated_ = true; }
-  // Opens the gate (no-op once shutting down, or when not gated).
-  void start_accepting();
+  // Opens the gate, adding `more` listeners (no-op once shutting down, or when not gated).
+  void start_accepting(std::vector<net::Listener> more = {});
 
   // Server-wide state the connections use.
   const ServerOptions& options() const noexcept { return options_; }

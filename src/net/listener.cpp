@@ -114,6 +114,25 @@ Listener adopt(int fd, const std::string& what) {
     l.bound.kind = BindAddress::Kind::kUnix;
     l.bound.path = address.substr(5);
   }
+  int reuse_port = 0;
+  len = sizeof reuse_port;
+  if ((ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+      ::getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuse_port, &len) == 0 && reuse_port != 0) {
+    // Bound with SO_REUSEPORT (by a keel master before an upgrade): its address is known, so the
+    // workers of this process can add their own sockets to the same group (--reuse-port).
+    char host[INET6_ADDRSTRLEN] = {};
+    if (ss.ss_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+      ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+      l.bound.port = ntohs(in->sin_port);
+    } else {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+      l.bound.port = ntohs(in6->sin6_port);
+    }
+    l.bound.kind = BindAddress::Kind::kTcp;
+    l.bound.host = host;
+  }
   return l;
 }
 

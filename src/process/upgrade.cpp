@@ -153,7 +153,7 @@ class Upgrade {
   int rolling();
   bool spawn(int workers);
   int promote();
-  int roll_back(const std::string& reason);
+  int roll_back(std::string reason);
   int finish(const std::string& verdict, const std::string& reason, int code);
 
   const UpgradeRequest& r_;
@@ -367,7 +367,7 @@ int Upgrade::promote() {
                 0);
 }
 
-int Upgrade::roll_back(const std::string& reason) {
+int Upgrade::roll_back(std::string reason) {  // a copy: it may be a Master's error, which the calls below reset
   note("rolling back: " + reason);
   if (!old_.command({{"cmd", "scale"}, {"workers", workers_}}))
     note("could not scale the old generation back: " + old_.error);

@@ -204,6 +204,11 @@ int main(int argc, char** argv) {
                           {"workers", o.workers},
                           {"bind", o.bind}};
   });
+  // How the parser read the request line and Host (conformance tests: absolute-form, Host).
+  app.get("/inspect", [](keel::Request& req) {
+    return nlohmann::json{{"method", req.method()}, {"path", req.path()},     {"query", req.query()},
+                          {"host", req.host()},     {"target", req.target()}, {"version_minor", req.version_minor()}};
+  });
   app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
   return app.run(argc, argv);
 }
