@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Validates the deploy kit (deploy/), offline once its tools are installed:
-#   Kubernetes   kubectl kustomize of every overlay (+ the commented PostgreSQL variant), each
-#                document against the Kubernetes API schema (strict: unknown fields are errors),
-#                cross-checks (keel settings, secret as a file, probes, grace period, references)
+#   Kubernetes   kubectl kustomize of every overlay (+ the commented PostgreSQL variant) and of
+#                deploy/k8s/argo-rollouts, each document against its API schema (strict: unknown
+#                fields are errors; Argo Rollouts' Rollout/AnalysisTemplate too), cross-checks
+#                (keel settings, secret as a file, probes, grace period, references)
+#   Argo         the canary analysis against keel's sources (metric names and labels, upgrade's
+#                thresholds and window, excluded routes), its queries parsed by promtool and
+#                unit-tested on synthetic series (tests/deploy/argo_analysis.test.yml)
 #   Prometheus   promtool check config / check rules / test rules, metric names in every rule
 #   Grafana      the dashboard JSON: ${datasource} everywhere, only known metrics, labels, variables
 #   Compose      docker-compose config -q, secrets, healthchecks, settings, loopback-only ports
 #   tests/deploy the unit tests of the rendered manifests
 # First run installs what is missing: Debian packages (kubectl via kubernetes-client, promtool
 # via prometheus, docker-compose, python3-yaml, nodejs/npm) and the npm packages pinned in
-# deploy/tools/package-lock.json into build/deploy-tools (never into the repository). Later runs
-# reuse them and need no network. Exit status: 0 when everything passes, 1 otherwise.
+# deploy/tools/package-lock.json into build/deploy-tools (never into the repository), and
+# @kubernetes-models/argo-rollouts (ARGO_MODELS_VERSION below) into build/deploy-tools/argo-rollouts.
+# Later runs reuse them and need no network. Exit status: 0 when everything passes, 1 otherwise.
 #
 # Usage: deploy/validate.sh            (from anywhere; run as root for the first install)
 set -uo pipefail
@@ -20,6 +25,11 @@ TOOLS=$ROOT/build/deploy-tools
 OUT=$TOOLS/out
 PY=/usr/bin/python3
 export KUBECONFIG=/dev/null   # kubectl never needs (or touches) a cluster here
+# Schemas of the Argo Rollouts CRDs (generated from argo-rollouts' Go API types), pinned; installed
+# beside the lock-file packages, in its own prefix (npm ci of the lock file would remove it; it
+# brings its own, newer kubernetes-models, nested). Changing the version reinstalls it.
+ARGO_MODELS_VERSION=2.0.0
+ARGO_TOOLS=$TOOLS/argo-rollouts
 started=$(date +%s.%N)
 
 declare -a SUMMARY=()
@@ -93,12 +103,22 @@ install_tools() {
     cp "$ROOT/deploy/tools/package.json" "$ROOT/deploy/tools/package-lock.json" "$TOOLS/"
     (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in $TOOLS"
   fi
-  printf 'tools: %s | %s | %s | node %s | %s\n' \
+  # Argo Rollouts models: pinned version, installed when missing or different.
+  local argo_pkg="$ARGO_TOOLS/node_modules/@kubernetes-models/argo-rollouts/package.json"
+  if [ "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$argo_pkg" 2>/dev/null)" != "$ARGO_MODELS_VERSION" ]; then
+    note "installing @kubernetes-models/argo-rollouts@$ARGO_MODELS_VERSION into build/deploy-tools/argo-rollouts"
+    rm -rf "$ARGO_TOOLS" && mkdir -p "$ARGO_TOOLS" || die "cannot create $ARGO_TOOLS"
+    printf '{"name": "keel-deploy-tools-argo", "private": true, "license": "UNLICENSED"}\n' >"$ARGO_TOOLS/package.json"
+    (cd "$ARGO_TOOLS" && npm install --no-audit --no-fund --loglevel=error --save-exact \
+      "@kubernetes-models/argo-rollouts@$ARGO_MODELS_VERSION") || die "npm install @kubernetes-models/argo-rollouts failed in $ARGO_TOOLS"
+  fi
+  printf 'tools: %s | %s | %s | node %s | %s | %s\n' \
     "$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: /kustomize /p')" \
     "$(promtool --version 2>&1 | head -1 | awk '{print "promtool " $3}')" \
     "$(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /')" \
     "$(node --version)" \
-    "kubernetes-models $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$TOOLS/node_modules/kubernetes-models/package.json" | head -1)"
+    "kubernetes-models $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$TOOLS/node_modules/kubernetes-models/package.json" | head -1)" \
+    "@kubernetes-models/argo-rollouts $(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$argo_pkg")"
 }
 
 # ---- checks ---------------------------------------------------------------------------------
@@ -114,6 +134,12 @@ render_overlays() {
       cat "$OUT/$o.err" >&2; rc=1
     fi
   done
+  # The Argo Rollouts canary (not an overlay: it replaces the Deployment controller).
+  if kubectl kustomize deploy/k8s/argo-rollouts >"$OUT/argo-rollouts.yaml" 2>"$OUT/argo-rollouts.err"; then
+    printf '%-12s %s documents\n' "argo" "$(grep -c '^kind:' "$OUT/argo-rollouts.yaml")"
+  else
+    cat "$OUT/argo-rollouts.err" >&2; rc=1
+  fi
   # The PostgreSQL variant shown commented out in overlays/rolling: uncommented in a copy.
   rm -rf "$OUT/k8s-postgres" && cp -r deploy/k8s "$OUT/k8s-postgres"
   local k="$OUT/k8s-postgres/overlays/rolling/kustomization.yaml"
@@ -127,10 +153,11 @@ render_overlays() {
   return $rc
 }
 
-RENDERS=("$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/rolling-postgres.yaml")
+RENDERS=("$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/rolling-postgres.yaml" "$OUT/argo-rollouts.yaml")
 
 k8s_schema() {
-  node deploy/tools/validate-k8s.mjs --modules "$TOOLS/node_modules" "${RENDERS[@]}" deploy/k8s/base/secret.example.yaml
+  node deploy/tools/validate-k8s.mjs --modules "$TOOLS/node_modules" --modules "$ARGO_TOOLS/node_modules" \
+    "${RENDERS[@]}" deploy/k8s/base/secret.example.yaml
 }
 
 k8s_consistency() {
@@ -145,7 +172,7 @@ prom_config() {
     echo "this promtool is built without Kubernetes discovery (Debian removes it): checking prometheus.yml"
     echo "with kubernetes_sd_configs swapped for a static stand-in; the SD block is checked on its own"
     "$PY" deploy/tools/check_deploy.py prom-config deploy/prometheus/prometheus.yml \
-      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" \
+      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/argo-rollouts.yaml" \
       --derive "$OUT/prometheus.derived.yml" || rc=1
     promtool check config "$OUT/prometheus.derived.yml" || rc=1
   else
@@ -153,10 +180,21 @@ prom_config() {
   fi
   if [ ! -f "$OUT/prometheus.derived.yml" ]; then
     "$PY" deploy/tools/check_deploy.py prom-config deploy/prometheus/prometheus.yml \
-      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" || rc=1
+      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/argo-rollouts.yaml" || rc=1
   fi
   promtool check config deploy/prometheus/prometheus.compose.yml || rc=1
   return $rc
+}
+
+# The AnalysisTemplate's queries: against keel's sources (check_deploy.py argo), then as recording
+# rules (arguments resolved) through promtool: parsed, and unit-tested on synthetic canary/stable
+# series (tests/deploy/argo_analysis.test.yml, copied next to the derived rules it reads).
+argo_analysis() {
+  rm -f "$OUT/argo-analysis.rules.yml"
+  "$PY" deploy/tools/check_deploy.py argo "$OUT/argo-rollouts.yaml" --prometheus deploy/prometheus/prometheus.yml \
+    --derive-rules "$OUT/argo-analysis.rules.yml" || return 1
+  cp tests/deploy/argo_analysis.test.yml "$OUT/argo_analysis.test.yml" || return 1
+  promtool check rules "$OUT/argo-analysis.rules.yml" && (cd "$OUT" && promtool test rules argo_analysis.test.yml)
 }
 
 prom_rules() {
@@ -191,9 +229,10 @@ unit_tests() {
 
 rm -f "$OUT/prometheus.derived.yml"
 install_tools
-step "kustomize: render overlays (rolling, blue-green, canary)" render_overlays
+step "kustomize: render overlays (rolling, blue-green, canary) + argo" render_overlays
 step "kubernetes: API schema, strict fields (kubernetes-models)" k8s_schema
 step "kubernetes: keel settings, secret, probes, references" k8s_consistency
+step "argo rollouts: analysis vs keel sources, promtool test" argo_analysis
 step "prometheus: promtool check config (+ kubernetes_sd)" prom_config
 step "prometheus: promtool check rules + metric names" prom_rules
 step "prometheus: promtool test rules" prom_tests

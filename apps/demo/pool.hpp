@@ -64,6 +64,11 @@ class Pool {
     std::lock_guard lock(mutex_);
     if (broken || !c) {
       --open_count_;
+      // A broken connection usually means the server restarted or the network dropped: the idle
+      // connections from the same time are dead too. Close them now rather than failing one
+      // request per stale connection later.
+      open_count_ -= idle_.size();
+      idle_.clear();
     } else {
       idle_.push_back(std::move(c));
     }

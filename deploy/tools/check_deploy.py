@@ -11,6 +11,15 @@
                                              Kubernetes discovery (Debian's)
   check_deploy.py k8s RENDERED.yaml...       keel settings in ConfigMaps/env, secret as a file,
                                              probes, grace period, selectors and references
+                                             (Argo Rollouts too: workloadRef, Services, HPA target)
+  check_deploy.py argo RENDERED.yaml [--prometheus prometheus.yml] [--derive-rules OUT.yml]
+                                             Argo Rollouts canary analysis against keel's sources:
+                                             metric names/labels (src/metrics/http_metrics.cpp),
+                                             thresholds and window (src/process/upgrade.hpp),
+                                             excluded routes (include/keel/app.hpp), crash reasons
+                                             (src/process/prefork.cpp), steps and arguments, the
+                                             scrape config's labels; --derive-rules writes the
+                                             queries as recording rules (for promtool)
   check_deploy.py compose FILE.yaml          secrets, healthchecks behind service_healthy, keel
                                              settings, loopback-only ports, mounted paths
 
@@ -27,7 +36,7 @@ import sys
 
 # Metric name -> its own labels (target labels come on top). "to come": the logging/tracing work.
 KEEL_METRICS = {
-    "http_requests_total": {"method", "route", "status"},
+    "http_requests_total": {"method", "route", "status", "version"},
     "http_requests_in_flight": set(),
     "http_requests_rejected_total": {"reason"},
     "http_connections_open": set(),
@@ -44,10 +53,10 @@ KEEL_METRICS = {
     "keel_build_info": {"version", "commit"},
     "keel_log_dropped_total": set(),  # to come
     "keel_spans_dropped_total": set(),  # to come
-    "keel_generation_info": set(),  # to come
+    "keel_generation_info": {"generation", "version"},
 }
 KEEL_HISTOGRAMS = {
-    "http_request_duration_seconds": {"method", "route"},
+    "http_request_duration_seconds": {"method", "route", "version"},
     "http_request_size_bytes": {"method", "route"},
     "http_response_size_bytes": {"method", "route"},
     "keel_event_loop_lag_seconds": set(),
@@ -70,7 +79,7 @@ KEEL_SETTINGS = {
     "reload", "reload_extra_files", "limit_concurrency", "worker_connections", "limit_request_line",
     "limit_request_fields", "limit_request_field_size", "limit_request_header_size",
     "limit_request_body", "server_header", "threads", "thread_queue", "health_path",
-    "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind",
+    "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind", "service_version",
 }
 KEEL_ENV = {"KEEL_" + s.upper() for s in KEEL_SETTINGS} | {"KEEL_CONFIG", "KEEL_ENV_FILE"}
 # keel-demo's settings (apps/demo/main.cpp): their own names, or the APP_ prefix.
@@ -383,9 +392,70 @@ def check_env_names(names, where, problems):
             problems.add(where, f"{name}: a secret passed as a value; use {name}_FILE and a mounted secret")
 
 
+def check_rollout(path, name, ro, deployments, services, hpas, problems):
+    """An Argo Rollout (canary) of a rendered Deployment: what the API server cannot know."""
+    where = f"{path}: Rollout {name}"
+    spec = ro.get("spec", {})
+    ref = spec.get("workloadRef")
+    if ref:
+        if "template" in spec:
+            problems.add(where, "has both workloadRef and template")
+        if (ref.get("apiVersion"), ref.get("kind")) != ("apps/v1", "Deployment") or ref.get("name") not in deployments:
+            problems.add(where, f"workloadRef {ref} is not a rendered Deployment")
+            return
+        dep = deployments[ref["name"]]
+        template = dep["spec"]["template"]
+        # The Deployment only holds the template: Argo must scale it to 0, and nothing may set it back.
+        if ref.get("scaleDown") not in ("onsuccess", "progressively") and dep["spec"].get("replicas") != 0:
+            problems.add(where, f"workloadRef.scaleDown {ref.get('scaleDown')!r}: the Deployment {ref['name']} would keep "
+                                "its own pods running beside the Rollout's (use onsuccess or progressively, or replicas 0)")
+        if dep["spec"].get("replicas") not in (None, 0):
+            problems.add(f"{path}: Deployment {ref['name']}", "sets replicas although a Rollout replaces it (every apply brings its pods back)")
+        for hname, hpa in hpas.items():
+            t = hpa["spec"]["scaleTargetRef"]
+            if t.get("kind") == "Deployment" and t.get("name") == ref["name"]:
+                problems.add(f"{path}: HorizontalPodAutoscaler {hname}", f"scales Deployment {ref['name']}, which Rollout {name} replaces: target the Rollout")
+    else:
+        template = spec.get("template")
+        if not template:
+            problems.add(where, "neither workloadRef nor template")
+            return
+    labels = template.get("metadata", {}).get("labels", {})
+    selector = spec.get("selector", {}).get("matchLabels", {})
+    if not selector or not selects(selector, labels):
+        problems.add(where, f"selector {selector} does not select the pod template's labels {labels}")
+    canary = spec.get("strategy", {}).get("canary")
+    if canary is None:
+        problems.add(where, "not a canary Rollout (strategy.canary)")
+        return
+    pod_labels = {}
+    for role in ("stable", "canary"):
+        extra = (canary.get(f"{role}Metadata") or {}).get("labels", {})
+        for k in set(extra) & set(selector):
+            problems.add(where, f"{role}Metadata relabels {k}, a key of the Rollout's selector")
+        pod_labels[role] = {**labels, **extra}
+    svc_names = [canary.get("stableService"), canary.get("canaryService")]
+    if all(svc_names) and svc_names[0] == svc_names[1]:
+        problems.add(where, "stableService and canaryService must differ")
+    for role, svc in zip(("stable", "canary"), svc_names):
+        if not svc:
+            continue
+        if svc not in services:
+            problems.add(where, f"{role}Service {svc} is not in the rendered output")
+        elif not selects(services[svc]["spec"].get("selector", {}), pod_labels[role]):
+            problems.add(where, f"{role}Service {svc} does not select the {role} pods {pod_labels[role]}")
+    weights = [st["setWeight"] for st in canary.get("steps", []) if "setWeight" in st]
+    if weights != sorted(set(weights)) or any(not 0 < w < 100 for w in weights):
+        problems.add(where, f"setWeight steps {weights}: expected increasing weights between 0 and 100")
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 def cmd_k8s(paths):
     problems = Problems()
-    n_dep = 0
+    n_dep = n_rollouts = 0
     for path in paths:
         docs = load_yaml_docs(path)
         by_kind = {}
@@ -452,28 +522,372 @@ def cmd_k8s(paths):
                     names = {cp.get("name") for c in d["spec"]["template"]["spec"]["containers"] for cp in c.get("ports", [])}
                     if isinstance(p.get("targetPort"), str) and p["targetPort"] not in names:
                         problems.add(f"{path}: Service {name}", f"targetPort {p['targetPort']} is not a port of {d['metadata']['name']}")
+        rollouts = by_kind.get("Rollout", {})
+        n_rollouts += len(rollouts)
+        for name, ro in rollouts.items():
+            check_rollout(path, name, ro, deployments, by_kind.get("Service", {}), by_kind.get("HorizontalPodAutoscaler", {}), problems)
         targeted = {}
+        scalable = {("apps/v1", "Deployment"): deployments, ("argoproj.io/v1alpha1", "Rollout"): rollouts}
         for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
             ref = hpa["spec"]["scaleTargetRef"]
-            targeted.setdefault(ref.get("name"), []).append(name)
-            if ref.get("kind") != "Deployment" or ref.get("name") not in deployments:
-                problems.add(f"{path}: HorizontalPodAutoscaler {name}", f"scaleTargetRef {ref} is not a rendered Deployment")
+            kind = ref.get("kind")
+            targets = scalable.get((ref.get("apiVersion"), kind), {})
+            targeted.setdefault((kind, ref.get("name")), []).append(name)
+            if ref.get("name") not in targets:
+                problems.add(f"{path}: HorizontalPodAutoscaler {name}", f"scaleTargetRef {ref} is not a rendered Deployment or Rollout")
             elif ref.get("name") != name:
                 # Each HPA is named like its Deployment; a mismatch is how kustomize's
                 # name-reference fix-up pointing at a sibling Deployment shows.
-                problems.add(f"{path}: HorizontalPodAutoscaler {name}", f"targets Deployment {ref.get('name')}, not its namesake")
-            elif "replicas" in deployments[ref["name"]]["spec"]:
-                problems.add(f"{path}: Deployment {ref['name']}", "sets replicas although an HPA owns it (every apply resets the HPA's choice)")
-        for dep, hpas in targeted.items():
+                problems.add(f"{path}: HorizontalPodAutoscaler {name}", f"targets {kind} {ref.get('name')}, not its namesake")
+            elif "replicas" in targets[ref["name"]]["spec"]:
+                problems.add(f"{path}: {kind} {ref['name']}", "sets replicas although an HPA owns it (every apply resets the HPA's choice)")
+        for (kind, target), hpas in targeted.items():
             if len(hpas) > 1:
-                problems.add(f"{path}: Deployment {dep}", f"scaled by several HPAs {hpas}: they would fight")
+                problems.add(f"{path}: {kind} {target}", f"scaled by several HPAs {hpas}: they would fight")
         for name, pdb in by_kind.get("PodDisruptionBudget", {}).items():
             sel = pdb["spec"]["selector"].get("matchLabels", {})
             if not any(all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
                        for d in deployments.values()):
                 problems.add(f"{path}: PodDisruptionBudget {name}", "selects no Deployment's pods")
-    return problems.finish(f"kubernetes consistency: {n_dep} Deployments in {len(paths)} renderings: keel settings known, "
-                           "secret as a file, probes on keel's paths, grace period, references resolve")
+    return problems.finish(f"kubernetes consistency: {n_dep} Deployments, {n_rollouts} Rollout(s) in {len(paths)} renderings: "
+                           "keel settings known, secret as a file, probes on keel's paths, grace period, references resolve")
+
+
+# ---- Argo Rollouts: the canary analysis against keel's own sources ---------------------------
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+# Stand-ins for the arguments the Rollout fills in at run time, in the derived recording rules
+# (tests/deploy/argo_analysis.test.yml writes its input series with these).
+ARG_STANDINS = {"namespace": "keel-demo", "canary-hash": "canary0", "stable-hash": "stable0"}
+# The analysis arguments that carry `keel upgrade`'s thresholds: argument -> UpgradeRequest field.
+UPGRADE_ARGS = {"max-error-ratio": "max_error_ratio", "max-error-ratio-delta": "max_error_ratio_delta",
+                "max-p99-ratio": "max_p99_ratio", "p99-floor": "p99_floor", "min-requests": "min_requests"}
+# Worker exit reasons keel does not count as crashes (prefork.cpp: `expected` exits).
+EXPECTED_EXIT_REASONS = {"recycled", "scaled_down", "rolling_restart", "shutdown"}
+_ARG_REF = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+
+
+def read_source(rel):
+    with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+def keel_exported_metrics(rel="src/metrics/http_metrics.cpp"):
+    """Series name -> labels, from the registrations m.counter/gauge/histogram("name", "help", {labels})."""
+    text = read_source(rel)
+    out = {}
+    reg = re.compile(r'\bm\.(counter|gauge|histogram)\(\s*"([A-Za-z_:][A-Za-z0-9_:]*)"\s*,\s*'
+                     r'(?:"(?:[^"\\]|\\.)*"\s*)+(?:,\s*\{([^{}]*)\})?')
+    for kind, name, labels in reg.findall(text):
+        labelset = set(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', labels or ""))
+        if kind == "histogram":
+            out[name + "_bucket"] = labelset | {"le"}
+            out[name + "_sum"] = set(labelset)
+            out[name + "_count"] = set(labelset)
+        else:
+            out[name] = labelset
+    return out
+
+
+def keel_upgrade_defaults(rel="src/process/upgrade.hpp"):
+    """UpgradeRequest's field defaults: name -> value (numbers as float, strings as str)."""
+    text = read_source(rel)
+    body = text[text.index("struct UpgradeRequest"):]
+    body = body[:body.index("};")]
+    out = {}
+    for name, value in re.findall(r"^\s*[\w:<>]+\s+(\w+)\s*=\s*([^;]+);", body, re.M):
+        value = value.strip()
+        if value.startswith('"'):
+            out[name] = value.strip('"')
+        elif re.fullmatch(r"[0-9.eE+-]+", value):
+            out[name] = float(value)
+    return out
+
+
+def keel_excluded_routes(rel="include/keel/app.hpp"):
+    """The routes keel's upgrade analysis leaves out: the defaults of the health and metrics paths."""
+    text = read_source(rel)
+    out = {}
+    for field in ("health_path", "readiness_path", "startup_path", "metrics_path"):
+        m = re.search(rf'std::string\s+{field}\s*=\s*"([^"]*)"', text)
+        if m:
+            out[field] = m.group(1)
+    return out
+
+
+def keel_exit_reasons(rel="src/process/prefork.cpp"):
+    text = read_source(rel)
+    start = text.index("const char* reason_name(")
+    body = text[start:text.index("\n}\n", start)]
+    return set(re.findall(r'return "([a-z_]+)";', body))
+
+
+def resolve_args(text, values):
+    return _ARG_REF.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _selectors(expr):
+    """(metric name, {label: (op, value)}) of every selector of a PromQL expression."""
+    # {{args.x}} hides as \x01x\x02 meanwhile: its braces are not a selector's.
+    text = _ARG_REF.sub(lambda m: "\x01" + m.group(1) + "\x02", expr)
+    out = []
+    for m in _SELECTOR.finditer(text):
+        matchers = {}
+        for mm in re.finditer(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"', m.group(2)):
+            value = mm.group(3).replace("\x01", "{{args.").replace("\x02", "}}")
+            matchers[mm.group(1)] = (mm.group(2), value)
+        out.append((m.group(1) or "", matchers))
+    return out
+
+
+def check_analysis_template(path, name, at, exported, defaults, excluded, reasons, app, problems, rules):
+    where = f"{path}: AnalysisTemplate {name}"
+    spec = at.get("spec", {})
+    args = {}
+    for a in spec.get("args", []):
+        if a["name"] in args:
+            problems.add(where, f"argument {a['name']} declared twice")
+        args[a["name"]] = a.get("value")
+    # Thresholds: exactly keel upgrade's defaults.
+    for arg, field in UPGRADE_ARGS.items():
+        want = defaults.get(field)
+        if arg not in args:
+            problems.add(where, f"no argument {arg} (keel upgrade's {field} = {want})")
+            continue
+        try:
+            have = float(args[arg])
+            want_value = parse_duration(want) if isinstance(want, str) else want
+        except (TypeError, ValueError) as e:
+            problems.add(where, f"argument {arg}: {e}")
+            continue
+        if abs(have - want_value) > 1e-12:
+            problems.add(where, f"argument {arg} = {args[arg]}, but keel upgrade's {field} defaults to {want} "
+                                "(src/process/upgrade.hpp)")
+    window = parse_duration(defaults.get("analysis_window", "60s"))
+    excluded_paths = set(excluded.values())
+    used_args = set()
+    metrics = spec.get("metrics", [])
+    if not metrics:
+        problems.add(where, "no metrics")
+    for metric in metrics:
+        mwhere = f"{where}: metric {metric.get('name')}"
+        prom = (metric.get("provider") or {}).get("prometheus")
+        if prom is None:
+            problems.add(mwhere, "not a Prometheus metric")
+            continue
+        query = prom.get("query", "")
+        cond = metric.get("successCondition", "")
+        refs = set(_ARG_REF.findall(query)) | set(_ARG_REF.findall(cond))
+        used_args |= refs
+        for r in sorted(refs - set(args)):
+            problems.add(mwhere, f"{{{{args.{r}}}}} is not a declared argument")
+        if not cond:
+            problems.add(mwhere, "no successCondition")
+        elif "result[0]" in cond and "len(result)" not in cond and not re.search(r"\bor\s+on\s*\(\s*\)\s*vector\(", query):
+            problems.add(mwhere, "result[0] without len(result) == 0 || ... on a query that may return nothing "
+                                 "(an empty result is a measurement error, not a verdict)")
+        # keel: the first failing check rolls back.
+        if str(metric.get("failureLimit", 0)) != "0":
+            problems.add(mwhere, f"failureLimit {metric.get('failureLimit')}: keel rolls back on the first failed check (0)")
+        # Timing: the measurements cover exactly one analysis window.
+        count = int(str(metric.get("count", 0)) or 0)
+        try:
+            if count > 1:
+                span = parse_duration(metric.get("interval", "0s")) * (count - 1) + parse_duration(metric.get("initialDelay", "0s"))
+                if span != window:
+                    problems.add(mwhere, f"interval x (count - 1) = {span:g} s, not keel's analysis window {window:g} s")
+            elif count == 1:
+                if parse_duration(metric.get("initialDelay", "0s")) != window:
+                    problems.add(mwhere, f"a single measurement must come at the end of the {window:g} s window (initialDelay)")
+            else:
+                problems.add(mwhere, "no count: a step's analysis would never end")
+        except ValueError as e:
+            problems.add(mwhere, str(e))
+        resolved = resolve_args(query, {**{k: v for k, v in args.items() if v is not None}, **ARG_STANDINS})
+        check_promql(resolved, mwhere, problems, exported)
+        for rng in re.findall(r"\[([^\[\]]+)\]", _STRING.sub('""', resolved)):
+            try:
+                if parse_duration(rng) != window:
+                    problems.add(mwhere, f"range [{rng}] is not keel's analysis window ({defaults.get('analysis_window')})")
+            except ValueError as e:
+                problems.add(mwhere, str(e))
+        for q in re.findall(r"histogram_quantile\(\s*([0-9.]+)", query):
+            if float(q) != 0.99:
+                problems.add(mwhere, f"histogram_quantile({q}): keel compares p99")
+        for metric_name, matchers in _selectors(query):
+            swhere = f"{mwhere}: {metric_name}"
+            if matchers.get("namespace", ("", ""))[0] != "=" or matchers["namespace"][1] != "{{args.namespace}}":
+                problems.add(swhere, 'selector without namespace="{{args.namespace}}"')
+            if matchers.get("job") != ("=", app):
+                problems.add(swhere, f'selector without job="{app}" (the scrape job names targets by app.kubernetes.io/name)')
+            if metric_name.startswith(("http_requests_total", "http_request_duration_seconds")):
+                op, regex = matchers.get("route", ("", ""))
+                if op != "!~" or set(regex.split("|")) != excluded_paths:
+                    problems.add(swhere, f"route must exclude exactly keel's {sorted(excluded_paths)} "
+                                         f"(route!~\"{'|'.join(sorted(excluded_paths))}\"), got {op}\"{regex}\"")
+            if metric_name.startswith(("http_requests_total", "http_request_duration_seconds", "keel_generation_info")):
+                if matchers.get("version", ("", ""))[1] not in ("{{args.canary-hash}}", "{{args.stable-hash}}"):
+                    problems.add(swhere, 'selector without version="{{args.canary-hash}}" or "{{args.stable-hash}}": '
+                                         "canary and stable would be mixed")
+            if "status" in matchers and matchers["status"] != ("=~", "5.."):
+                problems.add(swhere, f'status {matchers["status"]}: keel counts 5xx as errors (status=~"5..")')
+            if metric_name == "keel_worker_restarts_total":
+                op, regex = matchers.get("reason", ("", ""))
+                chosen = set(regex.split("|")) if op == "=~" else set()
+                crash = reasons - EXPECTED_EXIT_REASONS
+                if chosen != crash:
+                    problems.add(swhere, f"reason must select exactly keel's unasked exits {sorted(crash)} "
+                                         f"(src/process/prefork.cpp), got {sorted(chosen)}")
+        rules.append({"record": sanitize(f"{name}:{metric['name']}").replace("__", "_"), "expr": resolved})
+    for arg in sorted(set(args) - used_args):
+        problems.add(where, f"argument {arg} is declared but never used")
+    return args
+
+
+def check_rollout_analysis(path, name, ro, templates, app_of, problems):
+    """Each setWeight is analysed before the next; the arguments reach the template right."""
+    where = f"{path}: Rollout {name}"
+    steps = ro["spec"].get("strategy", {}).get("canary", {}).get("steps", [])
+    pending = None
+    n = 0
+    for i, st in enumerate(steps):
+        if "setWeight" in st:
+            if pending is not None:
+                problems.add(where, f"setWeight {pending} is never analysed (step {i} raises the weight first)")
+            pending = st["setWeight"]
+        analysis = st.get("analysis")
+        if not analysis:
+            continue
+        n += 1
+        pending = None
+        passed = {}
+        for a in analysis.get("args", []):
+            vf = a.get("valueFrom") or {}
+            if "podTemplateHashValue" in vf:
+                passed[a["name"]] = ("hash", vf["podTemplateHashValue"])
+            elif "fieldRef" in vf:
+                passed[a["name"]] = ("field", vf["fieldRef"].get("fieldPath"))
+            else:
+                passed[a["name"]] = ("value", a.get("value"))
+        want = {"canary-hash": ("hash", "Latest"), "stable-hash": ("hash", "Stable"),
+                "namespace": ("field", "metadata.namespace")}
+        for arg, value in want.items():
+            if passed.get(arg) != value:
+                problems.add(where, f"step {i}: argument {arg} must be {value[0]} {value[1]}, got {passed.get(arg)}")
+        for t in analysis.get("templates", []):
+            tname = t.get("templateName")
+            if t.get("clusterScope"):
+                continue
+            if tname not in templates:
+                problems.add(where, f"step {i}: AnalysisTemplate {tname} is not in the rendered output")
+                continue
+            missing = [a for a, v in templates[tname].items() if v is None and a not in passed]
+            if missing:
+                problems.add(where, f"step {i}: arguments {missing} of {tname} have no value")
+    if pending is not None:
+        problems.add(where, f"setWeight {pending} is never analysed before full promotion")
+    if n == 0:
+        problems.add(where, "no analysis step")
+    return n
+
+
+def check_version_label(path, ro, deployments, problems):
+    """keel's `version` label must be the revision's pod-template hash (what the analysis selects)."""
+    ref = ro["spec"].get("workloadRef")
+    template = deployments[ref["name"]]["spec"]["template"] if ref and ref.get("name") in deployments else ro["spec"].get("template")
+    if not template:
+        return None
+    for c in template["spec"]["containers"]:
+        for e in c.get("env", []):
+            if e["name"] == "KEEL_SERVICE_VERSION":
+                field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+                if field != "metadata.labels['rollouts-pod-template-hash']":
+                    problems.add(f"{path}: Rollout {ro['metadata']['name']}",
+                                 f"KEEL_SERVICE_VERSION must come from metadata.labels['rollouts-pod-template-hash'], "
+                                 f"got {e.get('value') or field!r}: the analysis selects version = the pod-template hash")
+                return template.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/name")
+    problems.add(f"{path}: Rollout {ro['metadata']['name']}", "the pod template does not set KEEL_SERVICE_VERSION "
+                 "(keel's `version` label would be empty for canary and stable alike)")
+    return template.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/name")
+
+
+def check_scrape_labels(prom_path, used_labels, problems):
+    """The kubernetes_sd job must keep keel's own labels (a target label `version` would turn keel's
+    into exported_version) and provide the target labels the analysis selects on."""
+    config = load_yaml_docs(prom_path)[0]
+    for job in config.get("scrape_configs", []):
+        if not job.get("kubernetes_sd_configs"):
+            continue
+        where = f"{prom_path}: job {job.get('job_name')}"
+        targets = {rc.get("target_label") for rc in job.get("relabel_configs", []) if rc.get("target_label")}
+        for label in ("version", "route", "status", "method", "le", "reason", "generation"):
+            if label in targets:
+                problems.add(where, f"relabels a target label {label}: keel's own {label} would become exported_{label}")
+        for label in used_labels:
+            if label not in targets:
+                problems.add(where, f"sets no target label {label}, which the analysis queries select on")
+        if job.get("honor_labels"):
+            problems.add(where, "honor_labels: true lets scraped labels override namespace/job/pod")
+        job_rc = [rc for rc in job.get("relabel_configs", []) if rc.get("target_label") == "job"]
+        if not any("__meta_kubernetes_pod_label_app_kubernetes_io_name" in rc.get("source_labels", []) for rc in job_rc):
+            problems.add(where, "job is not taken from the pod label app.kubernetes.io/name")
+
+
+def cmd_argo(paths, prom_path, derive_rules):
+    problems = Problems()
+    exported = keel_exported_metrics()
+    defaults = keel_upgrade_defaults()
+    excluded = keel_excluded_routes()
+    reasons = keel_exit_reasons()
+    for need in ("http_requests_total", "http_request_duration_seconds_bucket", "keel_generation_info"):
+        if need not in exported:
+            problems.add("src/metrics/http_metrics.cpp", f"{need} is not registered there any more")
+    for field in list(UPGRADE_ARGS.values()) + ["analysis_window"]:
+        if field not in defaults:
+            problems.add("src/process/upgrade.hpp", f"UpgradeRequest has no default for {field}")
+    if len(excluded) != 4:
+        problems.add("include/keel/app.hpp", f"cannot read the default health/metrics paths ({excluded})")
+    # The table the dashboard and rule checks use must agree with what keel exports.
+    for mname, labels in exported.items():
+        if KEEL_METRICS.get(mname) not in (None, labels):
+            problems.add("deploy/tools/check_deploy.py", f"KEEL_METRICS[{mname}] = {sorted(KEEL_METRICS[mname])}, "
+                                                        f"but keel exports {sorted(labels)}")
+    rules, n_templates, n_steps, used_labels = [], 0, 0, set()
+    for path in paths:
+        by_kind = {}
+        for d in load_yaml_docs(path):
+            by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+        rollouts = by_kind.get("Rollout", {})
+        if not rollouts:
+            problems.add(path, "no Rollout rendered")
+        deployments = by_kind.get("Deployment", {})
+        template_args = {}
+        apps = {check_version_label(path, ro, deployments, problems) for ro in rollouts.values()}
+        apps.discard(None)
+        app = apps.pop() if len(apps) == 1 else "keel-demo"
+        for name, at in by_kind.get("AnalysisTemplate", {}).items():
+            n_templates += 1
+            template_args[name] = check_analysis_template(path, name, at, exported, defaults, excluded, reasons,
+                                                          app, problems, rules)
+            for metric in at["spec"].get("metrics", []):
+                for _, matchers in _selectors((metric.get("provider", {}).get("prometheus") or {}).get("query", "")):
+                    used_labels |= set(matchers) & TARGET_LABELS
+        for name, ro in rollouts.items():
+            n_steps += check_rollout_analysis(path, name, ro, template_args, app, problems)
+    if prom_path:
+        check_scrape_labels(prom_path, sorted(used_labels), problems)
+    if derive_rules:
+        import yaml
+
+        with open(derive_rules, "w", encoding="utf-8") as f:
+            f.write("# Generated by deploy/tools/check_deploy.py argo: the AnalysisTemplate queries as recording\n"
+                    f"# rules, arguments resolved (defaults; run-time ones as {ARG_STANDINS}).\n")
+            yaml.safe_dump({"groups": [{"name": "argo-analysis", "rules": rules}]}, f, sort_keys=False, width=1000)
+    return problems.finish(
+        f"argo rollouts: {n_templates} AnalysisTemplate(s), {len(rules)} queries, {n_steps} analysis steps: keel's metric "
+        f"names and labels, routes {sorted(excluded.values())} excluded, thresholds = keel upgrade's defaults "
+        f"(error ratio {defaults.get('max_error_ratio')} +{defaults.get('max_error_ratio_delta')}, p99 x{defaults.get('max_p99_ratio')}, "
+        f"floor {defaults.get('p99_floor')}, {defaults.get('min_requests'):g} requests, window {defaults.get('analysis_window')})")
 
 
 # ---- compose --------------------------------------------------------------------------------
@@ -578,6 +992,23 @@ def main(argv):
         return cmd_k8s(args)
     if cmd == "compose" and len(args) == 1:
         return cmd_compose(args[0])
+    if cmd == "argo" and args:
+        paths, prom, derive, i = [], None, None, 0
+        while i < len(args):
+            if args[i] in ("--prometheus", "--derive-rules") and i + 1 < len(args):
+                if args[i] == "--prometheus":
+                    prom = args[i + 1]
+                else:
+                    derive = args[i + 1]
+                i += 2
+            elif args[i].startswith("--"):
+                print(f"unexpected argument {args[i]}", file=sys.stderr)
+                return 2
+            else:
+                paths.append(args[i])
+                i += 1
+        if paths:
+            return cmd_argo(paths, prom, derive)
     print(__doc__, file=sys.stderr)
     return 2
 

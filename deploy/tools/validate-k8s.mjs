@@ -4,14 +4,21 @@
 //   1. schema: each document goes through the validator that the npm package
 //      `kubernetes-models` compiled (ajv) from the Kubernetes OpenAPI specification of its
 //      apiVersion/kind: types, required fields, enums, formats (int32, quantities, ...);
+//      custom resources likewise from their own model package: Argo Rollouts' Rollout,
+//      AnalysisTemplate, ... (argoproj.io/v1alpha1) from `@kubernetes-models/argo-rollouts`,
+//      generated from the Go types of the argo-rollouts API (the source of its CRDs);
 //   2. strict: those validators accept unknown fields (the OpenAPI spec has no
 //      additionalProperties: false), which is where typos hide (`readinesProbe`, a pod-level
 //      field under a container). So every field is also looked up in the TypeScript
-//      declarations generated from the same spec (*.d.ts of kubernetes-models), and a field
+//      declarations generated from the same spec (*.d.ts of the model package), and a field
 //      the API does not define is an error, as `kubectl apply --validate=strict` would report.
 //
-// Usage: node validate-k8s.mjs --modules DIR FILE.yaml...   (DIR: a node_modules holding
-//        kubernetes-models and js-yaml; deploy/validate.sh installs them in build/deploy-tools)
+// Usage: node validate-k8s.mjs --modules DIR [--modules DIR2 ...] FILE.yaml...
+//        DIR: a node_modules holding js-yaml and kubernetes-models (deploy/validate.sh installs
+//        them in build/deploy-tools); further DIRs add model packages for custom resources
+//        (build/deploy-tools/argo-rollouts/node_modules: @kubernetes-models/argo-rollouts).
+//        A kind is looked up in each DIR's packages in turn; an apiVersion/kind none of them
+//        knows is an error (never skipped).
 // Exit status: 0 when every document is valid, 1 otherwise (each problem on stderr), 2 on usage.
 import fs from "node:fs";
 import path from "node:path";
@@ -19,20 +26,24 @@ import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
 const args = process.argv.slice(2);
-let modules = null;
+const moduleDirs = [];
 const files = [];
 for (let i = 0; i < args.length; i++) {
-  if (args[i] === "--modules") modules = args[++i];
+  if (args[i] === "--modules") moduleDirs.push(path.resolve(args[++i] ?? ""));
   else files.push(args[i]);
 }
-if (!modules || files.length === 0) {
-  console.error("usage: validate-k8s.mjs --modules NODE_MODULES_DIR FILE.yaml...");
+if (moduleDirs.length === 0 || files.length === 0) {
+  console.error("usage: validate-k8s.mjs --modules NODE_MODULES_DIR [--modules DIR...] FILE.yaml...");
   process.exit(2);
 }
-modules = path.resolve(modules);
+const modules = moduleDirs[0];
 const require = createRequire(path.join(modules, "noop.js"));
 const yaml = require("js-yaml");
-const modelsRoot = path.join(modules, "kubernetes-models");
+// Model packages, each laid out as <package>/<apiVersion>/<Kind>.{js,mjs,d.ts}.
+const MODEL_PACKAGES = ["kubernetes-models", "@kubernetes-models/argo-rollouts"];
+const modelRoots = moduleDirs.flatMap((dir) =>
+  MODEL_PACKAGES.map((pkg) => path.join(dir, pkg)).filter((root) => fs.existsSync(root)),
+);
 
 // ---- strict field check from the generated .d.ts declarations -----------------------------
 
@@ -43,8 +54,17 @@ function stripComments(text) {
 }
 
 function resolveImport(fromFile, spec) {
-  if (spec.startsWith(".")) return path.resolve(path.dirname(fromFile), spec.replace(/\.js$/, "") + ".d.ts");
-  return path.join(modules, spec.replace(/\.js$/, "") + ".d.ts");
+  const file = spec.replace(/\.js$/, "") + ".d.ts";
+  if (spec.startsWith(".")) return path.resolve(path.dirname(fromFile), file);
+  // A package import resolves like node does: the nearest node_modules up from the importing
+  // file that holds the package (a model package may carry its own, newer, kubernetes-models).
+  const parts = spec.split("/");
+  const pkg = spec.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
+  for (let dir = path.dirname(fromFile); ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "node_modules", pkg))) return path.join(dir, "node_modules", file);
+    if (path.dirname(dir) === dir) break;
+  }
+  return path.join(modules, file);
 }
 
 // Splits "a; b; c" at depth 0 of {} <> () brackets.
@@ -147,7 +167,7 @@ function strictCheck(value, decl, where, problems) {
     case "object":
       if (typeof value !== "object" || Array.isArray(value)) return; // a type error: the schema reports it
       for (const [k, v] of Object.entries(value)) {
-        if (!decl.props.has(k)) problems.push(`${where}.${k}: unknown field (not in the Kubernetes API schema)`);
+        if (!decl.props.has(k)) problems.push(`${where}.${k}: unknown field (not in the API schema of this kind)`);
         else strictCheck(v, decl.props.get(k), `${where}.${k}`, problems);
       }
       return;
@@ -178,8 +198,13 @@ for (const file of files) {
       failures++;
       continue;
     }
-    const base = path.join(modelsRoot, doc.apiVersion, doc.kind);
-    const entry = [".mjs", ".js"].map((ext) => base + ext).find((f) => fs.existsSync(f));
+    let base = null;
+    let entry = null;
+    for (const root of modelRoots) {
+      base = path.join(root, doc.apiVersion, doc.kind);
+      entry = [".mjs", ".js"].map((ext) => base + ext).find((f) => fs.existsSync(f));
+      if (entry) break;
+    }
     if (!entry) {
       console.error(`${id}: no schema for apiVersion ${doc.apiVersion} kind ${doc.kind} (wrong or removed API version?)`);
       failures++;

@@ -26,9 +26,10 @@ def parse_duration(value):
 
 
 def render(overlay):
-    """The objects `kubectl kustomize deploy/k8s/overlays/<overlay>` renders, as dicts."""
+    """The objects `kubectl kustomize deploy/k8s/overlays/<overlay>` renders, as dicts
+    (`deploy/k8s/<dir>` when overlay is "../<dir>", e.g. "../argo-rollouts")."""
     env = dict(os.environ, KUBECONFIG=os.devnull)
-    rendered = subprocess.run([KUBECTL, "kustomize", os.path.join(ROOT, "deploy", "k8s", "overlays", overlay)],
+    rendered = subprocess.run([KUBECTL, "kustomize", os.path.normpath(os.path.join(ROOT, "deploy", "k8s", "overlays", overlay))],
                               check=True, capture_output=True, text=True, env=env).stdout
     as_json = subprocess.run([KUBECTL, "patch", "--local", "-f", "-", "--type", "merge", "-p", "{}", "-o", "json"],
                              input=rendered, check=True, capture_output=True, text=True, env=env).stdout
@@ -228,6 +229,114 @@ class ReleaseOverlaysTest(unittest.TestCase):
         (hpa,) = of_kind(objects, "HorizontalPodAutoscaler")  # the canary keeps its single pod
         self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], "keel-demo-stable")
         self.assertEqual(hpa["spec"]["minReplicas"], 9)
+
+
+def upgrade_defaults():
+    """keel upgrade's UpgradeRequest defaults (src/process/upgrade.hpp): name -> text of the value."""
+    with open(os.path.join(ROOT, "src", "process", "upgrade.hpp"), encoding="utf-8") as f:
+        text = f.read()
+    body = text[text.index("struct UpgradeRequest"):]
+    return {k: v.strip().strip('"') for k, v in re.findall(r"^\s*[\w:<>]+\s+(\w+)\s*=\s*([^;]+);", body[:body.index("};")], re.M)}
+
+
+@unittest.skipIf(KUBECTL is None, "kubectl is not installed (deploy/validate.sh installs it)")
+class ArgoRolloutsTest(unittest.TestCase):
+    """deploy/k8s/argo-rollouts: keel upgrade's canary (--steps 10,25,50,100) as an Argo Rollout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objects = render("../argo-rollouts")
+        (cls.rollout,) = of_kind(cls.objects, "Rollout")
+        (cls.template,) = of_kind(cls.objects, "AnalysisTemplate")
+        cls.deployments = {d["metadata"]["name"]: d for d in of_kind(cls.objects, "Deployment")}
+        cls.canary = cls.rollout["spec"]["strategy"]["canary"]
+
+    def test_rollout_reuses_the_base_deployment_in_place(self):
+        ref = self.rollout["spec"]["workloadRef"]
+        self.assertEqual((ref["apiVersion"], ref["kind"]), ("apps/v1", "Deployment"))
+        self.assertIn(ref["name"], self.deployments)
+        self.assertNotIn("template", self.rollout["spec"])
+        self.assertIn(ref.get("scaleDown"), ("onsuccess", "progressively"), "the Deployment's pods must go away")
+        # Same name and selector as overlays/rolling's Deployment (immutable): applied over it in place.
+        (rolling,) = of_kind(render("rolling"), "Deployment")
+        dep = self.deployments[ref["name"]]
+        self.assertEqual(dep["metadata"]["name"], rolling["metadata"]["name"])
+        self.assertEqual(dep["spec"]["selector"], rolling["spec"]["selector"])
+        self.assertNotIn("replicas", dep["spec"])
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(selects(self.rollout["spec"]["selector"]["matchLabels"], labels))
+        self.assertNotIn("track", self.rollout["spec"]["selector"]["matchLabels"], "track is relabelled per role")
+
+    def test_version_label_is_the_pod_template_hash(self):
+        dep = self.deployments[self.rollout["spec"]["workloadRef"]["name"]]
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        self.assertEqual(env["KEEL_SERVICE_VERSION"]["valueFrom"]["fieldRef"]["fieldPath"],
+                         "metadata.labels['rollouts-pod-template-hash']")
+
+    def test_steps_mirror_upgrade_steps_10_25_50_each_analysed(self):
+        steps = self.canary["steps"]
+        self.assertEqual([s["setWeight"] for s in steps if "setWeight" in s], [10, 25, 50])
+        kinds = [next(iter(s)) for s in steps]
+        self.assertEqual(kinds, ["setWeight", "pause", "analysis"] * 3)
+        for s in steps:
+            if "analysis" in s:
+                self.assertEqual([t["templateName"] for t in s["analysis"]["templates"]], [self.template["metadata"]["name"]])
+                args = {a["name"]: a["valueFrom"] for a in s["analysis"]["args"]}
+                self.assertEqual(args["canary-hash"], {"podTemplateHashValue": "Latest"})
+                self.assertEqual(args["stable-hash"], {"podTemplateHashValue": "Stable"})
+        self.assertIs(self.rollout["spec"].get("progressDeadlineAbort"), True, "a never-ready canary must abort")
+        self.assertEqual(self.canary.get("maxUnavailable"), 0, "capacity never drops, as in the base Deployment")
+
+    def test_services_and_track_labels(self):
+        services = {s["metadata"]["name"]: s for s in of_kind(self.objects, "Service")}
+        for role in ("stable", "canary"):
+            svc = services[self.canary[f"{role}Service"]]
+            self.assertEqual([p["targetPort"] for p in svc["spec"]["ports"]], ["http"])
+            self.assertEqual(self.canary[f"{role}Metadata"]["labels"]["track"], role)
+        self.assertNotEqual(self.canary["stableService"], self.canary["canaryService"])
+        self.assertIn("keel-demo", services, "user traffic still goes through the Service keel-demo")
+
+    def test_hpa_scales_the_rollout_with_enough_pods_for_10_percent(self):
+        (hpa,) = of_kind(self.objects, "HorizontalPodAutoscaler")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"],
+                         {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": self.rollout["metadata"]["name"]})
+        self.assertNotIn("replicas", self.rollout["spec"])
+        first = min(s["setWeight"] for s in self.canary["steps"] if "setWeight" in s)
+        # Without traffic routing the weight is a share of pods: one canary pod must be <= first%.
+        self.assertLessEqual(100 / hpa["spec"]["minReplicas"], first)
+
+    def test_analysis_thresholds_are_upgrade_defaults(self):
+        d = upgrade_defaults()
+        args = {a["name"]: a.get("value") for a in self.template["spec"]["args"]}
+        self.assertEqual(float(args["max-error-ratio"]), float(d["max_error_ratio"]))
+        self.assertEqual(float(args["max-error-ratio-delta"]), float(d["max_error_ratio_delta"]))
+        self.assertEqual(float(args["max-p99-ratio"]), float(d["max_p99_ratio"]))
+        self.assertEqual(float(args["p99-floor"]), parse_duration(d["p99_floor"]))
+        self.assertEqual(float(args["min-requests"]), float(d["min_requests"]))
+        window = parse_duration(d["analysis_window"])
+        metrics = {m["name"]: m for m in self.template["spec"]["metrics"]}
+        self.assertEqual(set(metrics), {"error-ratio", "worker-crashes", "canary-requests", "p99-latency-ratio"})
+        for m in metrics.values():
+            self.assertEqual(m.get("failureLimit"), 0, m["name"])
+            query = m["provider"]["prometheus"]["query"]
+            for rng in re.findall(r"\[(\w+)\]", query):
+                self.assertEqual(parse_duration(rng), window, m["name"])
+            if m.get("count", 1) > 1:
+                self.assertEqual(parse_duration(m["interval"]) * (m["count"] - 1), window, m["name"])
+            else:
+                self.assertEqual(parse_duration(m["initialDelay"]), window, m["name"])
+        self.assertIn("{{args.max-error-ratio}}", metrics["error-ratio"]["successCondition"])
+        self.assertIn("{{args.max-p99-ratio}}", metrics["p99-latency-ratio"]["successCondition"])
+        self.assertIn("{{args.min-requests}}", metrics["canary-requests"]["successCondition"])
+
+    def test_queries_separate_versions_and_skip_health_and_metrics_routes(self):
+        for m in self.template["spec"]["metrics"]:
+            query = m["provider"]["prometheus"]["query"]
+            for selector in re.findall(r"(http_\w+)\{([^{}]*(?:\{\{[^}]*\}\}[^{}]*)*)\}", query):
+                name, body = selector
+                self.assertIn('route!~"/health|/health/ready|/health/startup|/metrics"', body, (m["name"], name))
+                self.assertRegex(body, r'version="\{\{args\.(canary|stable)-hash\}\}"')
 
 
 if __name__ == "__main__":
