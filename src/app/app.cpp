@@ -1,6 +1,7 @@
 #include "keel/app.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -220,6 +221,16 @@ int App::serve() {
     };
   }
   ::signal(SIGPIPE, SIG_IGN);
+  // The common soft descriptor limit (1024) is far below --worker-connections: raise it to the
+  // hard limit, as nginx's worker_rlimit_nofile and Go's runtime do, so connections, not a
+  // default, decide when a worker runs out.
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    const rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) == 0)
+      log::write(log::Level::kInfo, "keel.server", "fd_limit_raised",
+                 {{"from", static_cast<std::int64_t>(was)}, {"to", static_cast<std::int64_t>(rl.rlim_max)}});
+  }
   // Block the control signals from the start: until the master (or the single worker) reads
   // them, a signal arriving early must wait, not kill the process with its default action.
   sigset_t control;

@@ -62,6 +62,9 @@ class Server::SignalWatcher final : public net::IoHandler {
       // the TERM that stops the whole service, as opposed to retiring this one worker.
       const bool graceful = info.ssi_signo == SIGTERM && !server_.shutting_down();
       const bool whole_service = info.ssi_code == SI_QUEUE && info.ssi_int == process::kStopServiceSignalValue;
+      // The master died (the parent-death TERM): nobody supervises this worker or tells load
+      // balancers anything, so it drains at once instead of serving through --shutdown-delay.
+      if (server_.slot_ != nullptr && ::getppid() != server_.master_pid_) server_.orphaned_ = true;
       server_.begin_shutdown(graceful, whole_service);
     }
   }
@@ -83,6 +86,7 @@ Server::Server(const ServerOptions& options, const Router& router, const std::ve
       pool_(options.threads, options.thread_queue),
       listeners_(std::move(listeners)),
       slot_(slot),
+      master_pid_(::getppid()),
       max_requests_(max_requests) {
   parser_limits_.max_request_line = options.limit_request_line;
   parser_limits_.max_header_field = options.limit_request_field_size;
@@ -155,6 +159,7 @@ void Server::release(Connection* c) {
   last->all_index_ = c->all_index_;
   all_.pop_back();
   --connections_;
+  if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
   if (observer_ != nullptr) observer_->connection_closed();
   graveyard_.push_back(c);
 }
@@ -230,8 +235,32 @@ net::Clock::time_point Server::tick() {
   return std::min(next, now + std::chrono::seconds(1));
 }
 
+bool Server::sibling_has_room() const noexcept {
+  for (const process::WorkerSlot& s : process::all_worker_slots()) {
+    if (&s == slot_ || s.pid.load(std::memory_order_relaxed) == 0) continue;
+    const auto state = s.get_state();
+    if ((state == process::WorkerState::kReady || state == process::WorkerState::kRetiring) &&
+        s.connections.load(std::memory_order_relaxed) < options_.worker_connections)
+      return true;
+  }
+  return false;
+}
+
+void Server::pause_accepting(std::chrono::milliseconds for_how_long) {
+  accepting_ = false;
+  accept_resume_at_ = loop_.now() + for_how_long;
+  for (auto& a : acceptors_) loop_.remove(a->fd());
+}
+
 bool Server::on_accept(int listen_fd, bool admin) {
   constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
+  if (connections_ >= options_.worker_connections && !admin && !options_.reuse_port && sibling_has_room()) {
+    // Full, but another worker is not: leave the shared listener to it (EPOLLEXCLUSIVE would keep
+    // waking this one). Only when every worker is full do new connections get the 503 below.
+    // (With --reuse-port a connection in this worker's own queue can only be taken here.)
+    pause_accepting(std::chrono::milliseconds(20));
+    return false;
+  }
   for (int i = 0; i < kBatch && accepting_; ++i) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -250,9 +279,7 @@ bool Server::on_accept(int listen_fd, bool admin) {
           reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         }
         // Pause accepting briefly either way; connections wait in the backlog meanwhile.
-        accepting_ = false;
-        accept_resume_at_ = loop_.now() + std::chrono::milliseconds(100);
-        for (auto& a : acceptors_) loop_.remove(a->fd());
+        pause_accepting(std::chrono::milliseconds(100));
         static net::Clock::time_point last_warning{};
         if (loop_.now() - last_warning > std::chrono::seconds(5)) {
           last_warning = loop_.now();
@@ -278,6 +305,7 @@ bool Server::on_accept(int listen_fd, bool admin) {
     c->all_index_ = all_.size();
     all_.push_back(c);
     ++connections_;
+    if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
     if (observer_ != nullptr) observer_->connection_opened();
     c->start();
   }
@@ -321,7 +349,7 @@ void Server::close_listeners() {
 void Server::begin_shutdown(bool graceful, bool whole_service) {
   // Without a master this process is the whole service.
   stopping_service_ = whole_service || slot_ == nullptr;
-  if (graceful && !shutdown_requested_ && !draining_ && options_.shutdown_delay.count() > 0) {
+  if (graceful && !shutdown_requested_ && !draining_ && options_.shutdown_delay.count() > 0 && !orphaned_) {
     // Load balancers need time to notice the failing readiness and stop sending: keep serving
     // normally until then (tick() starts the drain).
     shutdown_requested_ = true;

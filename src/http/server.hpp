@@ -90,6 +90,10 @@ class Server {
   // opposed to this worker retiring while the others keep accepting.
   void begin_shutdown(bool graceful, bool whole_service);
   void close_listeners();
+  // Stops polling the listeners until `for_how_long` has passed (tick() resumes).
+  void pause_accepting(std::chrono::milliseconds for_how_long);
+  // Another ready worker of this master is below --worker-connections.
+  bool sibling_has_room() const noexcept;
   void unlink(Connection& c);
 
   const ServerOptions& options_;
@@ -120,6 +124,8 @@ class Server {
   net::Clock::time_point drain_deadline_{};
   std::vector<Connection*> all_;  // every live connection (for drain)
   process::WorkerSlot* slot_ = nullptr;
+  pid_t master_pid_ = 0;  // the parent at start: another parent means the master died
+  bool orphaned_ = false;
   Observer* observer_ = nullptr;
   const Router* admin_router_ = nullptr;
   std::uint64_t max_requests_ = 0;

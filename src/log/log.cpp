@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +39,12 @@ struct State {
   std::uint64_t dropped_unreported = 0;
   Options options;
   int fd = STDOUT_FILENO;
+  // Synchronous logging (the master) must never block on a destination nobody reads: a pipe or
+  // terminal is written through its own non-blocking open file description, a socket with
+  // MSG_DONTWAIT; what does not fit now is dropped and counted.
+  int sync_fd = -1;   // the non-blocking twin of fd
+  int sync_for = -1;  // the fd it was made for
+  bool sync_socket = false;
   bool rotator = true;
   bool synchronous = false;
   bool flush_requested = false;  // flush(): write now, do not wait for the interval
@@ -222,12 +229,14 @@ std::size_t count_lines(std::string_view s) {
   return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
-// Writes everything or gives up (disk full, closed pipe): a log destination must never stop
-// serving. Returns the number of lines that could not be written.
-std::size_t write_all(int fd, std::string_view data) {
+// Writes everything or gives up (disk full, closed pipe, and for a socket written with
+// dont_wait: full): a log destination must never stop serving. Returns the number of lines that
+// could not be written.
+std::size_t write_all(int fd, std::string_view data, bool dont_wait_socket = false) {
   std::size_t off = 0;
   while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    const ssize_t n = dont_wait_socket ? ::send(fd, data.data() + off, data.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                       : ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       // Count whole lines lost, including a partly written one.
@@ -238,6 +247,26 @@ std::size_t write_all(int fd, std::string_view data) {
     off += static_cast<std::size_t>(n);
   }
   return 0;
+}
+
+// The descriptor synchronous writes use for s.fd (see State::sync_fd).
+int nonblocking_twin(State& s) {
+  if (s.sync_for == s.fd) return s.sync_fd;
+  if (s.sync_fd >= 0 && s.sync_fd != s.fd) ::close(s.sync_fd);
+  s.sync_for = s.fd;
+  s.sync_fd = s.fd;
+  s.sync_socket = false;
+  struct stat st {};
+  if (::fstat(s.fd, &st) != 0) return s.sync_fd;
+  if (S_ISSOCK(st.st_mode)) {
+    s.sync_socket = true;
+  } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+    // A new open file description of the same pipe/terminal: O_NONBLOCK on it leaves the shared
+    // one (stdout of every process) as it is.
+    const std::string self = "/proc/self/fd/" + std::to_string(s.fd);
+    if (const int twin = ::open(self.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC); twin >= 0) s.sync_fd = twin;
+  }
+  return s.sync_fd;
 }
 
 int open_file(const std::string& path) {
@@ -252,6 +281,7 @@ void reopen(State& s) {
     const int fd = open_file(s.options.file);
     const int old = s.fd;
     s.fd = fd;
+    s.sync_for = -1;  // a new destination: its non-blocking twin is made on the next write
     if (old > STDERR_FILENO) ::close(old);
     s.opened_at = std::chrono::steady_clock::now();
   } catch (const std::exception&) {
@@ -450,6 +480,7 @@ void configure(const Options& options) {
   std::lock_guard lock(s.mutex);
   if (s.fd > STDERR_FILENO && s.fd != fd) ::close(s.fd);
   s.fd = fd;
+  s.sync_for = -1;  // a new destination: its non-blocking twin is made on the next write
   s.options = options;
   s.opened_at = std::chrono::steady_clock::now();
   int min = static_cast<int>(options.level);
@@ -495,7 +526,9 @@ void write(Level level, std::string_view logger, std::string_view event, std::in
       maintain(s);
       next_maintenance = now + std::chrono::seconds(1);
     }
-    if (const std::size_t lost = write_all(s.fd, line); lost > 0) g_dropped.fetch_add(lost, std::memory_order_relaxed);
+    const int fd = nonblocking_twin(s);
+    if (const std::size_t lost = write_all(fd, line, s.sync_socket); lost > 0)
+      g_dropped.fetch_add(lost, std::memory_order_relaxed);
     return;
   }
   ensure_writer(s);

@@ -39,7 +39,6 @@ void reopen_logs_handler(int) {
 constexpr int kBootFailure = 3;                    // a worker that cannot start: do not respawn forever
 constexpr std::int64_t kAbortGraceMs = 2000;       // SIGABRT -> SIGKILL
 constexpr std::int64_t kReadyDeadlineMs = 30'000;  // a replacement must be ready by then
-constexpr std::int64_t kStableAfterMs = 5'000;     // a worker this old resets the crash backoff
 constexpr std::int64_t kMaxBackoffMs = 10'000;
 
 // SIGABRT in a worker (sent by the master on --timeout): write the blocked thread's stack to
@@ -381,9 +380,11 @@ void Master::reap() {
       continue;
     }
     if (w.reason == ExitReason::kScaledDown || w.replaced_by != 0) continue;  // nothing to refill
-    // Crash-loop guard: exponential backoff per worker id, reset by a worker that lived long.
+    // Crash-loop guard: exponential backoff per worker id for workers that die before they are
+    // ready (a boot that keeps failing). One that served comes back at once: killed from outside
+    // (OOM killer, an operator) it is healthy, and delaying it only removes capacity.
     int& streak = crash_streak_[w.id];
-    streak = (w.was_ready && age_ms >= kStableAfterMs) ? 0 : streak + 1;
+    streak = w.was_ready ? 0 : streak + 1;
     const std::int64_t delay =
         streak == 0 ? 0 : std::min<std::int64_t>(kMaxBackoffMs, 100LL << std::min(streak - 1, 10));
     respawn_at_[w.id] = steady_ms() + delay;

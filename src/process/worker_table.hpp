@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 namespace keel::process {
 
@@ -25,6 +26,7 @@ struct alignas(64) WorkerSlot {
   std::atomic<int> state{0};
   std::atomic<std::int64_t> heartbeat_ms{0};  // steady clock, milliseconds
   std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> connections{0};  // open client connections (siblings read it at their cap)
 
   void set_state(WorkerState s) noexcept { state.store(static_cast<int>(s), std::memory_order_release); }
   WorkerState get_state() const noexcept { return static_cast<WorkerState>(state.load(std::memory_order_acquire)); }
@@ -51,6 +53,10 @@ class WorkerTable {
 };
 
 std::int64_t steady_ms() noexcept;
+
+// Every slot of this process's master (mapped before the fork: the same addresses in all its
+// workers), so a worker can see its siblings; empty without a master.
+std::span<WorkerSlot> all_worker_slots() noexcept;
 
 // sigqueue() value the master attaches to the SIGTERM that stops the whole service (workers then
 // close the shared listening sockets for good), as opposed to a plain SIGTERM retiring one worker.
