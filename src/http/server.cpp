@@ -20,6 +20,10 @@
 #include "process/sd_notify.hpp"
 
 namespace keel::http {
+
+namespace {
+constexpr std::chrono::milliseconds kStepAside{20};  // how often a full worker looks again
+}  // namespace
 namespace {
 
 thread_local Server* t_server = nullptr;
@@ -203,8 +207,12 @@ net::Clock::time_point Server::tick() {
     }
     if (l.head != nullptr) next = std::min(next, l.head->deadline_);
   }
+  if (accepting_ && !draining_ && should_step_aside()) pause_accepting(kStepAside);
   if (!accepting_ && !draining_ && !accept_gated_) {
-    if (now >= accept_resume_at_) {
+    if (now >= accept_resume_at_ && should_step_aside()) {
+      accept_resume_at_ = now + kStepAside;
+      next = std::min(next, accept_resume_at_);
+    } else if (now >= accept_resume_at_) {
       accepting_ = true;
       for (auto& a : acceptors_) loop_.add(a->fd(), EPOLLIN | EPOLLEXCLUSIVE, a.get());
     } else {
@@ -235,6 +243,16 @@ net::Clock::time_point Server::tick() {
   return std::min(next, now + std::chrono::seconds(1));
 }
 
+// A worker at --worker-connections leaves the shared listener to a sibling that has room: it
+// stops polling it (EPOLLEXCLUSIVE would keep waking this one, which could only answer 503).
+// It steps aside *before* a wakeup can reach it — once woken, it accepts (a wakeup declined is
+// lost: the kernel woke no one else) — and checks again every kStepAside. Only when every worker
+// is full do new connections get the 503. (With --reuse-port a connection in this worker's own
+// queue can only be taken here, so it never steps aside.)
+bool Server::should_step_aside() const noexcept {
+  return connections_ >= options_.worker_connections && !options_.reuse_port && sibling_has_room();
+}
+
 bool Server::sibling_has_room() const noexcept {
   for (const process::WorkerSlot& s : process::all_worker_slots()) {
     if (&s == slot_ || s.pid.load(std::memory_order_relaxed) == 0) continue;
@@ -254,13 +272,6 @@ void Server::pause_accepting(std::chrono::milliseconds for_how_long) {
 
 bool Server::on_accept(int listen_fd, bool admin) {
   constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
-  if (connections_ >= options_.worker_connections && !admin && !options_.reuse_port && sibling_has_room()) {
-    // Full, but another worker is not: leave the shared listener to it (EPOLLEXCLUSIVE would keep
-    // waking this one). Only when every worker is full do new connections get the 503 below.
-    // (With --reuse-port a connection in this worker's own queue can only be taken here.)
-    pause_accepting(std::chrono::milliseconds(20));
-    return false;
-  }
   for (int i = 0; i < kBatch && accepting_; ++i) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -308,6 +319,10 @@ bool Server::on_accept(int listen_fd, bool admin) {
     if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
     if (observer_ != nullptr) observer_->connection_opened();
     c->start();
+    if (should_step_aside()) {
+      pause_accepting(kStepAside);
+      return false;
+    }
   }
   return accepting_;
 }

@@ -94,6 +94,7 @@ class Server {
   void pause_accepting(std::chrono::milliseconds for_how_long);
   // Another ready worker of this master is below --worker-connections.
   bool sibling_has_room() const noexcept;
+  bool should_step_aside() const noexcept;
   void unlink(Connection& c);
 
   const ServerOptions& options_;

@@ -1,5 +1,7 @@
 // keel-testapp: the application the process-level tests drive over real sockets. It exercises
 // every handler shape (sync, coroutine, offload, streaming) and every error path.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,10 +34,25 @@ keel::Response blocking_handler(keel::Request& req) {
 
 namespace {
 // Lifecycle hooks announce themselves as JSON lines (stdout stays one JSON object per line).
+// Written at once (the order of lines across processes is what the hook tests check), but never
+// blocking: the master runs hooks too, and a stdout nobody reads must not stop it supervising
+// (tests/hardening's stuck-pipe test). A line that does not fit is dropped.
 void announce(std::string_view hook, long worker = -1) {
-  std::printf("{\"event\":\"testapp_hook\",\"hook\":\"%.*s\",\"pid\":%d,\"worker_id\":%ld}\n",
-              static_cast<int>(hook.size()), hook.data(), static_cast<int>(::getpid()), worker);
-  std::fflush(stdout);
+  static const int out = [] {
+    // A pipe or terminal gets its own non-blocking open file description; a regular file (which
+    // never blocks) is written as it is, sharing its offset with the server's log lines.
+    struct stat st {};
+    if (::fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) return STDOUT_FILENO;
+    const int fd = ::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    return fd >= 0 ? fd : STDOUT_FILENO;
+  }();
+  char line[256];
+  const int n =
+      std::snprintf(line, sizeof line, "{\"event\":\"testapp_hook\",\"hook\":\"%.*s\",\"pid\":%d,\"worker_id\":%ld}\n",
+                    static_cast<int>(hook.size()), hook.data(), static_cast<int>(::getpid()), worker);
+  if (n > 0) {
+    [[maybe_unused]] const ssize_t written = ::write(out, line, static_cast<std::size_t>(std::min(n, 255)));
+  }
 }
 }  // namespace
 
