@@ -145,7 +145,7 @@ class Upgrade {
     if (!r_.json) std::fprintf(stderr, "upgrade: %s\n", line.c_str());
   }
   bool wait_ready(Master& m, int workers, const char* who);
-  std::optional<std::string> analyse(int step_percent, int new_workers);
+  std::optional<std::string> analyse(int step_percent);
   void publish(Master& m, Json progress);
   int canary();
   int blue_green();
@@ -175,23 +175,22 @@ int Upgrade::parse_flags() {
     std::fprintf(stderr, "upgrade: error: %s: %s\n", flag.c_str(), why.c_str());
     return 78;
   };
-  auto duration = [&](const std::string& flag, const std::string& text, std::chrono::milliseconds& out) {
+  auto duration = [](const std::string& text, std::chrono::milliseconds& out) {
     const auto d = config::parse_duration(text);
     if (!d) return false;
     out = *d.value;
-    (void)flag;
     return true;
   };
   if (r_.control_socket.empty())
     return bad("--control-socket", "required (or KEEL_CONTROL_SOCKET): the running master's control_socket");
-  if (!duration("--analysis-window", r_.analysis_window, window_) || window_.count() <= 0)
+  if (!duration(r_.analysis_window, window_) || window_.count() <= 0)
     return bad("--analysis-window", "expected a duration > 0 like 60s, got '" + r_.analysis_window + "'");
-  if (!duration("--ready-timeout", r_.ready_timeout, ready_timeout_) || ready_timeout_.count() <= 0)
+  if (!duration(r_.ready_timeout, ready_timeout_) || ready_timeout_.count() <= 0)
     return bad("--ready-timeout", "expected a duration > 0 like 60s, got '" + r_.ready_timeout + "'");
-  if (!duration("--rollback-window", r_.rollback_window, rollback_window_) || rollback_window_.count() <= 0)
+  if (!duration(r_.rollback_window, rollback_window_) || rollback_window_.count() <= 0)
     return bad("--rollback-window", "expected a duration > 0 like 300s, got '" + r_.rollback_window + "'");
   std::chrono::milliseconds floor{};
-  if (!duration("--p99-floor", r_.p99_floor, floor))
+  if (!duration(r_.p99_floor, floor))
     return bad("--p99-floor", "expected a duration like 5ms, got '" + r_.p99_floor + "'");
   p99_floor_s_ = static_cast<double>(floor.count()) / 1000.0;
   if (!(r_.max_error_ratio >= 0 && r_.max_error_ratio <= 1)) return bad("--max-error-ratio", "expected 0..1");
@@ -279,7 +278,7 @@ bool Upgrade::spawn(int workers) {
 
 // One canary step: compares the generations over the analysis window. nullopt: passed; else the
 // reason it failed.
-std::optional<std::string> Upgrade::analyse(int step_percent, int new_workers) {
+std::optional<std::string> Upgrade::analyse(int step_percent) {
   const auto base_old = old_.call({{"cmd", "stats"}});
   const auto base_new = new_.call({{"cmd", "stats"}});
   if (!base_old || !base_new) return "cannot read the generations' figures: " + (base_old ? new_.error : old_.error);
@@ -327,7 +326,6 @@ std::optional<std::string> Upgrade::analyse(int step_percent, int new_workers) {
              ": ratio " + ratio + " above --max-p99-ratio";
     }
   }
-  (void)new_workers;
   steps_done_.push_back({{"step_percent", step_percent}, {"old", last_old_}, {"new", last_new_}, {"passed", true}});
   note("step " + std::to_string(step_percent) + "% passed: new error ratio " + format_ratio(w_new.error_ratio()) +
        ", p99 " + format_ms(w_new.p99_s) + " (old " + format_ratio(w_old.error_ratio()) + ", " +
@@ -398,7 +396,7 @@ int Upgrade::canary() {
     old_.command({{"cmd", "scale"}, {"workers", std::max(1, workers_ - k)}});
     weight_ = std::to_string(k) + " new / " + std::to_string(std::max(1, workers_ - k)) + " old workers";
     note("step " + std::to_string(percent) + "%: " + weight_ + ", analysing for " + r_.analysis_window);
-    if (const auto failed = analyse(percent, k)) return roll_back(*failed);
+    if (const auto failed = analyse(percent)) return roll_back(*failed);
   }
   return promote();
 }
