@@ -247,10 +247,11 @@ void Connection::handle_request() {
   counted_ = true;
 
   // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6): it is
-  // answered 405 below (or by middleware), and whatever the answer, the connection closes after
-  // it -- a client may already be sending tunnel bytes, none of which may be read as a request.
+  // answered 405 below (or by middleware). Whatever the target form and the answer, the connection
+  // closes after any CONNECT: a client or a proxy in front may treat what follows the head as
+  // tunnel bytes, none of which may be read here as a body or as another request.
   const bool connect_tunnel = p.method == "CONNECT" && (p.path.empty() || p.path.front() != '/');
-  if (connect_tunnel) keep_alive_ = false;
+  if (p.method == "CONNECT") keep_alive_ = false;
 
   // Route first, so middleware sees the route template (auth rules, labels).
   const Router& router = admin_ ? *server_.admin_router() : server_.router();

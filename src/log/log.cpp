@@ -365,19 +365,25 @@ void writer_loop() {
     batch.swap(s.pending);
     std::uint64_t dropped = std::exchange(s.dropped_unreported, 0);
     s.writing = true;
+    // configure() may change the destination and format meanwhile (under the lock): use copies.
+    int fd = s.fd;
+    Format format = s.options.format;
     lock.unlock();
     // Lines queued before a rename or a reopen request belong to the old file: write first.
     std::size_t lost = 0;
-    if (!batch.empty()) lost = write_all(s.fd, batch);
+    if (!batch.empty()) lost = write_all(fd, batch);
     if (std::chrono::steady_clock::now() >= next_maintenance) {
       maintain(s);
       next_maintenance = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      const std::lock_guard relock(s.mutex);
+      fd = s.fd;
+      format = s.options.format;
     }
     if (dropped > 0 && lost == 0) {
       // Space is back: say what was lost, once.
       const std::string summary = format_line(Level::kWarning, "keel.log", "log_lines_dropped",
-                                              {{"count", static_cast<std::int64_t>(dropped)}}, s.options.format);
-      if (write_all(s.fd, summary) != 0) {
+                                              {{"count", static_cast<std::int64_t>(dropped)}}, format);
+      if (write_all(fd, summary) != 0) {
         lost += 1;
         dropped += 1;
       } else {
