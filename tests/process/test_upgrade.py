@@ -148,6 +148,7 @@ class CanaryTest(UpgradeCase):
     def test_bad_generation_is_rolled_back_and_only_its_share_fails(self):
         server = self.start_demo()
         load = self.load(server)
+        w = self.wrk(server, 12)  # the steady load; its non-2xx are the canary's 500s, not checked here
         rc, verdict, err = self.upgrade("--set", "fault_error_ratio=0.05", "--analysis-window", "10s",
                                         "--min-requests", "100")
         self.assertEqual(rc, 1, f"{verdict}\n{err}")
@@ -164,6 +165,9 @@ class CanaryTest(UpgradeCase):
         self.assertTrue(all("status 500" in f for f in load.failures), load.failures[:3])
         self.assertEqual(len(load.failures), failed_at_verdict, "requests failed after the rollback")
         self.wait_event(server, "upgrade_verdict", timeout=5)
+        r = w.result()
+        self.assertEqual(r["socket_errors"], 0, r["output"])
+        self.assertLess(r["non2xx"], 0.05 * r["requests"], r["output"])
 
     def test_new_generation_crashing_at_startup_is_rolled_back(self):
         server = self.start_demo()
