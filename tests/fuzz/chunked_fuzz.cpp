@@ -27,8 +27,10 @@
 #include <utility>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "http/request_parser.hpp"
 #include "http_grammar.hpp"
+#include "parse_status_name.hpp"
 
 namespace {
 
@@ -39,16 +41,6 @@ using keel::fuzz::ref_tchar;
 using keel::http::ParserLimits;
 using keel::http::ParseStatus;
 using keel::http::RequestParser;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "chunked_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 constexpr std::string_view kHead = "POST /upload HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n";
 constexpr std::size_t kHeadFields = 2;
@@ -64,18 +56,6 @@ struct Outcome {
 
   bool operator==(const Outcome&) const = default;
 };
-
-const char* status_name(ParseStatus s) {
-  switch (s) {
-    case ParseStatus::kIncomplete:
-      return "incomplete";
-    case ParseStatus::kComplete:
-      return "complete";
-    case ParseStatus::kError:
-      return "error";
-  }
-  return "?";
-}
 
 void print_outcome(const char* label, const Outcome& o) {
   std::fprintf(stderr, "  %s: %s error_status=%d consumed=%zu body=%zu trailers=%zu\n", label, status_name(o.status),

@@ -22,20 +22,11 @@
 #include <string_view>
 
 #include "config/dotenv.hpp"
+#include "fuzz_check.hpp"
 
 namespace {
 
 using keel::config::DotenvResult;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "dotenv_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 std::optional<std::string> lookup(std::string_view name) {
   if (name == "HOME") return "/home/keel";

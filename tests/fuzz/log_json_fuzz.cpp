@@ -38,20 +38,11 @@
 #include <variant>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "keel/json_writer.hpp"
 #include "log/log.hpp"
 
 namespace {
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "log_json_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 // ---- reference UTF-8 sanitiser -------------------------------------------------------------------
 

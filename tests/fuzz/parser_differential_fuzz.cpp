@@ -32,8 +32,10 @@
 #include <utility>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "http/request_parser.hpp"
 #include "http_grammar.hpp"
+#include "parse_status_name.hpp"
 
 namespace {
 
@@ -42,16 +44,6 @@ using keel::http::ParseStatus;
 using keel::http::RequestParser;
 
 constexpr int kMaxRequests = 8;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "parser_differential_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 bool env_flag(const char* name) {
   const char* v = std::getenv(name);
@@ -218,18 +210,6 @@ Side run_hp(std::string_view in) {
 }
 
 // ---- reporting -----------------------------------------------------------------------------------
-
-const char* status_name(ParseStatus s) {
-  switch (s) {
-    case ParseStatus::kIncomplete:
-      return "incomplete";
-    case ParseStatus::kComplete:
-      return "complete";
-    case ParseStatus::kError:
-      return "error";
-  }
-  return "?";
-}
 
 void print_escaped(std::string_view s, std::size_t max = 200) {
   for (std::size_t i = 0; i < s.size() && i < max; ++i) {

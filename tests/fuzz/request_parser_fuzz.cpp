@@ -25,7 +25,9 @@
 #include <utility>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "http/request_parser.hpp"
+#include "parse_status_name.hpp"
 
 namespace {
 
@@ -35,16 +37,6 @@ using keel::http::ParseStatus;
 using keel::http::RequestParser;
 
 constexpr int kMaxPipelined = 16;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "request_parser_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 // Everything observable about one parse, with the views copied out (the buffers get mutated by
 // in-place chunked decoding and freed).
@@ -63,18 +55,6 @@ struct Outcome {
 
   bool operator==(const Outcome&) const = default;
 };
-
-const char* status_name(ParseStatus s) {
-  switch (s) {
-    case ParseStatus::kIncomplete:
-      return "incomplete";
-    case ParseStatus::kComplete:
-      return "complete";
-    case ParseStatus::kError:
-      return "error";
-  }
-  return "?";
-}
 
 void print_outcome(const char* label, const Outcome& o) {
   std::fprintf(stderr, "  %s: %s error_status=%d reason=\"%s\" consumed=%zu head_complete=%d expected_size=%zu\n",

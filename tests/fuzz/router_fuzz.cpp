@@ -31,22 +31,13 @@
 #include <vector>
 
 #include "app/router.hpp"
+#include "fuzz_check.hpp"
 #include "keel/app.hpp"
 
 namespace {
 
 using keel::Router;
 using Kind = Router::SegmentKind;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "router_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 constexpr std::size_t kMaxAddedRoutes = 48;
 constexpr std::size_t kMaxMatches = 64;

@@ -22,20 +22,11 @@
 #include <vector>
 
 #include "config/toml_source.hpp"
+#include "fuzz_check.hpp"
 
 namespace {
 
 using keel::config::FileResult;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "toml_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 void append_basic_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";

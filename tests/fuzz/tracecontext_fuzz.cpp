@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "trace/context.hpp"
 
 namespace {
@@ -32,16 +33,6 @@ namespace {
 using keel::trace::TraceParent;
 using keel::trace::TraceState;
 using keel::trace::TraceStateMember;
-
-[[noreturn]] void fail_check(const char* what, int line) {
-  std::fprintf(stderr, "tracecontext_fuzz: check failed at line %d: %s\n", line, what);
-  std::fflush(stderr);
-  __builtin_trap();
-}
-#define FUZZ_CHECK(cond)                      \
-  do {                                        \
-    if (!(cond)) fail_check(#cond, __LINE__); \
-  } while (false)
 
 constexpr std::string_view kLowerHex = "0123456789abcdef";
 
