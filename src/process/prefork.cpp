@@ -76,6 +76,14 @@ void run_hook(const char* name, const Fn& fn, Args&&... args) {
   }
 }
 
+// Writes this process's pid to `path` (nothing when empty); throws naming the file on failure.
+void write_pid_file(const std::string& path) {
+  if (path.empty()) return;
+  std::ofstream out(path, std::ios::trunc);
+  out << ::getpid() << "\n";
+  if (!out) throw std::runtime_error("cannot write pid file " + path + ": " + std::strerror(errno));
+}
+
 std::vector<std::string> g_command_line;
 bool g_handed_over = false;
 
@@ -782,9 +790,10 @@ std::string Master::handle_control(const std::string& request) {
     close_control();
     if (!path.empty()) control_path_ = path;
     open_control();
-    if (!options_.pid_file.empty()) {
-      std::ofstream out(options_.pid_file, std::ios::trunc);
-      out << ::getpid() << "\n";
+    try {
+      write_pid_file(options_.pid_file);
+    } catch (const std::exception& e) {
+      log::write(log::Level::kError, "keel.master", "pid_file_failed", {{"error", e.what()}});
     }
     candidate_ = false;
     parked_ = false;
@@ -1016,11 +1025,10 @@ int Master::run() {
 // Writes the pid file and removes it (if still ours) when the process ends.
 class PidFile {
  public:
-  explicit PidFile(std::string path) : path_(std::move(path)) {
-    if (path_.empty()) return;
-    std::ofstream out(path_, std::ios::trunc);
-    out << ::getpid() << "\n";
-    if (!out) throw std::runtime_error("cannot write pid file " + path_ + ": " + std::strerror(errno));
+  // write: false for a new generation of `upgrade`, which writes it when promoted; either way the
+  // file is removed at exit if it still holds our pid.
+  PidFile(std::string path, bool write) : path_(std::move(path)) {
+    if (write) write_pid_file(path_);
   }
   ~PidFile() {
     if (path_.empty()) return;
@@ -1153,7 +1161,7 @@ int print_status(const std::string& control_socket, bool as_json) {
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer) {
   // A new generation of `upgrade` writes the pid file when it is promoted.
-  PidFile pid_file(is_candidate_generation() ? std::string() : options.pid_file);
+  PidFile pid_file(options.pid_file, !is_candidate_generation());
   run_hook("on_starting", hooks.on_starting);
   const bool needs_master = options.workers > 1 || options.max_requests != 0 || is_candidate_generation() ||
                             options.max_worker_lifetime.count() != 0 || options.max_worker_memory != 0 ||

@@ -144,6 +144,8 @@ class CanaryTest(UpgradeCase):
         logged = self.wait_event(server, "upgrade_verdict", timeout=5, pid=st["master_pid"])
         self.assertIn('"verdict":"promoted"', logged["upgrade"])
         os.kill(st["master_pid"], 15)
+        self.wait_gone(st["master_pid"], timeout=15)
+        self.assertFalse(os.path.exists(self.pidfile), "the promoted master left its pid file behind")
 
     def test_bad_generation_is_rolled_back_and_only_its_share_fails(self):
         server = self.start_demo()
