@@ -204,11 +204,8 @@ int App::serve() {
   };
   if (metrics_on) {
     supervision.generation_stats = [this, &registry] {
-      std::vector<std::string> excluded;
-      for (const auto* p :
-           {&options_.health_path, &options_.readiness_path, &options_.startup_path, &options_.metrics_path})
-        if (!p->empty()) excluded.push_back(*p);
-      return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus), excluded);
+      return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus),
+                                               app::operational_paths(options_));
     };
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
     supervision.tick = [&master_sampler, &next_sample_ms] {
@@ -304,12 +301,7 @@ int App::serve() {
     }
     std::optional<app::AccessLog> access_log;
     if (options_.access_log) {
-      std::vector<std::string> excluded;
-      if (!options_.access_log_health)
-        for (const auto* p :
-             {&options_.health_path, &options_.readiness_path, &options_.startup_path, &options_.metrics_path})
-          if (!p->empty()) excluded.push_back(*p);
-      access_log.emplace(std::move(excluded));
+      access_log.emplace(options_.access_log_health ? std::vector<std::string>{} : app::operational_paths(options_));
       observers.add(&*access_log);
     }
     if (!observers.empty()) server.set_observer(&observers);

@@ -114,13 +114,18 @@ std::vector<std::pair<std::string, std::string>> key_values(const std::vector<st
 
 }  // namespace
 
+std::vector<std::string> operational_paths(const ServerOptions& o) {
+  std::vector<std::string> out;
+  for (const auto* p : {&o.health_path, &o.readiness_path, &o.startup_path, &o.metrics_path})
+    if (!p->empty()) out.push_back(*p);
+  return out;
+}
+
 std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& o) {
   trace::TracerOptions t;
   t.sampler = trace::parse_sampler(o.otel_traces_sampler).value_or(trace::Sampler::kParentAlwaysOn);
   t.ratio = o.otel_traces_sampler_arg;
-  if (!o.trace_health)
-    for (const auto* p : {&o.health_path, &o.readiness_path, &o.startup_path, &o.metrics_path})
-      if (!p->empty()) t.untraced_paths.push_back(*p);
+  if (!o.trace_health) t.untraced_paths = operational_paths(o);
   std::string endpoint = o.otel_exporter_otlp_traces_endpoint;
   if (endpoint.empty() && !o.otel_exporter_otlp_endpoint.empty()) {
     endpoint = o.otel_exporter_otlp_endpoint;

@@ -37,6 +37,10 @@ class Configuration {
 // std::runtime_error naming the file when log_file cannot be opened.
 void apply_logging(const ServerOptions& options);
 
+// The health and metrics paths that are served (empty ones left out): kept out of the access log,
+// traces and the upgrade analysis unless asked for.
+std::vector<std::string> operational_paths(const ServerOptions& options);
+
 // The tracer a worker starts with (sampler, OTLP exporter when an endpoint is set).
 std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& options);
 
