@@ -65,7 +65,8 @@ Cache::Cache(const std::string& url, std::size_t pool_size, std::chrono::millise
       throw std::invalid_argument("cache_url: the port must be a number");
   }
   host_ = rest.empty() ? "127.0.0.1" : rest;
-  pool_ = std::make_unique<Pool<Conn>>(pool_size, [this] { return connect(); });
+  pool_ = std::make_unique<Pool<Conn>>(
+      pool_size, [this] { return connect(); }, [](const Conn& c) { return static_cast<int>(c.c->fd); });
 }
 
 Cache::~Cache() = default;

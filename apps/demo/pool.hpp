@@ -2,6 +2,8 @@
 // connection or opens one while under the bound, else waits for one to come back.
 #pragma once
 
+#include <poll.h>
+
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -14,7 +16,10 @@ namespace demo {
 template <class Conn>
 class Pool {
  public:
-  Pool(std::size_t max, std::function<std::unique_ptr<Conn>()> open) : max_(max), open_(std::move(open)) {}
+  // `socket_of` names a network connection's socket so an idle one can be checked before reuse;
+  // leave it empty for connections without one (SQLite).
+  Pool(std::size_t max, std::function<std::unique_ptr<Conn>()> open, std::function<int(const Conn&)> socket_of = {})
+      : max_(max), open_(std::move(open)), socket_of_(std::move(socket_of)) {}
 
   class Lease {
    public:
@@ -36,10 +41,11 @@ class Pool {
   Lease acquire() {
     std::unique_lock lock(mutex_);
     cv_.wait(lock, [this] { return !idle_.empty() || open_count_ < max_; });
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(*this, std::move(c));
+      if (still_open(*c)) return Lease(*this, std::move(c));
+      --open_count_;  // closed by the server while idle: open a fresh one instead of failing a request
     }
     ++open_count_;
     lock.unlock();
@@ -51,12 +57,6 @@ class Pool {
       cv_.notify_one();
       throw;
     }
-  }
-
-  void clear() {
-    std::lock_guard lock(mutex_);
-    open_count_ -= idle_.size();
-    idle_.clear();
   }
 
  private:
@@ -75,8 +75,20 @@ class Pool {
     cv_.notify_one();
   }
 
+  // PostgreSQL and Redis send nothing unasked to an idle client (no LISTEN, no RESP3 push here), so
+  // a readable idle socket means the server closed it — usually after sending a FATAL such as
+  // "terminating connection due to administrator command" on a restart. Sending a query on it would
+  // fail the request; the kernel already knows, so ask it (one poll, no round trip).
+  bool still_open(const Conn& c) const {
+    if (!socket_of_) return true;
+    pollfd p{socket_of_(c), POLLIN, 0};
+    if (p.fd < 0) return false;
+    return ::poll(&p, 1, 0) == 0;
+  }
+
   std::size_t max_;
   std::function<std::unique_ptr<Conn>()> open_;
+  std::function<int(const Conn&)> socket_of_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Conn>> idle_;

@@ -48,7 +48,10 @@ constexpr const char* kColumns =
 class PostgresStore final : public UserStore {
  public:
   PostgresStore(std::string url, std::size_t pool_size)
-      : url_(std::move(url)), pool_(pool_size, [this] { return std::make_unique<Connection>(url_); }) {}
+      : url_(std::move(url)),
+        pool_(
+            pool_size, [this] { return std::make_unique<Connection>(url_); },
+            [](const Connection& c) { return PQsocket(c.conn); }) {}
 
   void migrate() override {
     // Every worker runs this at startup, at the same moment: CREATE TABLE IF NOT EXISTS alone

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 
 import deps
 import keelproc
@@ -223,6 +224,20 @@ class DemoOnPostgres(KeelTestCase, DemoCrud):
             self.pg.start()
         self.wait_ready(server.port, 200, timeout=10)
         self.assertEqual(call(server.port, "GET", "/api/users").status, 200)  # pooled connections recover
+
+    def test_connections_closed_by_a_database_restart_are_not_reused(self):
+        # One worker, several pooled connections, and no request between the restart and the next
+        # one: every idle connection is dead, and the first request after the restart must not be
+        # the one that finds out.
+        server = self.start_server("--workers", "1", binary=keelproc.demo(), pin_workers=False,
+                                   env=dict(os.environ, DATABASE_URL=self.pg.url, SECRET_KEY="postgres-test-secret"))
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: call(server.port, "GET", "/api/users").status, range(32)))
+        self.assertEqual(statuses, [200] * 32)
+        self.pg.stop()
+        self.pg.start()
+        for _ in range(4):
+            self.assertEqual(call(server.port, "GET", "/api/users").status, 200)
 
 
 if __name__ == "__main__":
