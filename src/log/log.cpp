@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -45,6 +47,7 @@ struct State {
   int sync_fd = -1;   // the non-blocking twin of fd
   int sync_for = -1;  // the fd it was made for
   bool sync_socket = false;
+  bool sync_stalled = false;  // the last synchronous write gave up: do not wait on the next one
   bool rotator = true;
   bool synchronous = false;
   bool flush_requested = false;  // flush(): write now, do not wait for the interval
@@ -57,6 +60,7 @@ State& state() {
 }
 
 std::atomic<std::uint64_t> g_dropped{0};
+constexpr int kSyncWaitMs = 250;
 std::atomic<bool> g_reopen{false};
 std::atomic<int> g_worker_id{-1};
 std::atomic<int> g_pid{0};  // getpid() is a system call in glibc 2.36: cached, reset after fork
@@ -229,15 +233,22 @@ std::size_t count_lines(std::string_view s) {
   return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
-// Writes everything or gives up (disk full, closed pipe, and for a socket written with
-// dont_wait: full): a log destination must never stop serving. Returns the number of lines that
-// could not be written.
-std::size_t write_all(int fd, std::string_view data, bool dont_wait_socket = false) {
+// Writes everything or gives up (disk full, closed pipe, and for a non-blocking destination: full
+// for longer than wait_ms): a log destination must never stop serving. Returns the number of
+// lines that could not be written.
+std::size_t write_all(int fd, std::string_view data, bool dont_wait_socket = false, int wait_ms = 0) {
   std::size_t off = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (off < data.size()) {
     const ssize_t n = dont_wait_socket ? ::send(fd, data.data() + off, data.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL)
                                        : ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      pollfd p{fd, POLLOUT, 0};
+      if (left > 0 && ::poll(&p, 1, static_cast<int>(left)) > 0) continue;
+    }
     if (n <= 0) {
       // Count whole lines lost, including a partly written one.
       const std::size_t line_start = data.rfind('\n', off == 0 ? 0 : off - 1);
@@ -532,9 +543,13 @@ void write(Level level, std::string_view logger, std::string_view event, std::in
       maintain(s);
       next_maintenance = now + std::chrono::seconds(1);
     }
+    // A destination full right now (its reader is busy, e.g. with the workers' access log) gets a
+    // moment to drain: the master's lines are few and matter. One that stayed full through that
+    // moment (nobody reads) is not waited for again until a line gets through.
     const int fd = nonblocking_twin(s);
-    if (const std::size_t lost = write_all(fd, line, s.sync_socket); lost > 0)
-      g_dropped.fetch_add(lost, std::memory_order_relaxed);
+    const std::size_t lost = write_all(fd, line, s.sync_socket, s.sync_stalled ? 0 : kSyncWaitMs);
+    s.sync_stalled = lost > 0;
+    if (lost > 0) g_dropped.fetch_add(lost, std::memory_order_relaxed);
     return;
   }
   ensure_writer(s);
