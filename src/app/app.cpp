@@ -189,7 +189,9 @@ int App::serve() {
   auto& registry = metrics_detail::Registry::instance();
   if (metrics_on) metrics_detail::register_builtin_metrics();
   // Before any fork: every process gets its region of the shared arena.
-  if (!registry.has_arena()) registry.create_arena(process::WorkerTable::kSlots);
+  if (!registry.has_arena())
+    registry.create_arena(process::WorkerTable::kSlots, std::size_t{1} << 20,
+                          metrics_detail::inherited_arena_link(process::generation()));
   if (metrics_on) metrics_detail::set_build_info(process::generation(), options_.service_version);
   std::optional<metrics_detail::ProcessSampler> master_sampler;
   if (metrics_on) master_sampler.emplace();
@@ -204,9 +206,10 @@ int App::serve() {
   };
   if (metrics_on) {
     supervision.generation_stats = [this, &registry] {
-      return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus),
+      return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus, true),
                                                app::operational_paths(options_));
     };
+    supervision.handover_fds = [&registry] { return registry.handover_fds(); };
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
     supervision.tick = [&master_sampler, &next_sample_ms] {
       const auto now =
@@ -339,6 +342,7 @@ int App::serve() {
     return code;
   };
   const int code = process::run(options_, std::move(listeners), worker_main, hooks_, reload_config_, supervision);
+  registry.close_arena();  // another generation's scrapes stop merging ours
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
   log::flush();

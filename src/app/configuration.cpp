@@ -9,6 +9,7 @@
 #include "config/values.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
+#include "metrics/registry.hpp"
 #include "process/prefork.hpp"
 
 namespace keel::app {
@@ -23,6 +24,8 @@ Configuration::Configuration(const ServerOptions& defaults, const Settings& app_
   registry_.allow_env(process::kListenFdsEnv);
   registry_.allow_env(process::kUpgradeFromEnv);
   registry_.allow_env(process::kGenerationEnv);
+  registry_.allow_env(metrics_detail::kArenaFdEnv);
+  registry_.allow_env(metrics_detail::kParentArenaFdEnv);
 }
 
 std::vector<cli::Flag> Configuration::flags() const {

@@ -4,7 +4,10 @@
 // Everything in a region is 8-byte words accessed through std::atomic_ref (relaxed unless noted),
 // so one process can read what another writes without a data race.
 //
-//   arena:   [header page: seq, magic, regions, region_bytes] [region 0] ... [region n+1]
+//   arena:   [header page: seq, magic, regions, region_bytes, schema offset, schema bytes, master
+//            pid, generation, state] [region 0] ... [region n+1] [schema: the families as JSON]
+//            The schema makes an arena readable by another binary: during an upgrade each
+//            generation merges the other's arena (a memfd handed over at exec) into its scrapes.
 //   region:  [header: used bytes of records, worker id, pid, 5 spare words] [record] [record] ...
 //   record:  [family << 32 | record words] [value words << 32 | label bytes]
 //            [label values, each followed by 0xFF, zero-padded to a word]
@@ -32,7 +35,18 @@ namespace keel::metrics_detail {
 
 inline constexpr std::uint64_t kArenaMagic = 0x6b65656c6d657472;  // "keelmetr"
 inline constexpr std::size_t kArenaHeaderBytes = 4096;
-enum ArenaWord : std::size_t { kArenaSeq = 0, kArenaMagicWord = 1, kArenaRegions = 2, kArenaRegionBytes = 3 };
+enum ArenaWord : std::size_t {
+  kArenaSeq = 0,
+  kArenaMagicWord = 1,  // written last (release): the rest of the header and the schema are complete
+  kArenaRegions = 2,
+  kArenaRegionBytes = 3,
+  kArenaSchemaOffset = 4,
+  kArenaSchemaBytes = 5,
+  kArenaMasterPid = 6,
+  kArenaGeneration = 7,
+  kArenaState = 8,
+};
+enum ArenaState : std::uint64_t { kArenaOpen = 1, kArenaClosed = 2 };
 
 inline constexpr std::size_t kRegionHeaderWords = 8;
 enum RegionWord : std::size_t { kRegionUsed = 0, kRegionWorker = 1, kRegionPid = 2 };

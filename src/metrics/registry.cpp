@@ -1,20 +1,28 @@
 #include "metrics/registry.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -24,6 +32,8 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "log/log.hpp"
 #include "metrics/exposition.hpp"
@@ -72,6 +82,7 @@ constexpr std::size_t kLocalRegionBytes = std::size_t{1} << 20;
 constexpr std::size_t kMaxRegionBytes = std::size_t{1} << 30;
 constexpr std::size_t kMaxWorkerRegions = 1 << 16;
 constexpr std::size_t kNoRegion = static_cast<std::size_t>(-1);
+constexpr std::size_t kNoSlot = static_cast<std::size_t>(-1);
 constexpr std::string_view kOverflowValue = "__overflow__";
 constexpr const char* kLogger = "keel.metrics";
 
@@ -100,13 +111,21 @@ bool is_label_name(std::string_view n) {
   return true;
 }
 
-// An anonymous mapping: MAP_NORESERVE, so only the pages touched cost memory.
+// An anonymous mapping or one of a memfd: MAP_NORESERVE, so only the pages touched cost memory.
 class Mapping {
  public:
   Mapping() = default;
   Mapping(std::size_t bytes, bool shared) {
     const int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE;
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap(metrics arena)");
+    p_ = p;
+    bytes_ = bytes;
+  }
+  // Read-only mappings are another generation's arena (never written from here).
+  Mapping(int fd, std::size_t bytes, bool writable) {
+    const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    void* p = ::mmap(nullptr, bytes, prot, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap(metrics arena)");
     p_ = p;
     bytes_ = bytes;
@@ -184,6 +203,122 @@ struct FamilyData {
   std::unique_ptr<std::uint64_t[]> dummy;  // process-local values of children whose region is full
 };
 
+// Every name a family's samples use in either format (the first is the OpenMetrics family name).
+// A counter's name ends in "_total" (checked at registration and when reading a schema).
+std::vector<std::string> sample_names(Kind kind, const std::string& name) {
+  switch (kind) {
+    case Kind::kCounter: {
+      const std::string base = name.substr(0, name.size() - std::string_view("_total").size());
+      return {base, name, base + "_created"};
+    }
+    case Kind::kGauge:
+      return {name};
+    case Kind::kHistogram:
+      return {name, name + "_bucket", name + "_count", name + "_sum", name + "_created"};
+  }
+  return {name};
+}
+
+// Fills in what follows from kind, name and bounds: the record shape and the exposition strings.
+void complete(FamilyData& f) {
+  f.om_name = sample_names(f.kind, f.name).front();
+  switch (f.kind) {
+    case Kind::kCounter:
+      f.value_words = kCounterValueWords;
+      f.has_exemplar = true;
+      break;
+    case Kind::kGauge:
+      f.value_words = kGaugeValueWords;
+      break;
+    case Kind::kHistogram:
+      f.value_words = kHistogramBuckets + f.bounds.size() + 1;
+      f.has_exemplar = true;
+      for (const double b : f.bounds) {
+        f.le_prometheus.push_back("le=\"" + format_bound(b, Format::kPrometheus) + "\"");
+        f.le_openmetrics.push_back("le=\"" + format_bound(b, Format::kOpenMetrics) + "\"");
+      }
+      f.le_prometheus.emplace_back("le=\"+Inf\"");
+      f.le_openmetrics.emplace_back("le=\"+Inf\"");
+      break;
+  }
+}
+
+constexpr std::array<std::pair<GaugeMode, const char*>, 4> kGaugeModes{{{GaugeMode::kSum, "sum"},
+                                                                        {GaugeMode::kMax, "max"},
+                                                                        {GaugeMode::kMin, "min"},
+                                                                        {GaugeMode::kPerWorker, "per_worker"}}};
+
+// The families as the arena's schema: what another binary needs to read this arena's records.
+std::string schema_json(const std::vector<std::unique_ptr<FamilyData>>& families) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& f : families) {
+    nlohmann::json j{{"name", f->name}, {"kind", kind_name(f->kind)}, {"help", f->help}, {"labels", f->label_names}};
+    if (f->kind == Kind::kHistogram) j["bounds"] = f->bounds;
+    if (f->kind == Kind::kGauge)
+      for (const auto& [mode, mode_name] : kGaugeModes)
+        if (mode == f->options.gauge_mode) j["mode"] = mode_name;
+    list.push_back(std::move(j));
+  }
+  return list.dump();
+}
+
+// The families of another generation's arena. Shared memory from another binary: anything that
+// does not look exactly right leaves an empty list (that arena is then not merged) or, for one
+// family, a family no record can match (kind/name checks below).
+std::vector<std::unique_ptr<FamilyData>> parse_schema(std::string_view text) {
+  std::vector<std::unique_ptr<FamilyData>> out;
+  const nlohmann::json list = nlohmann::json::parse(text, nullptr, false);
+  if (!list.is_array()) return out;
+  for (const auto& j : list) {
+    auto f = std::make_unique<FamilyData>();
+    const auto str = [&j](const char* key) {
+      const auto it = j.find(key);
+      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (!j.is_object()) return {};
+    const std::string kind = str("kind");
+    f->name = str("name");
+    f->help = str("help");
+    bool ok = is_metric_name(f->name);
+    if (kind == "counter") {
+      f->kind = Kind::kCounter;
+      ok = ok && f->name.size() > 6 && f->name.ends_with("_total");
+    } else if (kind == "gauge") {
+      f->kind = Kind::kGauge;
+      const std::string mode = str("mode");
+      bool known_mode = false;
+      for (const auto& [m, mode_name] : kGaugeModes) {
+        if (mode != mode_name) continue;
+        f->options.gauge_mode = m;
+        known_mode = true;
+      }
+      ok = ok && known_mode;
+    } else if (kind == "histogram") {
+      f->kind = Kind::kHistogram;
+      const auto it = j.find("bounds");
+      if (it == j.end() || !it->is_array()) return {};
+      for (const auto& b : *it) {
+        if (!b.is_number()) return {};
+        f->bounds.push_back(b.get<double>());
+        const std::size_t n = f->bounds.size();
+        ok = ok && std::isfinite(f->bounds.back()) && (n == 1 || f->bounds[n - 1] > f->bounds[n - 2]);
+      }
+    } else {
+      return {};
+    }
+    const auto labels = j.find("labels");
+    if (labels == j.end() || !labels->is_array()) return {};
+    for (const auto& l : *labels) {
+      if (!l.is_string() || !is_label_name(l.get<std::string>())) return {};
+      f->label_names.push_back(l.get<std::string>());
+    }
+    if (!ok) return {};
+    complete(*f);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 template <class Child>
 std::deque<Child>& storage(FamilyData& f) {
   if constexpr (kind_of<Child>() == Kind::kCounter) {
@@ -260,6 +395,7 @@ struct RegionSnapshot {
   std::vector<std::uint64_t> words;
   std::int64_t worker = kNoWorker;
   bool retired = false;
+  int generation = 0;  // while generations overlap: the worker label says whose worker it is
 };
 
 void append_labels(std::string& out, const FamilyData& f, std::string_view key) {
@@ -316,9 +452,10 @@ const std::uint64_t* latest_exemplar(const std::uint64_t* best, const std::uint6
 }
 
 std::string worker_label(const RegionSnapshot& r, std::size_t index) {
-  if (r.worker == kMasterWorker) return "worker=\"master\"";
-  if (r.worker >= 0) return "worker=\"" + std::to_string(r.worker) + "\"";
-  return "worker=\"region-" + std::to_string(index) + "\"";
+  const std::string generation = r.generation > 0 ? std::to_string(r.generation) + "." : std::string();
+  if (r.worker == kMasterWorker) return "worker=\"" + generation + "master\"";
+  if (r.worker >= 0) return "worker=\"" + generation + std::to_string(r.worker) + "\"";
+  return "worker=\"" + generation + "region-" + std::to_string(index) + "\"";
 }
 
 void render_family(std::string& out, const FamilyData& f, std::vector<Entry>& entries,
@@ -454,6 +591,82 @@ void render_family(std::string& out, const FamilyData& f, std::vector<Entry>& en
   }
 }
 
+// ---- other generations' arenas ------------------------------------------------------------------
+
+// Another generation's arena, mapped read-only for one scrape.
+struct PeerArena {
+  Mapping mapping;
+  std::size_t regions = 0;
+  std::size_t region_bytes = 0;
+  int generation = 0;
+  std::vector<std::unique_ptr<FamilyData>> families;  // its schema
+  std::vector<std::size_t> slot_of;                   // its family -> the scrape's family list, or kNoSlot
+};
+
+bool process_alive(std::uint64_t pid) {
+  if (pid == 0 || pid > static_cast<std::uint64_t>(std::numeric_limits<pid_t>::max())) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
+// The arena behind `fd` when a master is serving with it: its header complete (magic), not
+// closed, its master alive. Everything in it is checked against the mapped size: it is shared
+// memory another binary wrote.
+std::optional<PeerArena> open_peer(int fd) {
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kArenaHeaderBytes)) return std::nullopt;
+  const auto size = static_cast<std::size_t>(st.st_size);
+  PeerArena p;
+  try {
+    p.mapping = Mapping(fd, size, false);
+  } catch (const std::system_error&) {
+    return std::nullopt;
+  }
+  const std::uint64_t* h = p.mapping.words();
+  if (load(h[kArenaMagicWord], std::memory_order_acquire) != kArenaMagic) return std::nullopt;
+  if (load(h[kArenaState]) != kArenaOpen || !process_alive(load(h[kArenaMasterPid]))) return std::nullopt;
+  const std::uint64_t regions = load(h[kArenaRegions]);
+  const std::uint64_t rb = load(h[kArenaRegionBytes]);
+  const std::uint64_t schema_offset = load(h[kArenaSchemaOffset]);
+  const std::uint64_t schema_bytes = load(h[kArenaSchemaBytes]);
+  const bool fits = regions >= 2 && regions <= kMaxWorkerRegions + 2 && rb >= kPageBytes && rb <= kMaxRegionBytes &&
+                    rb % 8 == 0 && kArenaHeaderBytes + regions * rb <= schema_offset && schema_offset <= size &&
+                    schema_bytes <= size - schema_offset;
+  if (!fits) return std::nullopt;
+  p.regions = regions;
+  p.region_bytes = rb;
+  p.generation = static_cast<int>(std::min<std::uint64_t>(load(h[kArenaGeneration]), 1'000'000));
+  p.families = parse_schema(
+      std::string_view(reinterpret_cast<const char*>(h) + schema_offset, static_cast<std::size_t>(schema_bytes)));
+  if (p.families.empty()) return std::nullopt;
+  return p;
+}
+
+// Where each of a peer's families goes in the scrape: the family of the same name when it has the
+// same shape, a family of its own when no family here has the name (a metric only the other
+// binary has), nowhere when the name means something else here.
+void link_families(PeerArena& peer, std::vector<const FamilyData*>& families, StringSet& claimed,
+                   std::vector<std::vector<Entry>>& by_family) {
+  peer.slot_of.assign(peer.families.size(), kNoSlot);
+  for (std::size_t i = 0; i < peer.families.size(); ++i) {
+    const FamilyData& pf = *peer.families[i];
+    const auto same =
+        std::find_if(families.begin(), families.end(), [&pf](const FamilyData* f) { return f->name == pf.name; });
+    if (same != families.end()) {
+      const FamilyData& f = **same;
+      if (f.kind == pf.kind && f.label_names == pf.label_names && f.bounds == pf.bounds)
+        peer.slot_of[i] = static_cast<std::size_t>(same - families.begin());
+      continue;
+    }
+    std::vector<std::string> names = sample_names(pf.kind, pf.name);
+    if (std::any_of(names.begin(), names.end(), [&claimed](const std::string& n) { return claimed.contains(n); }))
+      continue;
+    for (auto& n : names) claimed.insert(std::move(n));
+    peer.slot_of[i] = families.size();
+    families.push_back(&pf);
+    by_family.emplace_back();
+  }
+}
+
 }  // namespace
 
 // ---- the registry -------------------------------------------------------------------------------
@@ -466,6 +679,10 @@ struct Registry::Impl {
 
   Mapping local;  // this process's region before the arena (kept afterwards: see create_arena)
   Mapping arena;
+  int arena_fd = -1;   // the arena's memfd (-1: an anonymous mapping, not shared with other generations)
+  int next_fd = -1;    // an empty memfd for the arena of the generation this one may start
+  int parent_fd = -1;  // the arena of the generation that started this one
+  int generation = 1;
   std::atomic<bool> sealed{false};
   std::atomic<std::size_t> nworkers{0};
   std::size_t region_bytes = 0;
@@ -659,51 +876,19 @@ struct Registry::Impl {
     }
 
     // Every name the family's samples use, in either format: none may be another family's.
-    std::vector<std::string> names;
-    switch (kind) {
-      case Kind::kCounter: {
-        const std::string base = name.substr(0, name.size() - kTotal.size());
-        names = {base, name, base + "_created"};
-        break;
-      }
-      case Kind::kGauge:
-        names = {name};
-        break;
-      case Kind::kHistogram:
-        names = {name, name + "_bucket", name + "_count", name + "_sum", name + "_created"};
-        break;
-    }
+    std::vector<std::string> names = sample_names(kind, name);
     for (const auto& n : names)
       if (claimed.contains(n))
         throw std::invalid_argument(quoted + ": the name \"" + n + "\" is already used by another metric family");
 
     auto f = std::make_unique<FamilyData>();
     f->kind = kind;
-    f->om_name = names.front();
     f->name = std::move(name);
     append_utf8_repaired(f->help, help);
     f->label_names = std::move(label_names);
     f->bounds = std::move(buckets);
     f->options = options;
-    switch (kind) {
-      case Kind::kCounter:
-        f->value_words = kCounterValueWords;
-        f->has_exemplar = true;
-        break;
-      case Kind::kGauge:
-        f->value_words = kGaugeValueWords;
-        break;
-      case Kind::kHistogram:
-        f->value_words = kHistogramBuckets + f->bounds.size() + 1;
-        f->has_exemplar = true;
-        for (const double b : f->bounds) {
-          f->le_prometheus.push_back("le=\"" + format_bound(b, Format::kPrometheus) + "\"");
-          f->le_openmetrics.push_back("le=\"" + format_bound(b, Format::kOpenMetrics) + "\"");
-        }
-        f->le_prometheus.emplace_back("le=\"+Inf\"");
-        f->le_openmetrics.emplace_back("le=\"+Inf\"");
-        break;
-    }
+    complete(*f);
     const std::size_t index = families.size();
     Family<Child>* fam = nullptr;
     if constexpr (kind == Kind::kCounter) {
@@ -803,9 +988,11 @@ struct Registry::Impl {
     }
   }
 
-  // Copies a region's published records; entries point into the copy.
-  void snapshot_region(RegionRef r, std::uint32_t index, RegionSnapshot& out,
-                       std::vector<std::vector<Entry>>& by_family) const {
+  // Copies a region's published records; entries point into the copy. `families` is the schema
+  // of the arena the region belongs to; slot_of[family] is the family's list in `by_family`.
+  static void snapshot_region(RegionRef r, std::uint32_t index, RegionSnapshot& out,
+                              const std::vector<std::unique_ptr<FamilyData>>& families,
+                              const std::vector<std::size_t>& slot_of, std::vector<std::vector<Entry>>& by_family) {
     const std::size_t used = r.used_words();
     out.worker = static_cast<std::int64_t>(load(r.base[kRegionWorker]));
     out.words.resize(used);
@@ -819,38 +1006,57 @@ struct Registry::Impl {
       const std::string_view labels(reinterpret_cast<const char*>(dst + i + kRecordHeaderWords), rv.label_bytes);
       const std::uint64_t* ex = nullptr;
       if (f.has_exemplar && read_exemplar(src + i + rv.exemplar, dst + i + rv.exemplar)) ex = dst + i + rv.exemplar;
-      if (static_cast<std::size_t>(std::count(labels.begin(), labels.end(), kLabelEnd)) == f.label_names.size())
-        by_family[rv.family].push_back(Entry{labels, dst + i + rv.values, ex, index});
+      const std::size_t slot = slot_of[rv.family];
+      if (slot != kNoSlot &&
+          static_cast<std::size_t>(std::count(labels.begin(), labels.end(), kLabelEnd)) == f.label_names.size())
+        by_family[slot].push_back(Entry{labels, dst + i + rv.values, ex, index});
       i += rv.words;
     }
   }
 
-  // Every region under the arena's seqlock: retried while a retire()/reset() runs.
-  void snapshot(std::vector<RegionSnapshot>& regions, std::vector<std::vector<Entry>>& by_family) const {
-    const bool has_arena = sealed.load();
-    const std::size_t workers = nworkers.load();
-    regions.resize(has_arena ? workers + 2 : 1);
+  // Every region of an arena (`nregions` regions from `first`, the last one the retired totals)
+  // under its seqlock: retried while a retire()/reset() runs. Appends to `regions`; the entries go
+  // to by_family[slot_of[family]].
+  static void snapshot_arena(const std::uint64_t* arena_words, std::size_t nregions, std::size_t region_bytes,
+                             const std::vector<std::unique_ptr<FamilyData>>& families,
+                             const std::vector<std::size_t>& slot_of, std::vector<RegionSnapshot>& regions,
+                             std::vector<std::vector<Entry>>& by_family) {
+    const std::size_t first = regions.size();
+    regions.resize(first + nregions);
+    std::vector<std::size_t> sizes(by_family.size());
+    for (std::size_t i = 0; i < by_family.size(); ++i) sizes[i] = by_family[i].size();
+    std::uint64_t* words = const_cast<std::uint64_t*>(arena_words);  // read only: loads
     constexpr int kMaxAttempts = 2000;  // about 100 ms of a stuck writer, then render what was read
     for (int attempt = 0;; ++attempt) {
       const bool last = attempt >= kMaxAttempts;
-      const std::uint64_t s1 = has_arena ? load(seq(), std::memory_order_acquire) : 0;
+      const std::uint64_t s1 = load(words[kArenaSeq], std::memory_order_acquire);
       if ((s1 & 1) != 0 && !last) {
         pause(attempt);
         continue;
       }
-      for (auto& list : by_family) list.clear();
-      if (!has_arena) {
-        snapshot_region(current, 0, regions[0], by_family);
-        return;
-      }
-      for (std::size_t i = 0; i < workers + 2; ++i) {
-        snapshot_region(region(i), static_cast<std::uint32_t>(i), regions[i], by_family);
-        regions[i].retired = i == workers + 1;
+      for (std::size_t i = 0; i < by_family.size(); ++i) by_family[i].resize(sizes[i]);
+      for (std::size_t i = 0; i < nregions; ++i) {
+        const RegionRef r{words + kArenaHeaderBytes / 8 + i * (region_bytes / 8), region_bytes};
+        const std::size_t index = first + i;
+        snapshot_region(r, static_cast<std::uint32_t>(index), regions[index], families, slot_of, by_family);
+        regions[index].retired = i == nregions - 1;
       }
       std::atomic_thread_fence(std::memory_order_acquire);
-      if (load(seq()) == s1 || last) return;
+      if (load(words[kArenaSeq]) == s1 || last) return;
       pause(attempt);
     }
+  }
+
+  // This process's arena (or, before there is one, its local region).
+  void snapshot(std::vector<RegionSnapshot>& regions, std::vector<std::vector<Entry>>& by_family) const {
+    std::vector<std::size_t> identity(families.size());
+    for (std::size_t i = 0; i < identity.size(); ++i) identity[i] = i;
+    if (!sealed.load()) {
+      regions.resize(1);
+      snapshot_region(current, 0, regions[0], families, identity, by_family);
+      return;
+    }
+    snapshot_arena(arena.words(), nworkers.load() + 2, region_bytes, families, identity, regions, by_family);
   }
 
   static void pause(int attempt) {
@@ -876,19 +1082,92 @@ Registry& Registry::instance() {
   return *registry;
 }
 
-void Registry::create_arena(std::size_t worker_regions, std::size_t region_bytes) {
+namespace {
+
+// A memfd of at least `bytes` for an arena: the one the previous generation prepared (its old
+// content dropped: a generation that ran in it before may have left records; never shrunk, as
+// the previous generation's workers may be reading it), else a new one. -1 when there is none.
+int arena_memfd(int inherited, std::size_t bytes) {
+  if (inherited >= 0) {
+    struct stat st {};
+    if (::fstat(inherited, &st) == 0 && S_ISREG(st.st_mode)) {
+      const auto size = static_cast<std::size_t>(st.st_size);
+      if (size > 0) (void)::fallocate(inherited, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, st.st_size);
+      if (size >= bytes || ::ftruncate(inherited, static_cast<off_t>(bytes)) == 0) return inherited;
+    }
+    ::close(inherited);
+  }
+  const int fd = ::memfd_create("keel-metrics", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// A descriptor named in `env` that is one of keel's arena memfds (the variable may be stale:
+// then the number can belong to anything else of this process, which must not be touched).
+int inherited_arena_fd(const char* env) {
+  const char* value = std::getenv(env);
+  if (value == nullptr) return -1;
+  const std::string text = value;
+  ::unsetenv(env);
+  int fd = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), fd);
+  if (ec != std::errc() || end != text.data() + text.size() || fd < 3) return -1;
+  char target[64] = {};
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n <= 0 || std::string_view(target, static_cast<std::size_t>(n)).rfind("/memfd:keel-metrics", 0) != 0) return -1;
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
+
+}  // namespace
+
+ArenaLink inherited_arena_link(int generation) {
+  ArenaLink link;
+  link.fd = inherited_arena_fd(kArenaFdEnv);
+  link.parent_fd = inherited_arena_fd(kParentArenaFdEnv);
+  link.generation = generation;
+  return link;
+}
+
+void Registry::create_arena(std::size_t worker_regions, std::size_t region_bytes, const ArenaLink& link) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   if (m.sealed.load()) throw std::logic_error("metrics: the arena already exists");
   if (worker_regions > kMaxWorkerRegions) throw std::invalid_argument("metrics: too many worker regions");
   const std::size_t rb = round_up(std::max(region_bytes, kPageBytes), kPageBytes);
   if (rb > kMaxRegionBytes) throw std::invalid_argument("metrics: region_bytes is larger than 1 GiB");
-  Mapping arena(kArenaHeaderBytes + (worker_regions + 2) * rb, true);
+  const std::string schema = schema_json(m.families);
+  const std::size_t schema_offset = kArenaHeaderBytes + (worker_regions + 2) * rb;
+  const std::size_t bytes = round_up(schema_offset + schema.size(), kPageBytes);
+  // A memfd, so that another generation can map it; an anonymous mapping if that fails (the
+  // service works the same, only scrapes during an upgrade show one generation).
+  const int fd = arena_memfd(link.fd, bytes);
+  Mapping arena = fd >= 0 ? Mapping(fd, bytes, true) : Mapping(bytes, true);
   std::uint64_t* h = arena.words();
-  store(h[kArenaMagicWord], kArenaMagic);
+  std::memcpy(reinterpret_cast<char*>(h) + schema_offset, schema.data(), schema.size());
   store(h[kArenaRegions], worker_regions + 2);
   store(h[kArenaRegionBytes], rb);
+  store(h[kArenaSchemaOffset], schema_offset);
+  store(h[kArenaSchemaBytes], schema.size());
+  store(h[kArenaMasterPid], static_cast<std::uint64_t>(::getpid()));
+  store(h[kArenaGeneration], static_cast<std::uint64_t>(std::max(link.generation, 1)));
+  store(h[kArenaState], kArenaOpen);
+  store(h[kArenaMagicWord], kArenaMagic, std::memory_order_release);
   m.arena = std::move(arena);
+  m.arena_fd = fd;
+  m.parent_fd = link.parent_fd;
+  m.generation = std::max(link.generation, 1);
+  if (fd >= 0) {
+    m.next_fd = ::memfd_create("keel-metrics", MFD_CLOEXEC);  // empty until a next generation starts
+  } else if (link.parent_fd >= 0) {
+    ::close(link.parent_fd);
+    m.parent_fd = -1;
+  }
   m.region_bytes = rb;
   m.nworkers.store(worker_regions);
   for (std::size_t i = 0; i < worker_regions + 2; ++i) {
@@ -963,20 +1242,54 @@ void Registry::reset(std::size_t region) {
   m.clear_region(m.region(region));
 }
 
-std::string Registry::render(Format format) const {
+std::vector<std::pair<std::string, int>> Registry::handover_fds() const {
+  const Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (m.arena_fd < 0 || m.next_fd < 0) return {};
+  return {{kArenaFdEnv, m.next_fd}, {kParentArenaFdEnv, m.arena_fd}};
+}
+
+void Registry::close_arena() noexcept {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (m.sealed.load()) store(m.arena.words()[kArenaState], kArenaClosed, std::memory_order_release);
+}
+
+std::string Registry::render(Format format, bool this_generation_only) const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   std::vector<RegionSnapshot> regions;
   std::vector<std::vector<Entry>> by_family(m.families.size());
   m.snapshot(regions, by_family);
+  std::vector<const FamilyData*> families;
+  for (const auto& f : m.families) families.push_back(f.get());
+
+  // While another generation serves beside this one, its arena joins the scrape.
+  std::vector<PeerArena> peers;
+  if (!this_generation_only && m.sealed.load()) {
+    StringSet claimed;
+    for (const int fd : {m.parent_fd, m.next_fd}) {
+      std::optional<PeerArena> peer = open_peer(fd);
+      if (!peer) continue;
+      if (claimed.empty()) claimed = m.claimed;
+      link_families(*peer, families, claimed, by_family);
+      const std::size_t first = regions.size();
+      Impl::snapshot_arena(peer->mapping.words(), peer->regions, peer->region_bytes, peer->families, peer->slot_of,
+                           regions, by_family);
+      for (std::size_t i = first; i < regions.size(); ++i) regions[i].generation = peer->generation;
+      peers.push_back(std::move(*peer));
+    }
+    if (!peers.empty())
+      for (std::size_t i = 0; i < m.nworkers.load() + 2; ++i) regions[i].generation = m.generation;
+  }
 
   std::size_t entries = 0;
   for (const auto& list : by_family) entries += list.size();
   std::string out;
-  out.reserve(m.families.size() * 160 + entries * 96);
+  out.reserve(families.size() * 160 + entries * 96);
   std::vector<std::uint64_t> buckets;
-  for (std::size_t fi = 0; fi < m.families.size(); ++fi)
-    render_family(out, *m.families[fi], by_family[fi], regions, format, buckets);
+  for (std::size_t fi = 0; fi < families.size(); ++fi)
+    render_family(out, *families[fi], by_family[fi], regions, format, buckets);
   if (format == Format::kOpenMetrics) out += "# EOF\n";
   return out;
 }
@@ -997,6 +1310,11 @@ void Registry::reset_for_tests() {
   m.families.clear();
   m.claimed.clear();
   m.arena.reset();
+  for (int* fd : {&m.arena_fd, &m.next_fd, &m.parent_fd}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+  m.generation = 1;
   m.sealed.store(false);
   m.nworkers.store(0);
   m.region_bytes = 0;

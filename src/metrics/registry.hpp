@@ -8,6 +8,12 @@
 // of the used size; values are relaxed atomics). A scrape reads every region under a sequence
 // counter the master bumps around retire(), so a worker folded into the retired totals is never
 // counted twice or missed.
+//
+// The arena is a memfd. During an upgrade two generations (two masters, possibly two binaries)
+// serve side by side; each master prepares an empty memfd for the generation it may start and
+// hands both over at exec, so each generation's scrapes merge the other's arena (read-only, by
+// the family schema stored in it) while that generation's master lives: every scrape shows the
+// whole service, not whichever generation the scrape happened to reach.
 #pragma once
 
 #include <sys/types.h>
@@ -18,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keel/metrics.hpp"
@@ -25,6 +32,19 @@
 namespace keel::metrics_detail {
 
 enum class Format { kPrometheus, kOpenMetrics };
+
+// How a master's arena links to the generation that started it (see the comment at the top).
+struct ArenaLink {
+  int fd = -1;         // the memfd the previous generation prepared for this one's arena (-1: a new one)
+  int parent_fd = -1;  // the previous generation's arena, merged into scrapes while its master lives
+  int generation = 1;  // shown in the worker label of per-worker gauges while generations overlap
+};
+// What a master hands to the generation it starts: {environment variable, descriptor}.
+inline constexpr const char* kArenaFdEnv = "KEEL_METRICS_ARENA_FD";
+inline constexpr const char* kParentArenaFdEnv = "KEEL_METRICS_PARENT_FD";
+// The link a master started by another one inherited (the variables are removed: they name
+// descriptors of this process only); descriptors that are not keel arenas are ignored.
+ArenaLink inherited_arena_link(int generation);
 
 // Content negotiation as Prometheus 2.x sends it: OpenMetrics when the Accept header lists
 // application/openmetrics-text (any version 0.0.1 / 1.0.0) with a q-value above that of
@@ -41,7 +61,13 @@ class Registry {
   // Before any fork: maps the arena; registration is closed from then on. Before it, children
   // live in process-local memory (so registration and labels() work in unit tests and before
   // run()); creating the arena moves them into the master region.
-  void create_arena(std::size_t worker_regions, std::size_t region_bytes = std::size_t{1} << 20);
+  void create_arena(std::size_t worker_regions, std::size_t region_bytes = std::size_t{1} << 20,
+                    const ArenaLink& link = {});
+  // The descriptors a generation started by this one inherits (empty without an arena):
+  // {kArenaFdEnv, the prepared memfd}, {kParentArenaFdEnv, this arena}.
+  [[nodiscard]] std::vector<std::pair<std::string, int>> handover_fds() const;
+  // The master, on its way out: other generations stop merging this arena.
+  void close_arena() noexcept;
   [[nodiscard]] bool has_arena() const noexcept;
   [[nodiscard]] std::size_t worker_regions() const noexcept;
 
@@ -64,7 +90,9 @@ class Registry {
   // The exposition of every family: live regions + master region + retired totals, aggregated
   // by (family, label values); gauges by their GaugeMode. Families without any series still get
   // their HELP/TYPE lines. OpenMetrics ends with "# EOF" and carries exemplars.
-  [[nodiscard]] std::string render(Format format) const;
+  // `this_generation_only`: without the other generation's arena (the upgrade analysis compares
+  // the generations, each from its own numbers).
+  [[nodiscard]] std::string render(Format format, bool this_generation_only = false) const;
 
   // Internal to the implementation (Family<>::labels).
   template <class Child>

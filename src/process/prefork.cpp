@@ -635,6 +635,10 @@ pid_t Master::exec_master(const std::vector<std::string>& command,
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::pair<std::string, int>> inherited;
+  if (observer_.handover_fds) inherited = observer_.handover_fds();
+  std::vector<std::pair<std::string, std::string>> inherited_env;
+  for (const auto& [name, fd] : inherited) inherited_env.emplace_back(name, std::to_string(fd));
   const pid_t pid = ::fork();
   if (pid < 0) {
     log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", std::strerror(errno)}});
@@ -647,7 +651,9 @@ pid_t Master::exec_master(const std::vector<std::string>& command,
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const auto& [name, fd] : inherited) ::fcntl(fd, F_SETFD, 0);
     ::setenv(kListenFdsEnv, fds.c_str(), 1);
+    for (const auto& [name, value] : inherited_env) ::setenv(name.c_str(), value.c_str(), 1);
     for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
     ::execvp(argv[0], argv.data());
     const std::string msg =

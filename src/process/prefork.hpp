@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keel/app.hpp"
@@ -70,6 +71,9 @@ struct SupervisionObserver {
   // In the master: this generation's request counts and latency histogram as a JSON object
   // (`upgrade` compares generations with it); empty when there are no metrics.
   std::function<std::string()> generation_stats;
+  // In the master, before it starts another master (USR2, `upgrade`): descriptors the new master
+  // inherits, each announced in the named environment variable (the metrics arenas).
+  std::function<std::vector<std::pair<std::string, int>>()> handover_fds;
 };
 
 // Runs the workers under a master, or serves in this process when there is a single worker and

@@ -564,6 +564,76 @@ TEST_F(MetricsRegistryTest, ForkedWorkerIsFoldedIntoTheRetiredTotals) {
   EXPECT_EQ(sample(render(), "forked_total{who=\"worker\"}"), 12);
 }
 
+// An upgrade: a second generation (here a fork()ed child that re-registers its own families, as
+// another binary would) gets the arena its parent prepared plus the parent's arena. While both
+// masters serve, each one's scrape shows both: same families summed, a family only the other has
+// rendered from the other's schema, a same-named family of another shape left out, per-worker
+// series told apart by generation. Once a master closes its arena, the other stops merging it.
+TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes) {
+  using keel::GaugeMode;
+  auto& reg = Registry::instance();
+  metrics().counter("served_total", "Requests.", {"route"}).labels({"/a"}).inc(3);
+  metrics().gauge("conns", "Connections.", {}).labels({}).set(5);
+  metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker}).labels({}).set(1);
+  reg.create_arena(1, std::size_t{1} << 20, {.generation = 1});
+  ASSERT_EQ(reg.handover_fds().size(), 2U);
+  EXPECT_EQ(sample(render(), "busy{worker=\"master\"}"), 1) << "no other generation: plain worker labels";
+
+  int to_parent[2];
+  int to_child[2];
+  ASSERT_EQ(::pipe(to_parent), 0);
+  ASSERT_EQ(::pipe(to_child), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const auto fds = reg.handover_fds();
+    const int next = ::dup(fds[0].second);
+    const int parent = ::dup(fds[1].second);
+    reg.reset_for_tests();
+    metrics().counter("only_new_total", "Only in the new binary.").labels({}).inc(2);
+    metrics().counter("served_total", "Requests.", {"route"}).labels({"/a"}).inc(4);
+    metrics().gauge("conns", "Connections by kind.", {"kind"}).labels({"tls"}).set(9);  // another shape
+    metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker}).labels({}).set(2);
+    reg.create_arena(1, std::size_t{1} << 20, {.fd = next, .parent_fd = parent, .generation = 2});
+    // This generation's scrape merges its parent's arena too.
+    const std::string mine = reg.render(Format::kPrometheus);
+    int ok = sample(mine, "served_total{route=\"/a\"}") == 7 && sample(mine, "only_new_total") == 2 &&
+                     sample(mine, "busy{worker=\"1.master\"}") == 1 && sample(mine, "busy{worker=\"2.master\"}") == 2 &&
+                     sample(mine, "conns{kind=\"tls\"}") == 9 && !contains(mine, "conns 5")
+                 ? 0
+                 : 1;
+    if (reg.render(Format::kPrometheus, true).find("served_total{route=\"/a\"} 4") == std::string::npos) ok = 2;
+    char c = 0;
+    if (::write(to_parent[1], "r", 1) != 1 || ::read(to_child[0], &c, 1) != 1) ::_exit(3);
+    reg.close_arena();
+    if (::write(to_parent[1], "c", 1) != 1 || ::read(to_child[0], &c, 1) != 1) ::_exit(3);
+    ::_exit(ok);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);
+  std::string text = render();
+  EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 7) << text;
+  EXPECT_EQ(sample(text, "only_new_total"), 2) << text;
+  EXPECT_TRUE(has_line(text, "# HELP only_new_total Only in the new binary.")) << text;
+  EXPECT_EQ(sample(text, "conns"), 5) << text;
+  EXPECT_FALSE(contains(text, "kind=\"tls\"")) << "a family of another shape is left out\n" << text;
+  EXPECT_EQ(sample(text, "busy{worker=\"1.master\"}"), 1) << text;
+  EXPECT_EQ(sample(text, "busy{worker=\"2.master\"}"), 2) << text;
+  EXPECT_EQ(sample(Registry::instance().render(Format::kPrometheus, true), "served_total{route=\"/a\"}"), 3);
+  EXPECT_TRUE(contains(render(Format::kOpenMetrics), "# TYPE only_new counter")) << render(Format::kOpenMetrics);
+
+  ASSERT_EQ(::write(to_child[1], "n", 1), 1);
+  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);  // the child closed its arena
+  text = render();
+  EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 3) << "a closed arena is not merged\n" << text;
+  EXPECT_FALSE(contains(text, "only_new_total")) << text;
+  EXPECT_EQ(sample(text, "busy{worker=\"master\"}"), 1) << text;
+  ASSERT_EQ(::write(to_child[1], "n", 1), 1);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's own checks failed: " << status;
+  for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
+}
+
 // Scrapes in another process while the master retires workers: the seqlock means a counter is
 // never seen going backwards (missed) or above the true total (counted twice).
 TEST_F(MetricsRegistryTest, ScrapesDuringRetireNeverSeeACounterGoBackwards) {

@@ -141,7 +141,7 @@ class CanaryTest(UpgradeCase):
         metrics = keelproc.get(server.port, "/metrics").body.decode()
         self.assertIn('keel_generation_info{generation="2",version="2"} 1', metrics)
         self.assertIn('route="/api/users/{id:int}",status="200",version="2"}', metrics)
-        logged = self.wait_event(server, "upgrade_verdict", timeout=5, pid=st["master_pid"])
+        logged = self.wait_event(server, "upgrade_verdict", timeout=15, pid=st["master_pid"])
         self.assertIn('"verdict":"promoted"', logged["upgrade"])
         os.kill(st["master_pid"], 15)
         self.wait_gone(st["master_pid"], timeout=15)
@@ -166,7 +166,7 @@ class CanaryTest(UpgradeCase):
         self.assertLess(len(load.failures), 0.05 * total + 5, (len(load.failures), total))
         self.assertTrue(all("status 500" in f for f in load.failures), load.failures[:3])
         self.assertEqual(len(load.failures), failed_at_verdict, "requests failed after the rollback")
-        self.wait_event(server, "upgrade_verdict", timeout=5)
+        self.wait_event(server, "upgrade_verdict", timeout=15)
         r = w.result()
         self.assertEqual(r["socket_errors"], 0, r["output"])
         self.assertLess(r["non2xx"], 0.05 * r["requests"], r["output"])
@@ -230,6 +230,45 @@ class CanaryTest(UpgradeCase):
         self.assertIn("1 new / 1 old", live["upgrade"]["weight"])
         rc, out, _ = keelproc.run_cli(keelproc.demo(), "status", "--control-socket", self.ctl, env=self.env)
         self.assertIn("generation 2", out)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        load.stop()
+        self.assertNoFailures(load, server)
+
+    def test_every_scrape_during_the_overlap_shows_both_generations(self):
+        # Each generation's workers merge the other generation's metrics arena into their scrapes,
+        # so whichever worker Prometheus reaches, it sees the whole service: both generations'
+        # series, and counters that never go back.
+        server = self.start_demo(workers=2)
+        load = self.load(server)
+        proc = subprocess.Popen([keelproc.demo(), "upgrade", "--control-socket", self.ctl, "--json",
+                                 "--set", "service_version=2", "--canary-weight", "50%",
+                                 "--analysis-window", "4s", "--min-requests", "20"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+        self.addCleanup(proc.kill)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            st = self.status()
+            if "upgrade" in st and "new" in st["upgrade"] and "next_generation" in st:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("the canary never started analysing")
+        requests = re.compile(r'^http_requests_total\{.*version="(\d)"\} (\d+)$', re.M)
+        previous = {"1": 0, "2": 0}
+        for i in range(24):
+            text = keelproc.get(server.port, "/metrics").body.decode()
+            self.assertIn('keel_generation_info{generation="1",version="1"} 1', text, f"scrape {i}")
+            self.assertIn('keel_generation_info{generation="2",version="2"} 1', text, f"scrape {i}")
+            totals = {"1": 0, "2": 0}
+            for version, value in requests.findall(text):
+                totals[version] += int(value)
+            for version in totals:
+                self.assertGreaterEqual(totals[version], previous[version], f"scrape {i}: version {version} went back")
+            previous = totals
+            time.sleep(0.05)
+        self.assertGreater(previous["1"], 0)
+        self.assertGreater(previous["2"], 0)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 0, err)
         load.stop()
