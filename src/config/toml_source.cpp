@@ -3,7 +3,9 @@
 #include "config/read_file.hpp"
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <sstream>
 
 namespace keel::config {
@@ -63,6 +65,24 @@ void flatten(const toml::table& table, const std::string& prefix, FileResult& ou
   }
 }
 
+// toml++ accepts `a.b = 1` next to `"a.b" = 2` (a table key and a quoted key with a dot); both
+// flatten to the name a.b. Which one would win is an accident of table order: name both lines.
+void reject_duplicates(FileResult& out) {
+  std::map<std::string, int> first_line;
+  std::vector<FileEntry> kept;
+  for (auto& e : out.entries) {
+    const auto [it, inserted] = first_line.emplace(e.key, e.line);
+    if (inserted) {
+      kept.push_back(std::move(e));
+      continue;
+    }
+    const auto [a, b] = std::minmax(it->second, e.line);
+    out.errors.push_back(
+        {b, "key '" + e.key + "' is defined twice (lines " + std::to_string(a) + " and " + std::to_string(b) + ")"});
+  }
+  out.entries = std::move(kept);
+}
+
 }  // namespace
 
 FileResult parse_toml(std::string_view text, std::string_view source_name) {
@@ -70,6 +90,7 @@ FileResult parse_toml(std::string_view text, std::string_view source_name) {
   try {
     const toml::table doc = toml::parse(text, source_name);
     flatten(doc, "", out);
+    reject_duplicates(out);
   } catch (const toml::parse_error& e) {
     out.errors.push_back({static_cast<int>(e.source().begin.line), std::string(e.description())});
   }

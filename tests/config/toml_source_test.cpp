@@ -56,6 +56,16 @@ TEST(ConfigToml, UnsupportedValuesAreErrorsNamingTheKey) {
   EXPECT_TRUE(servers);
 }
 
+// TOML forbids defining a key twice; toml++ lets a dotted key and a quoted key with a dot both
+// through, and they would flatten to the same setting with an arbitrary winner.
+TEST(ConfigToml, AKeyDefinedTwiceThroughDottedAndQuotedFormsIsAnErrorNamingBothLines) {
+  const auto r = parse_toml("[app]\nx.y = 1\nworkers = 2\n\"x.y\" = 2\n", "keel.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 4);
+  EXPECT_EQ(r.errors[0].message, "key 'app.x.y' is defined twice (lines 2 and 4)");
+  ASSERT_EQ(r.entries.size(), 2u) << "the first definition is kept, the rest reported";
+}
+
 TEST(ConfigToml, UnreadableFile) {
   const auto r = keel::config::load_toml_file("/nonexistent/keel.toml");
   ASSERT_EQ(r.errors.size(), 1u);

@@ -162,6 +162,14 @@ class ConfigTest(KeelTestCase):
         self.assertIn("cannot read /nonexistent/keel.toml", err)
         self.assertIn("cannot read /nonexistent/.env", err)
 
+    def test_a_file_key_defined_twice_names_both_lines(self):
+        # toml++ lets a dotted key and a quoted key with a dot both through; they name the same
+        # setting, and neither may win silently.
+        config = self.write("keel.toml", "[app]\ngreeting.x = 1\n\"greeting.x\" = 2\n")
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "config", "--check", "--config", config, env=clean_env())
+        self.assertEqual(rc, 78)
+        self.assertIn(f"({config}:3): key 'app.greeting.x' is defined twice (lines 2 and 3)", err)
+
     def test_check_validates_and_exits(self):
         config = self.write("keel.toml", "threads = 8\n")
         rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--check", "--config", config, env=clean_env())
