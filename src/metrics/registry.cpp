@@ -395,7 +395,7 @@ struct RegionSnapshot {
   std::vector<std::uint64_t> words;
   std::int64_t worker = kNoWorker;
   bool retired = false;
-  int generation = 0;  // while generations overlap: the worker label says whose worker it is
+  std::string worker_prefix;  // while generations overlap: the worker label says whose worker it is
 };
 
 void append_labels(std::string& out, const FamilyData& f, std::string_view key) {
@@ -452,10 +452,10 @@ const std::uint64_t* latest_exemplar(const std::uint64_t* best, const std::uint6
 }
 
 std::string worker_label(const RegionSnapshot& r, std::size_t index) {
-  const std::string generation = r.generation > 0 ? std::to_string(r.generation) + "." : std::string();
-  if (r.worker == kMasterWorker) return "worker=\"" + generation + "master\"";
-  if (r.worker >= 0) return "worker=\"" + generation + std::to_string(r.worker) + "\"";
-  return "worker=\"" + generation + "region-" + std::to_string(index) + "\"";
+  const std::string& prefix = r.worker_prefix;
+  if (r.worker == kMasterWorker) return "worker=\"" + prefix + "master\"";
+  if (r.worker >= 0) return "worker=\"" + prefix + std::to_string(r.worker) + "\"";
+  return "worker=\"" + prefix + "region-" + std::to_string(index) + "\"";
 }
 
 void render_family(std::string& out, const FamilyData& f, std::vector<Entry>& entries,
@@ -599,6 +599,7 @@ struct PeerArena {
   std::size_t regions = 0;
   std::size_t region_bytes = 0;
   int generation = 0;
+  std::uint64_t master_pid = 0;
   std::vector<std::unique_ptr<FamilyData>> families;  // its schema
   std::vector<std::size_t> slot_of;                   // its family -> the scrape's family list, or kNoSlot
 };
@@ -623,7 +624,8 @@ std::optional<PeerArena> open_peer(int fd) {
   }
   const std::uint64_t* h = p.mapping.words();
   if (load(h[kArenaMagicWord], std::memory_order_acquire) != kArenaMagic) return std::nullopt;
-  if (load(h[kArenaState]) != kArenaOpen || !process_alive(load(h[kArenaMasterPid]))) return std::nullopt;
+  p.master_pid = load(h[kArenaMasterPid]);
+  if (load(h[kArenaState]) != kArenaOpen || !process_alive(p.master_pid)) return std::nullopt;
   const std::uint64_t regions = load(h[kArenaRegions]);
   const std::uint64_t rb = load(h[kArenaRegionBytes]);
   const std::uint64_t schema_offset = load(h[kArenaSchemaOffset]);
@@ -1267,6 +1269,12 @@ std::string Registry::render(Format format, bool this_generation_only) const {
   // While another generation serves beside this one, its arena joins the scrape.
   std::vector<PeerArena> peers;
   if (!this_generation_only && m.sealed.load()) {
+    struct Merged {
+      int generation;
+      std::uint64_t master_pid;
+      std::size_t first_region, end_region;
+    };
+    std::vector<Merged> arenas{{m.generation, load(m.arena.words()[kArenaMasterPid]), 0, regions.size()}};
     StringSet claimed;
     for (const int fd : {m.parent_fd, m.next_fd}) {
       std::optional<PeerArena> peer = open_peer(fd);
@@ -1276,11 +1284,19 @@ std::string Registry::render(Format format, bool this_generation_only) const {
       const std::size_t first = regions.size();
       Impl::snapshot_arena(peer->mapping.words(), peer->regions, peer->region_bytes, peer->families, peer->slot_of,
                            regions, by_family);
-      for (std::size_t i = first; i < regions.size(); ++i) regions[i].generation = peer->generation;
+      arenas.push_back({peer->generation, peer->master_pid, first, regions.size()});
       peers.push_back(std::move(*peer));
     }
-    if (!peers.empty())
-      for (std::size_t i = 0; i < m.nworkers.load() + 2; ++i) regions[i].generation = m.generation;
+    // Per-worker series say whose worker: "<generation>.<id>", or "<master pid>.<id>" when two
+    // merged arenas have the same generation number (a plain USR2 upgrade): two series of a
+    // family must never have the same labels.
+    for (const Merged& a : arenas) {
+      if (arenas.size() < 2) break;
+      const bool ambiguous = std::count_if(arenas.begin(), arenas.end(),
+                                           [&a](const Merged& b) { return b.generation == a.generation; }) > 1;
+      const std::string prefix = (ambiguous ? std::to_string(a.master_pid) : std::to_string(a.generation)) + ".";
+      for (std::size_t i = a.first_region; i < a.end_region; ++i) regions[i].worker_prefix = prefix;
+    }
   }
 
   std::size_t entries = 0;

@@ -634,6 +634,42 @@ TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes)
   for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
 }
 
+// A plain USR2 upgrade: both masters have the same generation number, so per-worker series are
+// told apart by master pid (equal labels would make the scrape invalid).
+TEST_F(MetricsRegistryTest, PerWorkerSeriesOfTwoMastersOfTheSameGenerationStayDistinct) {
+  using keel::GaugeMode;
+  auto& reg = Registry::instance();
+  auto& busy = metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker});
+  busy.labels({}).set(1);
+  reg.create_arena(1);
+  int to_parent[2];
+  int to_child[2];
+  ASSERT_EQ(::pipe(to_parent), 0);
+  ASSERT_EQ(::pipe(to_child), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const auto fds = reg.handover_fds();
+    const int next = ::dup(fds[0].second);
+    const int parent = ::dup(fds[1].second);
+    reg.reset_for_tests();
+    metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker}).labels({}).set(2);
+    reg.create_arena(1, std::size_t{1} << 20, {.fd = next, .parent_fd = parent, .generation = 1});
+    char c = 0;
+    if (::write(to_parent[1], "r", 1) != 1 || ::read(to_child[0], &c, 1) != 1) ::_exit(3);
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);
+  const std::string text = render();
+  EXPECT_EQ(sample(text, "busy{worker=\"" + std::to_string(::getpid()) + ".master\"}"), 1) << text;
+  EXPECT_EQ(sample(text, "busy{worker=\"" + std::to_string(pid) + ".master\"}"), 2) << text;
+  ASSERT_EQ(::write(to_child[1], "n", 1), 1);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
+}
+
 // Scrapes in another process while the master retires workers: the seqlock means a counter is
 // never seen going backwards (missed) or above the true total (counted twice).
 TEST_F(MetricsRegistryTest, ScrapesDuringRetireNeverSeeACounterGoBackwards) {
