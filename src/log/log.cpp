@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -54,8 +55,20 @@ struct State {
   std::chrono::steady_clock::time_point opened_at = std::chrono::steady_clock::now();
 };
 
+void atfork_prepare();
+void atfork_parent();
+void atfork_child();
+
 State& state() {
-  static State* s = new State;  // never destroyed: workers exit with _Exit, threads may still log
+  // Never destroyed: workers exit with _Exit, threads may still log. The fork handlers are
+  // registered with it, before any fork: a child must not keep its parent's cached pid (the
+  // master logs synchronously and never starts the writer thread, so registering them there
+  // left every worker's lines with the master's pid).
+  static State* s = [] {
+    auto* created = new State;
+    ::pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    return created;
+  }();
   return *s;
 }
 
@@ -114,9 +127,11 @@ void append_number(std::string& out, double d) {
     out += "null";  // JSON has no NaN/Infinity
     return;
   }
+  // As printf's %.6g (the standard defines to_chars with a precision that way), without
+  // printf's cost: this runs for every access log line.
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", d);
-  out += buf;
+  const auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::general, 6);
+  out.append(buf, r.ptr);
 }
 
 void append_value_json(std::string& out, const Field& f) {
@@ -125,7 +140,9 @@ void append_value_json(std::string& out, const Field& f) {
     append_json_escaped(out, *s);
     out += '"';
   } else if (const auto* i = std::get_if<std::int64_t>(&f.value)) {
-    out += std::to_string(*i);
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, *i);
+    out.append(buf, r.ptr);
   } else if (const auto* d = std::get_if<double>(&f.value)) {
     append_number(out, *d);
   } else {
@@ -439,10 +456,8 @@ void atfork_child() {
 
 // Starts this process's writer thread once (again in a forked child).
 void ensure_writer(State& s) {
-  if (s.writer_pid == ::getpid()) return;
-  static std::once_flag atfork_once;
-  std::call_once(atfork_once, [] { ::pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
-  s.writer_pid = ::getpid();
+  if (s.writer_pid == cached_pid()) return;
+  s.writer_pid = cached_pid();
   s.stop = false;
   std::thread(writer_loop).detach();
 }
@@ -508,7 +523,7 @@ void configure(const Options& options) {
 void set_synchronous(bool synchronous) {
   State& s = state();
   std::unique_lock lock(s.mutex);
-  if (synchronous && s.writer_pid == ::getpid()) {
+  if (synchronous && s.writer_pid == cached_pid()) {
     // Stop this process's writer thread after it wrote what is queued.
     s.stop = true;
     s.wake.notify_one();

@@ -53,6 +53,19 @@ class AccessLogTest(KeelTestCase):
         self.assertGreater(first["bytes_out"], 0)
         self.assertEqual((lines[1]["route"], lines[1]["status"]), ("unmatched", 404))
 
+    def test_every_process_logs_its_own_pid(self):
+        # The pid is cached (getpid() is a system call); a forked worker must not keep its master's.
+        server = self.start_server("--workers", "2", "--reuse-port")
+        for _ in range(8):
+            keelproc.get(server.port, "/users/1")
+        lines = wait_events(server, "request_handled", 8)
+        workers = set(keelproc.child_pids(server.pid))
+        self.assertEqual(len(workers), 2)
+        self.assertEqual(len(lines), 8)
+        for line in lines:
+            self.assertIn(line["pid"], workers, line)
+        self.assertTrue(all(e["pid"] == server.pid for e in events(server, "worker_spawned")))
+
     def test_switches(self):
         server = self.start_server("--access-log-health")
         keelproc.get(server.port, "/health")
