@@ -12,6 +12,8 @@
 #   listener would share the load), KEEL_DEMO (build/release/apps/demo/keel-demo),
 #   BUILD=1 rebuild keel-demo even when it exists,
 #   SELF_TEST=1 measure nginx against itself (A = B = nginx; checks this script without keel).
+# keel-demo takes its settings from the environment as usual, e.g. KEEL_ACCESS_LOG=false to
+#   compare with nginx's peer configuration, which logs nothing.
 # Default run: 2 worker counts x 4 comparisons x (2 x 3 x 5 s + checks) = about 5 minutes.
 set -euo pipefail
 export SECRET_KEY=${SECRET_KEY:-bench-secret-key-not-for-production}
