@@ -211,12 +211,13 @@ int App::serve() {
     };
     supervision.handover_fds = [&registry] { return registry.handover_fds(); };
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
-    supervision.tick = [&master_sampler, &next_sample_ms] {
+    supervision.tick = [&master_sampler, &next_sample_ms, &registry] {
       const auto now =
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
               .count();
       if (now < next_sample_ms) return;
       master_sampler->sample();
+      registry.absorb_ended_generations();  // an upgrade's other generation ended: keep its counts
       next_sample_ms = now + 1000;
     };
   }

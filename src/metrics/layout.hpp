@@ -5,7 +5,8 @@
 // so one process can read what another writes without a data race.
 //
 //   arena:   [header page: seq, magic, regions, region_bytes, schema offset, schema bytes, master
-//            pid, generation, state] [region 0] ... [region n+1] [schema: the families as JSON]
+//            pid, generation, state, absorbed parent, absorbed next] [worker region 0] ...
+//            [worker region n-1] [master] [retired totals] [absorbed totals] [schema: JSON]
 //            The schema makes an arena readable by another binary: during an upgrade each
 //            generation merges the other's arena (a memfd handed over at exec) into its scrapes.
 //   region:  [header: used bytes of records, worker id, pid, 5 spare words] [record] [record] ...
@@ -45,6 +46,10 @@ enum ArenaWord : std::size_t {
   kArenaMasterPid = 6,
   kArenaGeneration = 7,
   kArenaState = 8,
+  // The master pid of the previous / next generation whose final counters this arena's retired
+  // totals took over (its arena is then no longer merged into scrapes).
+  kArenaAbsorbedParent = 9,
+  kArenaAbsorbedNext = 10,
 };
 enum ArenaState : std::uint64_t { kArenaOpen = 1, kArenaClosed = 2 };
 

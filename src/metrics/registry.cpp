@@ -83,6 +83,10 @@ constexpr std::size_t kMaxRegionBytes = std::size_t{1} << 30;
 constexpr std::size_t kMaxWorkerRegions = 1 << 16;
 constexpr std::size_t kNoRegion = static_cast<std::size_t>(-1);
 constexpr std::size_t kNoSlot = static_cast<std::size_t>(-1);
+// After the worker regions: the master's, the retired totals (exited workers), the absorbed totals
+// (ended generations; left out of this generation's own numbers). The last two are totals: no gauges.
+constexpr std::size_t kMasterRegion = 0, kRetiredRegion = 1, kAbsorbedRegion = 2, kSpecialRegions = 3;
+constexpr std::size_t kTotalsRegions = 2;
 constexpr std::string_view kOverflowValue = "__overflow__";
 constexpr const char* kLogger = "keel.metrics";
 
@@ -593,6 +597,12 @@ void render_family(std::string& out, const FamilyData& f, std::vector<Entry>& en
 
 // ---- other generations' arenas ------------------------------------------------------------------
 
+// Where the records of a totals region are: family (4 bytes) + label key -> values.
+struct TotalsIndex {
+  StringMap<std::uint64_t*> map;
+  std::size_t indexed_words = 0;
+};
+
 // Another generation's arena, mapped read-only for one scrape.
 struct PeerArena {
   Mapping mapping;
@@ -600,6 +610,7 @@ struct PeerArena {
   std::size_t region_bytes = 0;
   int generation = 0;
   std::uint64_t master_pid = 0;
+  bool live = false;  // its master serves; else its counters are final (gauges are not shown)
   std::vector<std::unique_ptr<FamilyData>> families;  // its schema
   std::vector<std::size_t> slot_of;                   // its family -> the scrape's family list, or kNoSlot
 };
@@ -609,9 +620,9 @@ bool process_alive(std::uint64_t pid) {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
-// The arena behind `fd` when a master is serving with it: its header complete (magic), not
-// closed, its master alive. Everything in it is checked against the mapped size: it is shared
-// memory another binary wrote.
+// The arena behind `fd` once a master has laid it out (magic), live or ended (closed, or its
+// master gone). Everything in it is checked against the mapped size: it is shared memory another
+// binary wrote.
 std::optional<PeerArena> open_peer(int fd) {
   struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kArenaHeaderBytes)) return std::nullopt;
@@ -625,14 +636,14 @@ std::optional<PeerArena> open_peer(int fd) {
   const std::uint64_t* h = p.mapping.words();
   if (load(h[kArenaMagicWord], std::memory_order_acquire) != kArenaMagic) return std::nullopt;
   p.master_pid = load(h[kArenaMasterPid]);
-  if (load(h[kArenaState]) != kArenaOpen || !process_alive(p.master_pid)) return std::nullopt;
+  p.live = load(h[kArenaState]) == kArenaOpen && process_alive(p.master_pid);
   const std::uint64_t regions = load(h[kArenaRegions]);
   const std::uint64_t rb = load(h[kArenaRegionBytes]);
   const std::uint64_t schema_offset = load(h[kArenaSchemaOffset]);
   const std::uint64_t schema_bytes = load(h[kArenaSchemaBytes]);
-  const bool fits = regions >= 2 && regions <= kMaxWorkerRegions + 2 && rb >= kPageBytes && rb <= kMaxRegionBytes &&
-                    rb % 8 == 0 && kArenaHeaderBytes + regions * rb <= schema_offset && schema_offset <= size &&
-                    schema_bytes <= size - schema_offset;
+  const bool fits = regions >= kSpecialRegions && regions <= kMaxWorkerRegions + kSpecialRegions && rb >= kPageBytes &&
+                    rb <= kMaxRegionBytes && rb % 8 == 0 && kArenaHeaderBytes + regions * rb <= schema_offset &&
+                    schema_offset <= size && schema_bytes <= size - schema_offset;
   if (!fits) return std::nullopt;
   p.regions = regions;
   p.region_bytes = rb;
@@ -692,8 +703,7 @@ struct Registry::Impl {
   std::size_t current_index = kNoRegion;  // its index in the arena (kNoRegion: the local region)
   bool region_full_warned = false;
   bool retired_full_warned = false;
-  StringMap<std::uint64_t*> retired_index;  // family (4 bytes) + key -> values in the retired region
-  std::size_t retired_indexed_words = 0;
+  TotalsIndex retired_index;  // of the retired region
 
   Impl() { init_local(); }
 
@@ -927,47 +937,55 @@ struct Registry::Impl {
     store(r.base[kRegionPid], 0);
   }
 
-  // Indexes retired records this process has not seen yet.
-  void catch_up_retired_index(RegionRef retired) {
-    const std::size_t used = retired.used_words();
-    if (used < retired_indexed_words) {
-      retired_index.clear();
-      retired_indexed_words = 0;
+  // Indexes the records of a totals region this process has not seen yet.
+  void catch_up(RegionRef totals, TotalsIndex& index) {
+    const std::size_t used = totals.used_words();
+    if (used < index.indexed_words) {
+      index.map.clear();
+      index.indexed_words = 0;
     }
-    std::uint64_t* rec = retired.records();
+    std::uint64_t* rec = totals.records();
     std::string k;
-    for (std::size_t i = retired_indexed_words; i < used;) {
+    for (std::size_t i = index.indexed_words; i < used;) {
       RecordView rv;
       if (!parse_record(rec + i, used - i, families, &rv)) break;
       k.assign(reinterpret_cast<const char*>(&rv.family), sizeof rv.family);
       append_label_bytes(k, rec + i + kRecordHeaderWords, rv.label_bytes);
-      retired_index.insert_or_assign(k, rec + i + rv.values);
+      index.map.insert_or_assign(k, rec + i + rv.values);
       i += rv.words;
-      retired_indexed_words = i;
+      index.indexed_words = i;
     }
   }
 
-  // Adds a worker region's counters and histograms into the retired totals.
-  void fold(RegionRef src, RegionRef retired) {
-    catch_up_retired_index(retired);
+  // Adds a region's counters and histograms into a totals region (`index` is that region's). A
+  // region of another generation's arena comes with that arena's schema and where its families
+  // are here (slot_of[family]; kNoSlot or a slot past this binary's families: skipped).
+  void fold(RegionRef src, RegionRef retired, TotalsIndex& index,
+            const std::vector<std::unique_ptr<FamilyData>>* src_families = nullptr,
+            const std::vector<std::size_t>* slot_of = nullptr) {
+    catch_up(retired, index);
+    const auto& schema = src_families != nullptr ? *src_families : families;
     const std::size_t used = src.used_words();
     const std::uint64_t* rec = src.records();
     std::string k;
     for (std::size_t i = 0; i < used;) {
       RecordView rv;
-      if (!parse_record(rec + i, used - i, families, &rv)) break;
+      if (!parse_record(rec + i, used - i, schema, &rv)) break;
       const std::uint64_t* v = rec + i + rv.values;
-      FamilyData& f = *families[rv.family];
       const std::uint64_t* labels = rec + i + kRecordHeaderWords;
       i += rv.words;
+      const std::size_t slot = slot_of != nullptr ? (*slot_of)[rv.family] : rv.family;
+      if (slot >= families.size()) continue;
+      const auto family = static_cast<std::uint32_t>(slot);
+      FamilyData& f = *families[family];
       if (f.kind == Kind::kGauge) continue;  // a dead process's gauges mean nothing
-      k.assign(reinterpret_cast<const char*>(&rv.family), sizeof rv.family);
+      k.assign(reinterpret_cast<const char*>(&family), sizeof family);
       append_label_bytes(k, labels, rv.label_bytes);
       std::uint64_t* d = nullptr;
-      if (const auto it = retired_index.find(std::string_view(k)); it != retired_index.end()) {
+      if (const auto it = index.map.find(std::string_view(k)); it != index.map.end()) {
         d = it->second;
       } else {
-        d = allocate(retired, rv.family, f, std::string_view(k).substr(sizeof rv.family));
+        d = allocate(retired, family, f, std::string_view(k).substr(sizeof family));
         if (d == nullptr) {
           if (!retired_full_warned) {
             retired_full_warned = true;
@@ -976,8 +994,8 @@ struct Registry::Impl {
           }
           continue;
         }
-        retired_index.emplace(k, d);
-        retired_indexed_words = retired.used_words();
+        index.map.emplace(k, d);
+        index.indexed_words = retired.used_words();
       }
       if (f.kind == Kind::kCounter) {
         add_u64(d[kCounterInt], load(v[kCounterInt]));
@@ -1016,13 +1034,15 @@ struct Registry::Impl {
     }
   }
 
-  // Every region of an arena (`nregions` regions from `first`, the last one the retired totals)
-  // under its seqlock: retried while a retire()/reset() runs. Appends to `regions`; the entries go
+  // The first `nregions` regions of an arena (from `totals_from` on: totals, no gauges) under its
+  // seqlock: retried while a retire()/reset() runs. Appends to `regions`; the entries go
   // to by_family[slot_of[family]].
-  static void snapshot_arena(const std::uint64_t* arena_words, std::size_t nregions, std::size_t region_bytes,
-                             const std::vector<std::unique_ptr<FamilyData>>& families,
+  // `absorbed` (2 words, may be null) receives the arena's kArenaAbsorbed* words, read under the
+  // same seqlock as the regions (they change together with the retired totals).
+  static void snapshot_arena(const std::uint64_t* arena_words, std::size_t nregions, std::size_t totals_from,
+                             std::size_t region_bytes, const std::vector<std::unique_ptr<FamilyData>>& families,
                              const std::vector<std::size_t>& slot_of, std::vector<RegionSnapshot>& regions,
-                             std::vector<std::vector<Entry>>& by_family) {
+                             std::vector<std::vector<Entry>>& by_family, std::uint64_t* absorbed = nullptr) {
     const std::size_t first = regions.size();
     regions.resize(first + nregions);
     std::vector<std::size_t> sizes(by_family.size());
@@ -1041,7 +1061,11 @@ struct Registry::Impl {
         const RegionRef r{words + kArenaHeaderBytes / 8 + i * (region_bytes / 8), region_bytes};
         const std::size_t index = first + i;
         snapshot_region(r, static_cast<std::uint32_t>(index), regions[index], families, slot_of, by_family);
-        regions[index].retired = i == nregions - 1;
+        regions[index].retired = i >= totals_from;
+      }
+      if (absorbed != nullptr) {
+        absorbed[0] = load(words[kArenaAbsorbedParent]);
+        absorbed[1] = load(words[kArenaAbsorbedNext]);
       }
       std::atomic_thread_fence(std::memory_order_acquire);
       if (load(words[kArenaSeq]) == s1 || last) return;
@@ -1050,7 +1074,9 @@ struct Registry::Impl {
   }
 
   // This process's arena (or, before there is one, its local region).
-  void snapshot(std::vector<RegionSnapshot>& regions, std::vector<std::vector<Entry>>& by_family) const {
+  // Without `with_absorbed`, the totals of ended generations are left out.
+  void snapshot(std::vector<RegionSnapshot>& regions, std::vector<std::vector<Entry>>& by_family,
+                std::uint64_t* absorbed, bool with_absorbed) const {
     std::vector<std::size_t> identity(families.size());
     for (std::size_t i = 0; i < identity.size(); ++i) identity[i] = i;
     if (!sealed.load()) {
@@ -1058,7 +1084,9 @@ struct Registry::Impl {
       snapshot_region(current, 0, regions[0], families, identity, by_family);
       return;
     }
-    snapshot_arena(arena.words(), nworkers.load() + 2, region_bytes, families, identity, regions, by_family);
+    const std::size_t workers = nworkers.load();
+    snapshot_arena(arena.words(), workers + kSpecialRegions - (with_absorbed ? 0 : 1), workers + kRetiredRegion,
+                   region_bytes, families, identity, regions, by_family, absorbed);
   }
 
   static void pause(int attempt) {
@@ -1144,7 +1172,7 @@ void Registry::create_arena(std::size_t worker_regions, std::size_t region_bytes
   const std::size_t rb = round_up(std::max(region_bytes, kPageBytes), kPageBytes);
   if (rb > kMaxRegionBytes) throw std::invalid_argument("metrics: region_bytes is larger than 1 GiB");
   const std::string schema = schema_json(m.families);
-  const std::size_t schema_offset = kArenaHeaderBytes + (worker_regions + 2) * rb;
+  const std::size_t schema_offset = kArenaHeaderBytes + (worker_regions + kSpecialRegions) * rb;
   const std::size_t bytes = round_up(schema_offset + schema.size(), kPageBytes);
   // A memfd, so that another generation can map it; an anonymous mapping if that fails (the
   // service works the same, only scrapes during an upgrade show one generation).
@@ -1152,7 +1180,7 @@ void Registry::create_arena(std::size_t worker_regions, std::size_t region_bytes
   Mapping arena = fd >= 0 ? Mapping(fd, bytes, true) : Mapping(bytes, true);
   std::uint64_t* h = arena.words();
   std::memcpy(reinterpret_cast<char*>(h) + schema_offset, schema.data(), schema.size());
-  store(h[kArenaRegions], worker_regions + 2);
+  store(h[kArenaRegions], worker_regions + kSpecialRegions);
   store(h[kArenaRegionBytes], rb);
   store(h[kArenaSchemaOffset], schema_offset);
   store(h[kArenaSchemaBytes], schema.size());
@@ -1172,10 +1200,11 @@ void Registry::create_arena(std::size_t worker_regions, std::size_t region_bytes
   }
   m.region_bytes = rb;
   m.nworkers.store(worker_regions);
-  for (std::size_t i = 0; i < worker_regions + 2; ++i) {
-    store(m.region(i).base[kRegionWorker], static_cast<std::uint64_t>(i == worker_regions ? kMasterWorker : kNoWorker));
+  for (std::size_t i = 0; i < worker_regions + kSpecialRegions; ++i) {
+    store(m.region(i).base[kRegionWorker],
+          static_cast<std::uint64_t>(i == worker_regions + kMasterRegion ? kMasterWorker : kNoWorker));
   }
-  const RegionRef master = m.region(worker_regions);
+  const RegionRef master = m.region(worker_regions + kMasterRegion);
   store(master.base[kRegionPid], static_cast<std::uint64_t>(::getpid()));
 
   // Children move into the master region with their values. The local region stays mapped: a
@@ -1231,7 +1260,7 @@ void Registry::retire(std::size_t region) {
   if (region == m.current_index) throw std::logic_error("metrics: retire(): this process writes to that region");
   const RegionRef r = m.region(region);
   const SeqWrite write(m.seq());
-  m.fold(r, m.region(m.nworkers.load() + 1));
+  m.fold(r, m.region(m.nworkers.load() + kRetiredRegion), m.retired_index);
   m.clear_region(r);
 }
 
@@ -1257,16 +1286,54 @@ void Registry::close_arena() noexcept {
   if (m.sealed.load()) store(m.arena.words()[kArenaState], kArenaClosed, std::memory_order_release);
 }
 
+void Registry::absorb_ended_generations() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (!m.sealed.load() || m.arena_fd < 0) return;
+  std::uint64_t* h = m.arena.words();
+  const int fds[2] = {m.parent_fd, m.next_fd};
+  const ArenaWord marks[2] = {kArenaAbsorbedParent, kArenaAbsorbedNext};
+  for (int k = 0; k < 2; ++k) {
+    std::optional<PeerArena> peer = open_peer(fds[k]);
+    if (!peer || peer->live || peer->master_pid == load(h[marks[k]])) continue;
+    // Its families that are this binary's too (same name and shape); others cannot be kept.
+    peer->slot_of.assign(peer->families.size(), kNoSlot);
+    for (std::size_t i = 0; i < peer->families.size(); ++i) {
+      const FamilyData& pf = *peer->families[i];
+      for (std::size_t j = 0; j < m.families.size(); ++j) {
+        const FamilyData& f = *m.families[j];
+        if (f.name == pf.name && f.kind == pf.kind && f.label_names == pf.label_names && f.bounds == pf.bounds)
+          peer->slot_of[i] = j;
+      }
+    }
+    const RegionRef absorbed = m.region(m.nworkers.load() + kAbsorbedRegion);
+    TotalsIndex index;
+    {
+      const SeqWrite write(m.seq());
+      for (std::size_t i = 0; i < peer->regions; ++i)
+        m.fold(
+            RegionRef{peer->mapping.words() + kArenaHeaderBytes / 8 + i * (peer->region_bytes / 8), peer->region_bytes},
+            absorbed, index, &peer->families, &peer->slot_of);
+      store(h[marks[k]], peer->master_pid);
+    }
+    log::write(log::Level::kInfo, kLogger, "metrics_generation_absorbed",
+               {{"generation", peer->generation}, {"master_pid", static_cast<std::int64_t>(peer->master_pid)}});
+  }
+}
+
 std::string Registry::render(Format format, bool this_generation_only) const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   std::vector<RegionSnapshot> regions;
   std::vector<std::vector<Entry>> by_family(m.families.size());
-  m.snapshot(regions, by_family);
+  std::uint64_t absorbed[2] = {0, 0};
+  m.snapshot(regions, by_family, absorbed, !this_generation_only);
   std::vector<const FamilyData*> families;
   for (const auto& f : m.families) families.push_back(f.get());
 
-  // While another generation serves beside this one, its arena joins the scrape.
+  // While another generation serves beside this one, its arena joins the scrape; once it ended,
+  // its final counters do, until this generation's master has taken them over (absorb_ended_
+  // generations()), so a counter never goes back when a generation leaves.
   std::vector<PeerArena> peers;
   if (!this_generation_only && m.sealed.load()) {
     struct Merged {
@@ -1276,15 +1343,20 @@ std::string Registry::render(Format format, bool this_generation_only) const {
     };
     std::vector<Merged> arenas{{m.generation, load(m.arena.words()[kArenaMasterPid]), 0, regions.size()}};
     StringSet claimed;
-    for (const int fd : {m.parent_fd, m.next_fd}) {
-      std::optional<PeerArena> peer = open_peer(fd);
-      if (!peer) continue;
+    const int fds[2] = {m.parent_fd, m.next_fd};
+    for (int k = 0; k < 2; ++k) {
+      std::optional<PeerArena> peer = open_peer(fds[k]);
+      if (!peer || peer->master_pid == absorbed[k]) continue;
       if (claimed.empty()) claimed = m.claimed;
       link_families(*peer, families, claimed, by_family);
       const std::size_t first = regions.size();
-      Impl::snapshot_arena(peer->mapping.words(), peer->regions, peer->region_bytes, peer->families, peer->slot_of,
-                           regions, by_family);
-      arenas.push_back({peer->generation, peer->master_pid, first, regions.size()});
+      Impl::snapshot_arena(peer->mapping.words(), peer->regions, peer->regions - kTotalsRegions, peer->region_bytes,
+                           peer->families, peer->slot_of, regions, by_family);
+      if (peer->live) {
+        arenas.push_back({peer->generation, peer->master_pid, first, regions.size()});
+      } else {
+        for (std::size_t i = first; i < regions.size(); ++i) regions[i].retired = true;  // no gauges of the dead
+      }
       peers.push_back(std::move(*peer));
     }
     // Per-worker series say whose worker: "<generation>.<id>", or "<master pid>.<id>" when two
@@ -1334,8 +1406,7 @@ void Registry::reset_for_tests() {
   m.sealed.store(false);
   m.nworkers.store(0);
   m.region_bytes = 0;
-  m.retired_index.clear();
-  m.retired_indexed_words = 0;
+  m.retired_index = {};
   m.retired_full_warned = false;
   m.init_local();
 }

@@ -3,7 +3,8 @@
 //
 // Arena layout (MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, mapped by the master before the first
 // fork, so only touched pages cost memory): `regions` worker regions, then one region for the
-// master (or the single process), then one for the retired totals. Each region is written by one
+// master (or the single process), one for the retired totals, and one for the totals taken over
+// from an ended generation (see below). Each region is written by one
 // process only (its series are appended with a bump allocator and published with a release store
 // of the used size; values are relaxed atomics). A scrape reads every region under a sequence
 // counter the master bumps around retire(), so a worker folded into the retired totals is never
@@ -12,8 +13,9 @@
 // The arena is a memfd. During an upgrade two generations (two masters, possibly two binaries)
 // serve side by side; each master prepares an empty memfd for the generation it may start and
 // hands both over at exec, so each generation's scrapes merge the other's arena (read-only, by
-// the family schema stored in it) while that generation's master lives: every scrape shows the
-// whole service, not whichever generation the scrape happened to reach.
+// the family schema stored in it): every scrape shows the whole service, not whichever generation
+// the scrape happened to reach. When a generation ends, the other's master takes its final
+// counters into its retired totals, so no counter goes back across an upgrade.
 #pragma once
 
 #include <sys/types.h>
@@ -66,8 +68,13 @@ class Registry {
   // The descriptors a generation started by this one inherits (empty without an arena):
   // {kArenaFdEnv, the prepared memfd}, {kParentArenaFdEnv, this arena}.
   [[nodiscard]] std::vector<std::pair<std::string, int>> handover_fds() const;
-  // The master, on its way out: other generations stop merging this arena.
+  // The master, on its way out: this arena's counters are final from now on.
   void close_arena() noexcept;
+  // The master, periodically: the final counters and histograms of another generation that ended
+  // (its master closed its arena or died) move into this arena's retired totals, so scrapes keep
+  // counting them after that generation's arena is no longer merged (gauges end with it; so do
+  // families this binary does not have).
+  void absorb_ended_generations();
   [[nodiscard]] bool has_arena() const noexcept;
   [[nodiscard]] std::size_t worker_regions() const noexcept;
 

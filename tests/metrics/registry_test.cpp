@@ -568,7 +568,8 @@ TEST_F(MetricsRegistryTest, ForkedWorkerIsFoldedIntoTheRetiredTotals) {
 // another binary would) gets the arena its parent prepared plus the parent's arena. While both
 // masters serve, each one's scrape shows both: same families summed, a family only the other has
 // rendered from the other's schema, a same-named family of another shape left out, per-worker
-// series told apart by generation. Once a master closes its arena, the other stops merging it.
+// series told apart by generation. Once a master closes its arena its counters stay in the other's
+// scrapes, and the other's master takes them over into its retired totals.
 TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes) {
   using keel::GaugeMode;
   auto& reg = Registry::instance();
@@ -622,15 +623,26 @@ TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes)
   EXPECT_TRUE(contains(render(Format::kOpenMetrics), "# TYPE only_new counter")) << render(Format::kOpenMetrics);
 
   ASSERT_EQ(::write(to_child[1], "n", 1), 1);
-  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);  // the child closed its arena
+  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);  // the child closed its arena: its counters are final
   text = render();
-  EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 3) << "a closed arena is not merged\n" << text;
-  EXPECT_FALSE(contains(text, "only_new_total")) << text;
-  EXPECT_EQ(sample(text, "busy{worker=\"master\"}"), 1) << text;
+  EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 7) << "an ended generation still counts\n" << text;
+  EXPECT_EQ(sample(text, "only_new_total"), 2) << text;
+  EXPECT_EQ(sample(text, "busy{worker=\"master\"}"), 1) << "its gauges end with it, labels are plain\n" << text;
+  EXPECT_FALSE(contains(text, "2.master")) << text;
+
+  // The master takes the final counters over (once): the same totals, now from its own arena.
+  reg.absorb_ended_generations();
+  reg.absorb_ended_generations();
+  text = render();
+  EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 7) << text;
+  EXPECT_EQ(sample(reg.render(Format::kPrometheus, true), "served_total{route=\"/a\"}"), 3)
+      << "this generation's own numbers (the upgrade analysis) leave out what it took over";
+  EXPECT_FALSE(contains(text, "only_new_total")) << "a family this binary lacks ends with its generation\n" << text;
   ASSERT_EQ(::write(to_child[1], "n", 1), 1);
   int status = 0;
   ::waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's own checks failed: " << status;
+  EXPECT_EQ(sample(render(), "served_total{route=\"/a\"}"), 7);
   for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
 }
 

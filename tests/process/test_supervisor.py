@@ -757,6 +757,47 @@ class BinaryUpgradeTest(TempBinaryCase):
             self.wait_gone(pid, timeout=5)
         self.assertTrue(self.events(server, "listeners_inherited", pid=new_master))
 
+    def test_counters_never_go_back_across_the_upgrade(self):
+        # Scrapes reach workers of either generation during the overlap (each merges the other's
+        # arena), and after the old master exits the new one takes its final counts over: the
+        # total request count a scraper sees only grows.
+        server = self.start()
+        old_master = server.pid
+        self.wait_worker_count(server, 2)
+        load = LoadLoop(server.port, threads=2, pid_every=0, pause=0.002).start()
+        self.addCleanup(load.stop)
+        totals = []
+        stop = threading.Event()
+
+        def scrape():
+            while not stop.is_set():
+                try:
+                    text = fresh_get(server.port, "/metrics").body.decode()
+                except OSError:
+                    continue
+                totals.append(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                  if line.startswith("http_requests_total{")))
+                time.sleep(0.03)
+
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+        self.addCleanup(stop.set)
+        time.sleep(0.5)
+        server.send_signal(signal.SIGUSR2)
+        new_master = self.wait_event(server, "upgrade_started")["new_master"]
+        self.assertEqual(server.wait(15), 0, "the old master did not drain and exit\n" + server.output_tail())
+        self.wait_event(server, "metrics_generation_absorbed", timeout=5, pid=new_master)
+        time.sleep(0.5)
+        stop.set()
+        scraper.join(5)
+        load.stop()
+        self.assertNoFailures(load, server)
+        self.assertGreater(len(totals), 20)
+        for i in range(1, len(totals)):
+            self.assertGreaterEqual(totals[i], totals[i - 1], f"scrape {i} went back: {totals[max(0, i - 3):i + 2]}")
+        self.assertGreater(totals[-1], totals[0])
+        self.assertNotEqual(new_master, old_master)
+
     def test_broken_new_binary_keeps_old_master_serving(self):
         server = self.start()
         self.replace_binary("echo 'new build is broken' >&2; exit 1")
