@@ -209,7 +209,11 @@ int App::serve() {
       return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus, true),
                                                app::operational_paths(options_));
     };
-    supervision.handover_fds = [&registry] { return registry.handover_fds(); };
+    supervision.handover_fds = [&registry] {
+      // The next generation's arena may be the one an ended generation used: keep its counts first.
+      registry.absorb_ended_generations();
+      return registry.handover_fds();
+    };
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
     supervision.tick = [&master_sampler, &next_sample_ms, &registry] {
       const auto now =

@@ -170,6 +170,12 @@ class CanaryTest(UpgradeCase):
         r = w.result()
         self.assertEqual(r["socket_errors"], 0, r["output"])
         self.assertLess(r["non2xx"], 0.05 * r["requests"], r["output"])
+        # The canary's 500s stay counted after it is gone: the old master took its counters over.
+        self.wait_event(server, "metrics_generation_absorbed", timeout=10, pid=server.pid)
+        metrics = keelproc.get(server.port, "/metrics").body.decode()
+        errors = [line for line in metrics.splitlines() if line.startswith("http_requests_total{")
+                  and 'status="500"' in line]
+        self.assertTrue(errors and all(float(line.rsplit(" ", 1)[1]) > 0 for line in errors), metrics[-3000:])
 
     def test_new_generation_crashing_at_startup_is_rolled_back(self):
         server = self.start_demo()
