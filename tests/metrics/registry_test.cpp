@@ -76,6 +76,50 @@ class MetricsRegistryTest : public ::testing::Test {
     ::waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
+
+  // A second generation in a fork()ed child, as an upgraded binary starts: it inherits the arenas
+  // this process hands over, forgets this process's families and runs body(link, generation),
+  // which registers its own, creates its arena from the link and returns its exit code. The two
+  // go in steps: the child's step() lets the test see its state (reached()) until go_on().
+  class NextGeneration {
+   public:
+    template <class F>
+    explicit NextGeneration(F&& body) {
+      EXPECT_EQ(::pipe(up_), 0);
+      EXPECT_EQ(::pipe(down_), 0);
+      pid_ = ::fork();
+      if (pid_ != 0) return;
+      const auto fds = Registry::instance().handover_fds();
+      const keel::metrics_detail::ArenaLink link{.fd = ::dup(fds.at(0).second), .parent_fd = ::dup(fds.at(1).second)};
+      Registry::instance().reset_for_tests();
+      ::_exit(body(link, *this));
+    }
+    NextGeneration(const NextGeneration&) = delete;
+    NextGeneration& operator=(const NextGeneration&) = delete;
+    ~NextGeneration() {
+      for (const int fd : {up_[0], up_[1], down_[0], down_[1]}) ::close(fd);
+    }
+    [[nodiscard]] pid_t pid() const { return pid_; }
+    bool step() {  // in the child
+      char c = 0;
+      return ::write(up_[1], "s", 1) == 1 && ::read(down_[0], &c, 1) == 1;
+    }
+    bool reached() {  // in the test
+      char c = 0;
+      return ::read(up_[0], &c, 1) == 1;
+    }
+    bool go_on() { return ::write(down_[1], "g", 1) == 1; }
+    int exit_code() {
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+   private:
+    int up_[2] = {-1, -1};
+    int down_[2] = {-1, -1};
+    pid_t pid_ = -1;
+  };
 };
 
 TEST_F(MetricsRegistryTest, CounterIncrementsAndRenders) {
@@ -580,37 +624,28 @@ TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes)
   ASSERT_EQ(reg.handover_fds().size(), 2U);
   EXPECT_EQ(sample(render(), "busy{worker=\"master\"}"), 1) << "no other generation: plain worker labels";
 
-  int to_parent[2];
-  int to_child[2];
-  ASSERT_EQ(::pipe(to_parent), 0);
-  ASSERT_EQ(::pipe(to_child), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const auto fds = reg.handover_fds();
-    const int next = ::dup(fds[0].second);
-    const int parent = ::dup(fds[1].second);
-    reg.reset_for_tests();
+  NextGeneration next([](keel::metrics_detail::ArenaLink link, NextGeneration& self) {
+    auto& r = Registry::instance();
     metrics().counter("only_new_total", "Only in the new binary.").labels({}).inc(2);
     metrics().counter("served_total", "Requests.", {"route"}).labels({"/a"}).inc(4);
     metrics().gauge("conns", "Connections by kind.", {"kind"}).labels({"tls"}).set(9);  // another shape
     metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker}).labels({}).set(2);
-    reg.create_arena(1, std::size_t{1} << 20, {.fd = next, .parent_fd = parent, .generation = 2});
+    link.generation = 2;
+    r.create_arena(1, std::size_t{1} << 20, link);
     // This generation's scrape merges its parent's arena too.
-    const std::string mine = reg.render(Format::kPrometheus);
+    const std::string mine = r.render(Format::kPrometheus);
     int ok = sample(mine, "served_total{route=\"/a\"}") == 7 && sample(mine, "only_new_total") == 2 &&
                      sample(mine, "busy{worker=\"1.master\"}") == 1 && sample(mine, "busy{worker=\"2.master\"}") == 2 &&
                      sample(mine, "conns{kind=\"tls\"}") == 9 && !contains(mine, "conns 5")
                  ? 0
                  : 1;
-    if (reg.render(Format::kPrometheus, true).find("served_total{route=\"/a\"} 4") == std::string::npos) ok = 2;
-    char c = 0;
-    if (::write(to_parent[1], "r", 1) != 1 || ::read(to_child[0], &c, 1) != 1) ::_exit(3);
-    reg.close_arena();
-    if (::write(to_parent[1], "c", 1) != 1 || ::read(to_child[0], &c, 1) != 1) ::_exit(3);
-    ::_exit(ok);
-  }
-  char c = 0;
-  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);
+    if (r.render(Format::kPrometheus, true).find("served_total{route=\"/a\"} 4") == std::string::npos) ok = 2;
+    if (!self.step()) return 3;
+    r.close_arena();
+    if (!self.step()) return 3;
+    return ok;
+  });
+  ASSERT_TRUE(next.reached());
   std::string text = render();
   EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 7) << text;
   EXPECT_EQ(sample(text, "only_new_total"), 2) << text;
@@ -622,8 +657,8 @@ TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes)
   EXPECT_EQ(sample(Registry::instance().render(Format::kPrometheus, true), "served_total{route=\"/a\"}"), 3);
   EXPECT_TRUE(contains(render(Format::kOpenMetrics), "# TYPE only_new counter")) << render(Format::kOpenMetrics);
 
-  ASSERT_EQ(::write(to_child[1], "n", 1), 1);
-  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);  // the child closed its arena: its counters are final
+  ASSERT_TRUE(next.go_on());
+  ASSERT_TRUE(next.reached());  // the child closed its arena: its counters are final
   text = render();
   EXPECT_EQ(sample(text, "served_total{route=\"/a\"}"), 7) << "an ended generation still counts\n" << text;
   EXPECT_EQ(sample(text, "only_new_total"), 2) << text;
@@ -638,12 +673,9 @@ TEST_F(MetricsRegistryTest, AnotherGenerationsArenaIsMergedWhileItsMasterServes)
   EXPECT_EQ(sample(reg.render(Format::kPrometheus, true), "served_total{route=\"/a\"}"), 3)
       << "this generation's own numbers (the upgrade analysis) leave out what it took over";
   EXPECT_FALSE(contains(text, "only_new_total")) << "a family this binary lacks ends with its generation\n" << text;
-  ASSERT_EQ(::write(to_child[1], "n", 1), 1);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's own checks failed: " << status;
+  ASSERT_TRUE(next.go_on());
+  EXPECT_EQ(next.exit_code(), 0) << "the child's own checks failed";
   EXPECT_EQ(sample(render(), "served_total{route=\"/a\"}"), 7);
-  for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
 }
 
 // A plain USR2 upgrade: both masters have the same generation number, so per-worker series are
@@ -654,32 +686,18 @@ TEST_F(MetricsRegistryTest, PerWorkerSeriesOfTwoMastersOfTheSameGenerationStayDi
   auto& busy = metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker});
   busy.labels({}).set(1);
   reg.create_arena(1);
-  int to_parent[2];
-  int to_child[2];
-  ASSERT_EQ(::pipe(to_parent), 0);
-  ASSERT_EQ(::pipe(to_child), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const auto fds = reg.handover_fds();
-    const int next = ::dup(fds[0].second);
-    const int parent = ::dup(fds[1].second);
-    reg.reset_for_tests();
+  NextGeneration next([](keel::metrics_detail::ArenaLink link, NextGeneration& self) {
     metrics().gauge("busy", "Per worker.", {}, {.gauge_mode = GaugeMode::kPerWorker}).labels({}).set(2);
-    reg.create_arena(1, std::size_t{1} << 20, {.fd = next, .parent_fd = parent, .generation = 1});
-    char c = 0;
-    if (::write(to_parent[1], "r", 1) != 1 || ::read(to_child[0], &c, 1) != 1) ::_exit(3);
-    ::_exit(0);
-  }
-  char c = 0;
-  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);
+    link.generation = 1;
+    Registry::instance().create_arena(1, std::size_t{1} << 20, link);
+    return self.step() ? 0 : 3;
+  });
+  ASSERT_TRUE(next.reached());
   const std::string text = render();
   EXPECT_EQ(sample(text, "busy{worker=\"" + std::to_string(::getpid()) + ".master\"}"), 1) << text;
-  EXPECT_EQ(sample(text, "busy{worker=\"" + std::to_string(pid) + ".master\"}"), 2) << text;
-  ASSERT_EQ(::write(to_child[1], "n", 1), 1);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
+  EXPECT_EQ(sample(text, "busy{worker=\"" + std::to_string(next.pid()) + ".master\"}"), 2) << text;
+  ASSERT_TRUE(next.go_on());
+  EXPECT_EQ(next.exit_code(), 0);
 }
 
 // Scrapes in another process while the master retires workers: the seqlock means a counter is
