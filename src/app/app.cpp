@@ -215,15 +215,16 @@ int App::serve() {
       return registry.handover_fds();
     };
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
-    supervision.tick = [&master_sampler, &next_sample_ms, &registry] {
+    supervision.tick = [&master_sampler, &next_sample_ms] {
       const auto now =
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
               .count();
       if (now < next_sample_ms) return;
       master_sampler->sample();
-      registry.absorb_ended_generations();  // an upgrade's other generation ended: keep its counts
       next_sample_ms = now + 1000;
     };
+    // An upgrade's other generation ended: keep its counts.
+    supervision.generation_ended = [&registry] { registry.absorb_ended_generations(); };
   }
   ::signal(SIGPIPE, SIG_IGN);
   // The common soft descriptor limit (1024) is far below --worker-connections: raise it to the

@@ -603,7 +603,7 @@ struct TotalsIndex {
   std::size_t indexed_words = 0;
 };
 
-// Another generation's arena, mapped read-only for one scrape.
+// Another generation's arena: its header, and (map_peer) its records mapped read-only.
 struct PeerArena {
   Mapping mapping;
   std::size_t regions = 0;
@@ -611,7 +611,11 @@ struct PeerArena {
   int generation = 0;
   std::uint64_t master_pid = 0;
   bool live = false;  // its master serves; else its counters are final (gauges are not shown)
-  std::vector<std::unique_ptr<FamilyData>> families;  // its schema
+  int fd = -1;
+  std::size_t size = 0;
+  std::uint64_t schema_offset = 0;
+  std::uint64_t schema_bytes = 0;
+  std::vector<std::unique_ptr<FamilyData>> families;  // parsed by map_peer()
   std::vector<std::size_t> slot_of;                   // its family -> the scrape's family list, or kNoSlot
 };
 
@@ -620,38 +624,47 @@ bool process_alive(std::uint64_t pid) {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
-// The arena behind `fd` once a master has laid it out (magic), live or ended (closed, or its
-// master gone). Everything in it is checked against the mapped size: it is shared memory another
-// binary wrote.
+// The header of the arena behind `fd` once a master has laid it out (magic), live or ended
+// (closed, or its master gone). Everything in it is checked against the file's size: it is shared
+// memory another binary wrote.
 std::optional<PeerArena> open_peer(int fd) {
   struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kArenaHeaderBytes)) return std::nullopt;
-  const auto size = static_cast<std::size_t>(st.st_size);
+  // The header is read, not mapped: the master checks its peers every second, and mapping the
+  // whole (sparse, ~1 GiB) arena for that costs more than it should (much more under ASan).
+  std::uint64_t h[kArenaAbsorbedNext + 1] = {};
+  if (::pread(fd, h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return std::nullopt;
+  if (h[kArenaMagicWord] != kArenaMagic) return std::nullopt;
   PeerArena p;
-  try {
-    p.mapping = Mapping(fd, size, false);
-  } catch (const std::system_error&) {
-    return std::nullopt;
-  }
-  const std::uint64_t* h = p.mapping.words();
-  if (load(h[kArenaMagicWord], std::memory_order_acquire) != kArenaMagic) return std::nullopt;
-  p.master_pid = load(h[kArenaMasterPid]);
-  p.live = load(h[kArenaState]) == kArenaOpen && process_alive(p.master_pid);
-  const std::uint64_t regions = load(h[kArenaRegions]);
-  const std::uint64_t rb = load(h[kArenaRegionBytes]);
-  const std::uint64_t schema_offset = load(h[kArenaSchemaOffset]);
-  const std::uint64_t schema_bytes = load(h[kArenaSchemaBytes]);
+  p.fd = fd;
+  p.size = static_cast<std::size_t>(st.st_size);
+  p.master_pid = h[kArenaMasterPid];
+  p.live = h[kArenaState] == kArenaOpen && process_alive(p.master_pid);
+  const std::uint64_t regions = h[kArenaRegions];
+  const std::uint64_t rb = h[kArenaRegionBytes];
+  p.schema_offset = h[kArenaSchemaOffset];
+  p.schema_bytes = h[kArenaSchemaBytes];
   const bool fits = regions >= kSpecialRegions && regions <= kMaxWorkerRegions + kSpecialRegions && rb >= kPageBytes &&
-                    rb <= kMaxRegionBytes && rb % 8 == 0 && kArenaHeaderBytes + regions * rb <= schema_offset &&
-                    schema_offset <= size && schema_bytes <= size - schema_offset;
+                    rb <= kMaxRegionBytes && rb % 8 == 0 && kArenaHeaderBytes + regions * rb <= p.schema_offset &&
+                    p.schema_offset <= p.size && p.schema_bytes <= p.size - p.schema_offset;
   if (!fits) return std::nullopt;
   p.regions = regions;
   p.region_bytes = rb;
-  p.generation = static_cast<int>(std::min<std::uint64_t>(load(h[kArenaGeneration]), 1'000'000));
-  p.families = parse_schema(
-      std::string_view(reinterpret_cast<const char*>(h) + schema_offset, static_cast<std::size_t>(schema_bytes)));
-  if (p.families.empty()) return std::nullopt;
+  p.generation = static_cast<int>(std::min<std::uint64_t>(h[kArenaGeneration], 1'000'000));
   return p;
+}
+
+// Maps the peer's arena and parses its schema (only when its records are to be read). False when
+// it cannot be mapped or the schema is unusable.
+bool map_peer(PeerArena& p) {
+  try {
+    p.mapping = Mapping(p.fd, p.size, false);
+  } catch (const std::system_error&) {
+    return false;
+  }
+  p.families = parse_schema(std::string_view(reinterpret_cast<const char*>(p.mapping.words()) + p.schema_offset,
+                                             static_cast<std::size_t>(p.schema_bytes)));
+  return !p.families.empty();
 }
 
 // Where each of a peer's families goes in the scrape: the family of the same name when it has the
@@ -1295,7 +1308,7 @@ void Registry::absorb_ended_generations() {
   const ArenaWord marks[2] = {kArenaAbsorbedParent, kArenaAbsorbedNext};
   for (int k = 0; k < 2; ++k) {
     std::optional<PeerArena> peer = open_peer(fds[k]);
-    if (!peer || peer->live || peer->master_pid == load(h[marks[k]])) continue;
+    if (!peer || peer->live || peer->master_pid == load(h[marks[k]]) || !map_peer(*peer)) continue;
     // Its families that are this binary's too (same name and shape); others cannot be kept.
     peer->slot_of.assign(peer->families.size(), kNoSlot);
     for (std::size_t i = 0; i < peer->families.size(); ++i) {
@@ -1346,7 +1359,7 @@ std::string Registry::render(Format format, bool this_generation_only) const {
     const int fds[2] = {m.parent_fd, m.next_fd};
     for (int k = 0; k < 2; ++k) {
       std::optional<PeerArena> peer = open_peer(fds[k]);
-      if (!peer || peer->master_pid == absorbed[k]) continue;
+      if (!peer || peer->master_pid == absorbed[k] || !map_peer(*peer)) continue;
       if (claimed.empty()) claimed = m.claimed;
       link_families(*peer, families, claimed, by_family);
       const std::size_t first = regions.size();

@@ -70,10 +70,10 @@ class Registry {
   [[nodiscard]] std::vector<std::pair<std::string, int>> handover_fds() const;
   // The master, on its way out: this arena's counters are final from now on.
   void close_arena() noexcept;
-  // The master, periodically: the final counters and histograms of another generation that ended
-  // (its master closed its arena or died) move into this arena's retired totals, so scrapes keep
-  // counting them after that generation's arena is no longer merged (gauges end with it; so do
-  // families this binary does not have).
+  // The master, when another generation's master ended (closed its arena, or died): that
+  // generation's final counters and histograms move into this arena's absorbed totals, so scrapes
+  // keep counting them once its arena is no longer merged (its gauges end with it; so do families
+  // this binary does not have). Idempotent; a generation still serving is left alone.
   void absorb_ended_generations();
   [[nodiscard]] bool has_arena() const noexcept;
   [[nodiscard]] std::size_t worker_regions() const noexcept;

@@ -186,6 +186,7 @@ class Master {
   pid_t upgrade_pid_ = 0;  // the new master being started by SIGUSR2
   std::int64_t upgrade_deadline_ms_ = 0;
   pid_t upgrade_from_ = 0;                            // this master replaces that one: stop it once our workers serve
+  pid_t parent_pid_ = ::getppid();                    // a change: the master that started this one exited
   int control_fd_ = -1;                               // --control-socket listener
   int inotify_fd_ = -1;                               // --reload watches
   std::vector<std::pair<int, std::string>> watched_;  // watch descriptor -> file name in that directory
@@ -326,6 +327,7 @@ void Master::reap() {
     if (pid <= 0) return;
     if (pid == upgrade_pid_) {
       check_upgrade(pid, status);
+      if (observer_.generation_ended) observer_.generation_ended();
       continue;
     }
     if (pid == next_gen_pid_) {
@@ -336,10 +338,15 @@ void Master::reap() {
                   {"master_pid", static_cast<std::int64_t>(pid)},
                   {"status", next_gen_exit_}});
       next_gen_pid_ = 0;
+      if (observer_.generation_ended) observer_.generation_ended();
       continue;
     }
     const auto it = workers_.find(pid);
-    if (it == workers_.end()) continue;
+    if (it == workers_.end()) {
+      // A generation this master started and let go of (it retired us, or we retired it).
+      if (observer_.generation_ended) observer_.generation_ended();
+      continue;
+    }
     Worker w = it->second;
     workers_.erase(it);
     const std::uint64_t requests = w.slot->requests.load();
@@ -402,6 +409,12 @@ void Master::reap() {
 void Master::supervise() {
   const std::int64_t now = steady_ms();
   if (observer_.tick) observer_.tick();
+  // The master that started this one (an upgrade's previous generation) has exited: we were
+  // reparented.
+  if (const pid_t ppid = ::getppid(); ppid != parent_pid_) {
+    parent_pid_ = ppid;
+    if (observer_.generation_ended) observer_.generation_ended();
+  }
   serve_control();
   check_reload();
   const bool check_memory = options_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;

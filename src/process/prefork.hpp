@@ -74,6 +74,9 @@ struct SupervisionObserver {
   // In the master, before it starts another master (USR2, `upgrade`): descriptors the new master
   // inherits, each announced in the named environment variable (the metrics arenas).
   std::function<std::vector<std::pair<std::string, int>>()> handover_fds;
+  // In the master: another generation's master ended — one this master started (reaped here) or
+  // the one that started this master (it was our parent).
+  std::function<void()> generation_ended;
 };
 
 // Runs the workers under a master, or serves in this process when there is a single worker and
