@@ -667,6 +667,11 @@ bool map_peer(PeerArena& p) {
   return !p.families.empty();
 }
 
+// Records of one family can be added to the other's: same type, labels and buckets.
+bool same_shape(const FamilyData& a, const FamilyData& b) {
+  return a.kind == b.kind && a.label_names == b.label_names && a.bounds == b.bounds;
+}
+
 // Where each of a peer's families goes in the scrape: the family of the same name when it has the
 // same shape, a family of its own when no family here has the name (a metric only the other
 // binary has), nowhere when the name means something else here.
@@ -679,8 +684,7 @@ void link_families(PeerArena& peer, std::vector<const FamilyData*>& families, St
         std::find_if(families.begin(), families.end(), [&pf](const FamilyData* f) { return f->name == pf.name; });
     if (same != families.end()) {
       const FamilyData& f = **same;
-      if (f.kind == pf.kind && f.label_names == pf.label_names && f.bounds == pf.bounds)
-        peer.slot_of[i] = static_cast<std::size_t>(same - families.begin());
+      if (same_shape(f, pf)) peer.slot_of[i] = static_cast<std::size_t>(same - families.begin());
       continue;
     }
     std::vector<std::string> names = sample_names(pf.kind, pf.name);
@@ -1315,8 +1319,7 @@ void Registry::absorb_ended_generations() {
       const FamilyData& pf = *peer->families[i];
       for (std::size_t j = 0; j < m.families.size(); ++j) {
         const FamilyData& f = *m.families[j];
-        if (f.name == pf.name && f.kind == pf.kind && f.label_names == pf.label_names && f.bounds == pf.bounds)
-          peer->slot_of[i] = j;
+        if (f.name == pf.name && same_shape(f, pf)) peer->slot_of[i] = j;
       }
     }
     const RegionRef absorbed = m.region(m.nworkers.load() + kAbsorbedRegion);
