@@ -104,14 +104,14 @@ int main(int argc, char** argv) {
       const auto url = step["url"].get<std::string>();
       if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
         co_return keel::Response::text("url must be http(s)", 400);
-      // A named request: GCC 12 miscompiles some temporaries inside co_await expressions.
+      // A named request: GCC 12 miscompiles braced temporaries inside co_await (keel/client.hpp).
       keel::ClientRequest call;
       call.method = "POST";
       call.url = url;
       call.headers = {{"Content-Type", "application/json"}};
       call.body = step.value("arguments", nlohmann::json::array()).dump();
       call.timeout = std::chrono::seconds(5);
-      (void)co_await keel::fetch(std::move(call));
+      (void)co_await keel::fetch(call);
     }
     co_return keel::Response::text("");
   });

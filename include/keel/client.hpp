@@ -3,9 +3,14 @@
 // event loop. It propagates the request's trace context (traceparent with a new CLIENT span id,
 // tracestate) and X-Request-ID, and records a CLIENT span with the HTTP attributes.
 //
-//   auto r = co_await keel::fetch({.method = "POST", .url = "http://inventory:8000/reserve",
-//                                  .body = payload.dump(), .timeout = 2s});
+//   keel::ClientRequest call{.method = "POST", .url = "http://inventory:8000/reserve",
+//                            .body = payload.dump(), .timeout = 2s};
+//   auto r = co_await keel::fetch(call);
 //   if (r.status != 200) ...
+//
+// Name the request as above: `co_await keel::fetch({...})` with a braced temporary is
+// miscompiled by GCC 12 (its strings are freed twice, see keel/async.hpp) and is rejected at
+// compile time there; clang accepts it.
 #pragma once
 
 #include <chrono>
@@ -13,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "keel/async.hpp"
 #include "keel/task.hpp"
 
 namespace keel {
@@ -32,8 +38,28 @@ struct ClientResponse {
   std::string error;  // connection refused, timed out, ...
 };
 
+namespace detail {
+Task<ClientResponse> fetch_owned(ClientRequest request);
+}  // namespace detail
+
 // Never throws for HTTP or network failures (see status/error); throws keel::PoolSaturated when
-// the thread pool's queue is full, like keel::offload.
-Task<ClientResponse> fetch(ClientRequest request);
+// the thread pool's queue is full, like keel::offload. The request is copied before fetch
+// returns, so the Task may be awaited later.
+inline Task<ClientResponse> fetch(const ClientRequest& request) {
+  return detail::fetch_owned(ClientRequest(request));
+}
+
+#if KEEL_COAWAIT_TEMPORARY_BUG
+// Chosen for temporaries (`fetch({...})`, `fetch(std::move(call))`); the call is an error on GCC 12.
+[[gnu::error(
+    "keel::fetch of a temporary ClientRequest: GCC 12 frees its strings twice inside co_await "
+    "(a GCC 12 bug; clang is not affected). Name it: keel::ClientRequest call{...}; "
+    "co_await keel::fetch(call); (see docs/api.md, 'Compilers')")]] Task<ClientResponse>
+fetch(ClientRequest&& request);
+#else
+inline Task<ClientResponse> fetch(ClientRequest&& request) {
+  return detail::fetch_owned(std::move(request));
+}
+#endif
 
 }  // namespace keel

@@ -52,15 +52,17 @@ class [[nodiscard]] Task {
   Task(Task&& other) noexcept : h_(std::exchange(other.h_, {})) {}
   Task& operator=(Task&& other) noexcept {
     if (this != &other) {
-      if (h_) h_.destroy();
+      if (h_) std::exchange(h_, {}).destroy();
       h_ = std::exchange(other.h_, {});
     }
     return *this;
   }
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
+  // Idempotent: a compiler that destroys a Task temporary twice (GCC 12, see async.hpp) must
+  // not destroy the coroutine twice.
   ~Task() {
-    if (h_) h_.destroy();
+    if (h_) std::exchange(h_, {}).destroy();
   }
 
   bool await_ready() const noexcept { return false; }
@@ -90,15 +92,17 @@ class [[nodiscard]] Task<void> {
   Task(Task&& other) noexcept : h_(std::exchange(other.h_, {})) {}
   Task& operator=(Task&& other) noexcept {
     if (this != &other) {
-      if (h_) h_.destroy();
+      if (h_) std::exchange(h_, {}).destroy();
       h_ = std::exchange(other.h_, {});
     }
     return *this;
   }
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
+  // Idempotent: a compiler that destroys a Task temporary twice (GCC 12, see async.hpp) must
+  // not destroy the coroutine twice.
   ~Task() {
-    if (h_) h_.destroy();
+    if (h_) std::exchange(h_, {}).destroy();
   }
 
   bool await_ready() const noexcept { return false; }

@@ -115,7 +115,7 @@ void split_url(std::string_view url, std::string& host, std::int64_t& port) {
 
 }  // namespace
 
-Task<ClientResponse> fetch(ClientRequest request) {
+Task<ClientResponse> detail::fetch_owned(ClientRequest request) {
   std::vector<std::string> extra;
   trace::SpanData span;
   bool recording = false;

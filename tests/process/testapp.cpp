@@ -17,6 +17,8 @@
 #include "keel/keel.hpp"
 #include "keel/trace.hpp"
 
+void add_coroutine_pattern_routes(keel::App& app);  // coroutine_patterns.cpp
+
 namespace {
 long query_long(const keel::Request& req, std::string_view name, long fallback) {
   const auto v = req.query_param(name);
@@ -176,6 +178,7 @@ int main(int argc, char** argv) {
     });
     co_return keel::Response::text("offloaded " + std::to_string(slept));
   });
+  add_coroutine_pattern_routes(app);
   app.get("/boom", [](keel::Request&) -> keel::Response { throw std::runtime_error("handler exploded"); });
   app.get("/http-error", [](keel::Request&) -> keel::Response { throw keel::HttpError(418, "short and stout"); });
   app.get("/big", [](keel::Request& req) {
