@@ -38,6 +38,7 @@ struct ServerOptions {
   std::uint64_t keep_alive_requests = 1000;           // then the connection closes (0: never), like nginx
   std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
   std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
+  std::chrono::milliseconds body_deadline{60000};     // --body-deadline: whole body, however it trickles (408)
   std::chrono::milliseconds write_timeout{30000};     // --write-timeout: no write progress -> close
   std::chrono::milliseconds graceful_timeout{30000};  // --graceful-timeout: drain on SIGTERM
   std::chrono::milliseconds shutdown_delay{0};        // --shutdown-delay: keep serving after SIGTERM
@@ -49,37 +50,38 @@ struct ServerOptions {
   std::size_t limit_request_header_size = 64 * 1024;  // --limit-request-header-size (431)
   std::size_t limit_request_body = 1024 * 1024;       // --limit-request-body (413)
   std::size_t output_buffer_limit = 256 * 1024;       // pause reading a connection above this
-  std::string server_header = "keel";                 // --server-header NAME / --no-server-header
-  std::chrono::milliseconds timeout{30000};           // --timeout: silent worker -> SIGABRT (0: off)
-  std::uint64_t max_requests = 0;                     // --max-requests: recycle a worker after this many
-  std::uint64_t max_requests_jitter = 0;              // --max-requests-jitter: + random [0, jitter]
-  std::chrono::milliseconds max_worker_lifetime{0};   // --max-worker-lifetime: recycle when older (0: off)
-  std::uint64_t max_worker_memory = 0;                // --max-worker-memory: recycle above this RSS (0: off)
-  std::string pid_file;                               // --pid FILE: the master's pid
-  std::string control_socket;                         // --control-socket PATH: `status`, `upgrade`
-  std::string service_version;                        // the `version` label of metrics, `status`
-  bool reload = false;                                // --reload: re-exec when the binary changes (dev)
-  std::vector<std::string> reload_extra_files;        // --reload-extra-file: more files to watch
-  int threads = 4;                                    // --threads: blocking-call pool per worker
-  std::size_t thread_queue = 1024;                    // --thread-queue: pending blocking calls
-  std::string health_path = "/health";                // liveness ("" : not served)
-  std::string readiness_path = "/health/ready";       // readiness: checks, draining
-  std::string startup_path = "/health/startup";       // startup probe
-  std::chrono::milliseconds health_cache_ttl{1000};   // how long a round of check results is reused
-  std::string metrics_path = "/metrics";              // Prometheus/OpenMetrics ("" : no built-in metrics)
-  std::string metrics_bind;                           // admin listener: metrics (and health) only there
-  std::string log_level = "info";                     // debug, info, warning, error, critical
-  std::vector<std::string> log_levels;                // per logger: "keel.http=debug"
-  std::string log_format = "auto";                    // auto (console on a TTY), json, console
-  std::string log_file;                               // empty: stdout
-  std::uint64_t log_max_size = 0;                     // rotate above this size (0: never)
-  std::chrono::milliseconds log_rotate_interval{0};   // rotate this often (0: never)
-  int log_max_files = 0;                              // keep this many rotated files (0: all)
-  std::chrono::milliseconds log_max_age{0};           // delete rotated files older than this (0: never)
-  std::uint64_t log_buffer = 4u << 20;                // in-memory log buffer; beyond it lines are dropped
-  bool access_log = true;                             // one request_handled line per request
-  bool access_log_health = false;                     // also for health and metrics requests
-  std::string request_id_header = "X-Request-ID";     // read and echoed
+  std::size_t request_buffer_budget = 64u << 20;     // --request-buffer-budget: buffered request bytes per worker (503)
+  std::string server_header = "keel";                // --server-header NAME / --no-server-header
+  std::chrono::milliseconds timeout{30000};          // --timeout: silent worker -> SIGABRT (0: off)
+  std::uint64_t max_requests = 0;                    // --max-requests: recycle a worker after this many
+  std::uint64_t max_requests_jitter = 0;             // --max-requests-jitter: + random [0, jitter]
+  std::chrono::milliseconds max_worker_lifetime{0};  // --max-worker-lifetime: recycle when older (0: off)
+  std::uint64_t max_worker_memory = 0;               // --max-worker-memory: recycle above this RSS (0: off)
+  std::string pid_file;                              // --pid FILE: the master's pid
+  std::string control_socket;                        // --control-socket PATH: `status`, `upgrade`
+  std::string service_version;                       // the `version` label of metrics, `status`
+  bool reload = false;                               // --reload: re-exec when the binary changes (dev)
+  std::vector<std::string> reload_extra_files;       // --reload-extra-file: more files to watch
+  int threads = 4;                                   // --threads: blocking-call pool per worker
+  std::size_t thread_queue = 1024;                   // --thread-queue: pending blocking calls
+  std::string health_path = "/health";               // liveness ("" : not served)
+  std::string readiness_path = "/health/ready";      // readiness: checks, draining
+  std::string startup_path = "/health/startup";      // startup probe
+  std::chrono::milliseconds health_cache_ttl{1000};  // how long a round of check results is reused
+  std::string metrics_path = "/metrics";             // Prometheus/OpenMetrics ("" : no built-in metrics)
+  std::string metrics_bind;                          // admin listener: metrics (and health) only there
+  std::string log_level = "info";                    // debug, info, warning, error, critical
+  std::vector<std::string> log_levels;               // per logger: "keel.http=debug"
+  std::string log_format = "auto";                   // auto (console on a TTY), json, console
+  std::string log_file;                              // empty: stdout
+  std::uint64_t log_max_size = 0;                    // rotate above this size (0: never)
+  std::chrono::milliseconds log_rotate_interval{0};  // rotate this often (0: never)
+  int log_max_files = 0;                             // keep this many rotated files (0: all)
+  std::chrono::milliseconds log_max_age{0};          // delete rotated files older than this (0: never)
+  std::uint64_t log_buffer = 4u << 20;               // in-memory log buffer; beyond it lines are dropped
+  bool access_log = true;                            // one request_handled line per request
+  bool access_log_health = false;                    // also for health and metrics requests
+  std::string request_id_header = "X-Request-ID";    // read and echoed
   // Tracing (OpenTelemetry's standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, ...).
   bool otel_sdk_disabled = false;
   bool trace_health = false;                          // also record spans for health and metrics requests

@@ -152,6 +152,8 @@ std::vector<ServerSetting> build() {
       duration("header_timeout", &ServerOptions::header_timeout, "time allowed to receive a request head (then 408)"));
   all.push_back(
       duration("body_timeout", &ServerOptions::body_timeout, "longest pause while receiving a body (then 408)"));
+  all.push_back(duration("body_deadline", &ServerOptions::body_deadline,
+                         "time allowed to receive a whole body, however it trickles in (then 408)"));
   all.push_back(duration("write_timeout", &ServerOptions::write_timeout,
                          "longest stall while the client does not read (then the connection is closed)"));
   all.push_back(duration("graceful_timeout", &ServerOptions::graceful_timeout, "drain time after SIGTERM"));
@@ -183,6 +185,10 @@ std::vector<ServerSetting> build() {
                      "bytes of the whole request head (431 beyond)", 64, 1 << 24));
   all.push_back(size("limit_request_body", &ServerOptions::limit_request_body, "body bytes (413 beyond)", 0,
                      static_cast<double>(1ULL << 32)));
+  all.push_back(size("request_buffer_budget", &ServerOptions::request_buffer_budget,
+                     "bytes of request buffers one worker may hold for requests still arriving; a request that "
+                     "needs more gets 503 and its connection closes",
+                     64 * 1024, 1e12));
   {
     ServerSetting header = text("server_header", &ServerOptions::server_header,
                                 "value of the Server response header (empty or --no-server-header: none)");

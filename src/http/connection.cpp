@@ -23,8 +23,8 @@
 namespace keel::http {
 namespace {
 
-constexpr std::size_t kInitialBuffer = 8 * 1024;
-constexpr std::size_t kShrinkAbove = 64 * 1024;  // idle buffers larger than this are released
+constexpr std::size_t kInitialBuffer = Server::kReadBufferSize;
+constexpr std::size_t kMinRead = 1024;  // a recv() gets at least this much room
 constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 
 using detail::Detached;  // drives a handler's Task to completion for its connection
@@ -38,6 +38,7 @@ Connection::Connection(Server& server, int fd, std::string peer, bool admin)
 
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);
+  server_.buffered_request_bytes() -= rcap_;
 }
 
 void Connection::start() {
@@ -95,29 +96,55 @@ void Connection::drive() {
   if (!dead_) update_deadline();
 }
 
-bool Connection::ensure_capacity(std::size_t needed) {
+// The buffer grows with the bytes that arrive, never ahead of them from a Content-Length: a
+// client that announces a large body and sends nothing costs one small buffer. Growth beyond
+// the standard size is charged to the worker's --request-buffer-budget.
+Connection::Grow Connection::ensure_capacity(std::size_t needed, std::size_t limit) {
   // needed: bytes from rstart_ the buffer must be able to hold.
   const ParserLimits& lim = server_.parser_limits();
   // Chunked framing may take more room than the decoded body; twice the body limit bounds it.
   const std::size_t max_size = lim.max_header_block + 2 * lim.max_body + 64 * 1024;
-  if (needed > max_size) return false;
-  if (rbuf_ && rstart_ + needed <= rcap_) return true;
+  if (needed > max_size) return Grow::kTooLarge;
+  if (rbuf_ && rstart_ + needed <= rcap_) return Grow::kOk;
   if (rbuf_ && needed <= rcap_) {  // room once the consumed prefix is dropped
     std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
     rend_ -= rstart_;
     rstart_ = 0;
-    return true;
+    return Grow::kOk;
   }
   std::size_t cap = rcap_ == 0 ? kInitialBuffer : rcap_;
   while (cap < needed) cap *= 2;
-  cap = std::min(cap, max_size);
-  auto fresh = std::make_unique<char[]>(cap);
+  if (limit != 0) cap = std::max(std::min(cap, limit), needed);
+  cap = std::max(std::min(cap, max_size), kInitialBuffer);
+  std::unique_ptr<char[]> fresh;
+  if (cap == kInitialBuffer) {
+    fresh = server_.take_read_buffer();
+  } else {
+    std::size_t& held = server_.buffered_request_bytes();
+    if (held - rcap_ + cap > server_.options().request_buffer_budget) return Grow::kOverBudget;
+    fresh = std::make_unique_for_overwrite<char[]>(cap);  // no zero-fill: pages are touched as bytes arrive
+  }
   if (rend_ > rstart_) std::memcpy(fresh.get(), rbuf_.get() + rstart_, rend_ - rstart_);
   rend_ -= rstart_;
   rstart_ = 0;
+  release_read_buffer();
   rbuf_ = std::move(fresh);
   rcap_ = cap;
-  return true;
+  server_.buffered_request_bytes() += cap;
+  return Grow::kOk;
+}
+
+void Connection::release_read_buffer() {
+  if (!rbuf_) return;
+  server_.buffered_request_bytes() -= rcap_;
+  if (rcap_ == kInitialBuffer) server_.give_read_buffer(std::move(rbuf_));
+  rbuf_.reset();
+  rcap_ = 0;
+}
+
+std::string& Connection::output() {
+  if (out_.empty() && out_.capacity() < 256) server_.take_output(out_);
+  return out_;
 }
 
 // One recv(). Returns true when it changed something (bytes, EOF).
@@ -140,10 +167,26 @@ bool Connection::read_some() {
       return false;
     }
   }
-  if (!ensure_capacity(rend_ - rstart_ + 1024)) {
-    if (Observer* o = server_.observer()) o->rejected(Rejection::kTooLarge);
-    send_error(413, "request too large");
-    return true;
+  // With the head parsed and a Content-Length, the request's size is known: the buffer grows
+  // towards it (doubling with the bytes received), never past it.
+  const std::size_t buffered = rend_ - rstart_;
+  const std::size_t total = parser_.head_complete() ? parser_.expected_size() : 0;
+  std::size_t needed = buffered + kMinRead;
+  if (total > buffered) needed = std::min(needed, total);
+  switch (ensure_capacity(needed, total)) {
+    case Grow::kOk:
+      break;
+    case Grow::kTooLarge:
+      if (Observer* o = server_.observer()) o->rejected(Rejection::kTooLarge);
+      send_error(413, "request too large");
+      return true;
+    case Grow::kOverBudget:
+      if (Observer* o = server_.observer()) o->rejected(Rejection::kBufferBudget);
+      log::write(
+          log::Level::kWarning, "keel.http", "request_buffer_budget_exhausted",
+          {{"buffered_bytes", server_.buffered_request_bytes()}, {"budget", server_.options().request_buffer_budget}});
+      send_error(503, "the server is short of memory for request bodies; retry later");
+      return true;
   }
   const std::size_t space = rcap_ - rend_;
   const ssize_t n = ::recv(fd_, rbuf_.get() + rend_, space, 0);
@@ -151,16 +194,28 @@ bool Connection::read_some() {
     rend_ += static_cast<std::size_t>(n);
     // A short read drained the socket: with edge-triggered epoll, new data raises a new event.
     if (static_cast<std::size_t>(n) < space && !peer_hup_) want_read_ = false;
-    if (parser_.head_complete()) server_.set_deadline(*this, Deadline::kBody);  // body idle timer restarts
+    if (parser_.head_complete()) {
+      // The idle timer restarts with every byte; the whole body also has a deadline, so a byte
+      // now and then cannot hold the connection (and its buffer) for ever.
+      if (body_started_ != net::Clock::time_point{} &&
+          net::Clock::now() - body_started_ > server_.options().body_deadline) {
+        if (Observer* o = server_.observer()) o->rejected(Rejection::kTimeout);
+        send_error(408, "timed out reading the body");
+        return true;
+      }
+      server_.set_deadline(*this, Deadline::kBody);
+    }
     return true;
   }
   if (n == 0) {
     peer_eof_ = true;
     want_read_ = false;
+    if (rend_ == rstart_) release_read_buffer();
     return true;
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
     want_read_ = false;
+    if (rend_ == rstart_) release_read_buffer();  // woken with nothing to read: stay bufferless
     return false;
   }
   if (errno == EINTR) return true;
@@ -176,12 +231,12 @@ bool Connection::process_buffered() {
     const ParseStatus st = parser_.parse(rbuf_.get() + rstart_, rend_ - rstart_);
     if (st == ParseStatus::kIncomplete) {
       if (parser_.head_complete()) {
+        if (body_started_ == net::Clock::time_point{}) body_started_ = net::Clock::now();
         if (parser_.request().expect_continue && !sent_continue_) {
-          out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+          output() += "HTTP/1.1 100 Continue\r\n\r\n";
           sent_continue_ = true;
           progress = true;
         }
-        if (const std::size_t need = parser_.expected_size(); need > 0) ensure_capacity(need);
       }
       break;
     }
@@ -198,10 +253,7 @@ bool Connection::process_buffered() {
   }
   if (rstart_ == rend_ && !busy()) {
     rstart_ = rend_ = 0;
-    if (rcap_ > kShrinkAbove) {
-      rbuf_.reset();
-      rcap_ = 0;
-    }
+    release_read_buffer();  // an idle connection holds no buffer
   }
   return progress;
 }
@@ -236,15 +288,19 @@ void Connection::handle_request() {
     started_ = std::chrono::steady_clock::now();
     o->request_started();
   }
+  // --limit-concurrency is for traffic: admin requests (probes, scrapes) neither take a slot nor
+  // wait for one.
   const ServerOptions& opt = server_.options();
-  if (opt.limit_concurrency > 0 && server_.in_flight() >= opt.limit_concurrency) {
-    if (Observer* o = server_.observer()) o->rejected(Rejection::kConcurrencyLimit);
-    Response r = problem_response(503, "concurrency limit reached", request_.request_id());
-    finish_request(r, 0);
-    return;
+  if (!admin_) {
+    if (opt.limit_concurrency > 0 && server_.in_flight() >= opt.limit_concurrency) {
+      if (Observer* o = server_.observer()) o->rejected(Rejection::kConcurrencyLimit);
+      Response r = problem_response(503, "concurrency limit reached", request_.request_id());
+      finish_request(r, 0);
+      return;
+    }
+    ++server_.in_flight();
+    counted_ = true;
   }
-  ++server_.in_flight();
-  counted_ = true;
 
   // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6): it is
   // answered 405 below (or by middleware). Whatever the target form and the answer, the connection
@@ -406,6 +462,7 @@ void Connection::finish_request(Response& response, std::size_t middleware_ran) 
   rstart_ += parser_.consumed();
   parser_.reset();
   sent_continue_ = false;
+  body_started_ = {};
   request_.parsed_ = nullptr;
   // Every timer restarts after a request: update_deadline arms the one that fits.
   server_.set_deadline(*this, Deadline::kNone);
@@ -429,9 +486,10 @@ void Connection::send_response(Response& response) {
   ctx.server = server_.options().server_header;
   ctx.date = server_.date().get();
   ctx.request_id = request_.request_id_;
-  const std::size_t before = out_.size();
-  write_response(out_, response, ctx);
-  bytes_out_ = out_.size() - before;
+  std::string& out = output();
+  const std::size_t before = out.size();
+  write_response(out, response, ctx);
+  bytes_out_ = out.size() - before;
   if (stream) {
     producer_ = response.producer();
     streaming_ = true;
@@ -454,12 +512,12 @@ bool Connection::pump_stream() {
       return false;
     }
     if (raw_stream_)
-      out_ += piece;
+      output() += piece;
     else
-      append_chunk(out_, piece);
+      append_chunk(output(), piece);
   }
   if (!more) {
-    if (!raw_stream_) append_last_chunk(out_);
+    if (!raw_stream_) append_last_chunk(output());
     streaming_ = false;
     producer_ = nullptr;
   }
@@ -482,8 +540,8 @@ bool Connection::flush() {
     close_now();  // EPIPE, ECONNRESET: the client is gone
     return false;
   }
-  out_.clear();
   out_off_ = 0;
+  server_.give_output(out_);  // all sent: the connection keeps no output buffer
   return true;
 }
 
@@ -496,9 +554,10 @@ void Connection::send_error(int status, std::string_view detail) {
   ctx.close = true;
   ctx.server = server_.options().server_header;
   ctx.date = server_.date().get();
-  write_response(out_, r, ctx);
+  write_response(output(), r, ctx);
   closing_ = true;
   rstart_ = rend_ = 0;  // the framing can no longer be trusted: drop what was buffered
+  release_read_buffer();
 }
 
 Response Connection::error_response(std::exception_ptr e) {

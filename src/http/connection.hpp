@@ -53,7 +53,12 @@ class Connection final : public net::IoHandler {
   void start_linger();
   void close_now();
   void update_deadline();
-  bool ensure_capacity(std::size_t needed);
+  enum class Grow { kOk, kTooLarge, kOverBudget };
+  // Room for `needed` bytes from rstart_, growing by doubling but never past `limit` (when the
+  // request's total size is known; 0: unknown).
+  Grow ensure_capacity(std::size_t needed, std::size_t limit = 0);
+  void release_read_buffer();
+  std::string& output();  // out_, with a recycled buffer when it has none
   std::size_t out_pending() const noexcept { return out_.size() - out_off_; }
   bool busy() const noexcept { return in_handler_ || streaming_; }
 
@@ -88,6 +93,7 @@ class Connection final : public net::IoHandler {
   log::Context log_context_;                         // current while this connection's request is handled
   trace::RequestTrace trace_;                        // the request's trace context and SERVER span
   std::chrono::steady_clock::time_point started_{};  // this request's head was parsed (observer only)
+  net::Clock::time_point body_started_{};            // the head was complete, the body not (--body-deadline)
   std::size_t bytes_out_ = 0;                        // size of the last response written
   std::optional<Response> inline_result_;
   std::size_t inline_ran_ = 0;

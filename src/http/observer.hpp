@@ -24,6 +24,7 @@ enum class Rejection {
   kConcurrencyLimit,  // --limit-concurrency (503)
   kConnectionLimit,   // --worker-connections (503)
   kThreadPoolFull,    // offload queue full (503)
+  kBufferBudget,      // the worker's request buffer budget is spent (503)
 };
 
 struct RequestRecord {

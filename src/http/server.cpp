@@ -35,11 +35,23 @@ class Server::Acceptor final : public net::IoHandler {
   Acceptor(Server& s, int fd, bool admin) : server_(s), fd_(fd), admin_(admin) {}
   void on_io(std::uint32_t) override { server_.on_accept(fd_, admin_); }
   int fd() const noexcept { return fd_; }
+  bool admin() const noexcept { return admin_; }
+  // Registers with (or leaves) the loop; idempotent.
+  void poll(bool on) {
+    if (on == polled_) return;
+    polled_ = on;
+    // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.
+    if (on)
+      server_.loop().add(fd_, EPOLLIN | EPOLLEXCLUSIVE, this);
+    else
+      server_.loop().remove(fd_);
+  }
 
  private:
   Server& server_;
   int fd_;
   bool admin_;
+  bool polled_ = false;
 };
 
 class Server::SignalWatcher final : public net::IoHandler {
@@ -154,6 +166,38 @@ void Server::unlink(Connection& c) {
   c.deadline_kind_ = Deadline::kNone;
 }
 
+namespace {
+// Spares kept per worker: enough for the connections that turn busy in one loop iteration; a
+// burst beyond it allocates, and what it frees beyond it goes back to malloc.
+constexpr std::size_t kMaxSpareBuffers = 64;
+constexpr std::size_t kMaxSpareOutput = 64 * 1024;  // larger output strings are not kept
+}  // namespace
+
+std::unique_ptr<char[]> Server::take_read_buffer() {
+  if (spare_read_buffers_.empty()) return std::make_unique_for_overwrite<char[]>(kReadBufferSize);
+  auto b = std::move(spare_read_buffers_.back());
+  spare_read_buffers_.pop_back();
+  return b;
+}
+
+void Server::give_read_buffer(std::unique_ptr<char[]> buffer) {
+  if (spare_read_buffers_.size() < kMaxSpareBuffers) spare_read_buffers_.push_back(std::move(buffer));
+}
+
+void Server::take_output(std::string& out) {
+  if (spare_outputs_.empty()) return;
+  out.swap(spare_outputs_.back());
+  spare_outputs_.pop_back();
+}
+
+void Server::give_output(std::string& out) {
+  if (spare_outputs_.size() < kMaxSpareBuffers && out.capacity() <= kMaxSpareOutput) {
+    out.clear();
+    spare_outputs_.push_back(std::move(out));
+  }
+  std::string().swap(out);
+}
+
 void Server::release(Connection* c) {
   unlink(*c);
   // Swap-remove from the live set; the object itself is freed after this loop iteration, since
@@ -162,8 +206,12 @@ void Server::release(Connection* c) {
   all_[c->all_index_] = last;
   last->all_index_ = c->all_index_;
   all_.pop_back();
-  --connections_;
-  if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
+  if (c->admin_) {
+    --admin_connections_;
+  } else {
+    --connections_;
+    if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
+  }
   if (observer_ != nullptr) observer_->connection_closed();
   graveyard_.push_back(c);
 }
@@ -214,7 +262,7 @@ net::Clock::time_point Server::tick() {
       next = std::min(next, accept_resume_at_);
     } else if (now >= accept_resume_at_) {
       accepting_ = true;
-      for (auto& a : acceptors_) loop_.add(a->fd(), EPOLLIN | EPOLLEXCLUSIVE, a.get());
+      for (auto& a : acceptors_) a->poll(true);
     } else {
       next = std::min(next, accept_resume_at_);
     }
@@ -228,7 +276,7 @@ net::Clock::time_point Server::tick() {
   }
   if (shutdown_requested_ && !draining_) next = std::min(next, shutdown_at_);
   if (draining_) {
-    if (connections_ == 0 && in_flight_ == 0 && listeners_closed_) {
+    if (connections_ == 0 && admin_connections_ == 0 && in_flight_ == 0 && listeners_closed_) {
       loop_.stop();
     } else if (now >= drain_deadline_) {
       log::write(log::Level::kWarning, "keel.server", "drain_timeout",
@@ -264,15 +312,19 @@ bool Server::sibling_has_room() const noexcept {
   return false;
 }
 
+// Pauses the traffic listeners only: the admin listener (health, metrics) keeps being served
+// while traffic is at its caps, so a flood never fails the orchestrator's probes.
 void Server::pause_accepting(std::chrono::milliseconds for_how_long) {
   accepting_ = false;
   accept_resume_at_ = loop_.now() + for_how_long;
-  for (auto& a : acceptors_) loop_.remove(a->fd());
+  for (auto& a : acceptors_)
+    if (!a->admin()) a->poll(false);
 }
 
 bool Server::on_accept(int listen_fd, bool admin) {
   constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
-  for (int i = 0; i < kBatch && accepting_; ++i) {
+  admin = admin && admin_router_ != nullptr;
+  for (int i = 0; i < kBatch && (accepting_ || admin); ++i) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -301,8 +353,8 @@ bool Server::on_accept(int listen_fd, bool admin) {
       }
       return false;
     }
-    if (connections_ >= options_.worker_connections) {
-      // Over --worker-connections: an explicit, cheap answer, then close.
+    if (admin ? admin_connections_ >= kAdminConnections : connections_ >= options_.worker_connections) {
+      // Over --worker-connections (or the admin cap): an explicit, cheap answer, then close.
       if (observer_ != nullptr) observer_->rejected(Rejection::kConnectionLimit);
       [[maybe_unused]] const ssize_t n = ::send(fd, over_capacity_.data(), over_capacity_.size(), MSG_NOSIGNAL);
       ::shutdown(fd, SHUT_WR);
@@ -312,19 +364,23 @@ bool Server::on_accept(int listen_fd, bool admin) {
     const int one = 1;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto* c = new Connection(*this, fd, net::format_address(ss), admin && admin_router_ != nullptr);
+    auto* c = new Connection(*this, fd, net::format_address(ss), admin);
     c->all_index_ = all_.size();
     all_.push_back(c);
-    ++connections_;
-    if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
+    if (admin) {
+      ++admin_connections_;
+    } else {
+      ++connections_;
+      if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
+    }
     if (observer_ != nullptr) observer_->connection_opened();
     c->start();
-    if (should_step_aside()) {
+    if (!admin && should_step_aside()) {
       pause_accepting(kStepAside);
       return false;
     }
   }
-  return accepting_;
+  return accepting_ || admin;
 }
 
 namespace {
@@ -347,12 +403,11 @@ void refuse_new_connections(int fd) {
 void Server::close_listeners() {
   listeners_close_at_ = {};
   // The last look at the backlog: everything that reached us is accepted and served.
-  if (accepting_)
-    for (const auto& l : listeners_)
+  for (const auto& l : listeners_)
+    if (accepting_ || l.admin)
       while (l.fd >= 0 && on_accept(l.fd, l.admin)) {
       }
-  if (accepting_)
-    for (auto& a : acceptors_) loop_.remove(a->fd());
+  for (auto& a : acceptors_) a->poll(false);
   accepting_ = false;
   for (auto& l : listeners_) {
     if (l.fd >= 0) ::close(l.fd);
@@ -415,8 +470,7 @@ void Server::start_accepting(std::vector<net::Listener> more) {
   }
   accept_gated_ = false;
   accepting_ = true;
-  // Several workers share one socket: EPOLLEXCLUSIVE wakes one of them, not all.
-  for (auto& a : acceptors_) loop_.add(a->fd(), EPOLLIN | EPOLLEXCLUSIVE, a.get());
+  for (auto& a : acceptors_) a->poll(true);
   if (slot_ != nullptr && slot_->get_state() == process::WorkerState::kBooting)
     slot_->set_state(process::WorkerState::kReady);
 }

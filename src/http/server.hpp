@@ -74,6 +74,17 @@ class Server {
   // The server of the calling thread (its worker).
   static Server* current() noexcept;
 
+  // Buffers are lent to connections only while they have bytes to hold: an idle keep-alive
+  // connection keeps none. Spare ones of the standard sizes are recycled here, so a connection
+  // that becomes busy again takes one without a malloc.
+  static constexpr std::size_t kReadBufferSize = 8 * 1024;
+  std::unique_ptr<char[]> take_read_buffer();
+  void give_read_buffer(std::unique_ptr<char[]> buffer);
+  void take_output(std::string& out);
+  void give_output(std::string& out);
+  // Bytes of read buffers the connections hold now (the --request-buffer-budget account).
+  std::size_t& buffered_request_bytes() noexcept { return buffered_request_bytes_; }
+
  private:
   class Acceptor;
   class SignalWatcher;
@@ -109,7 +120,14 @@ class Server {
   std::unique_ptr<SignalWatcher> signals_;
   std::array<DeadlineList, static_cast<std::size_t>(Deadline::kCount)> lists_{};
   std::vector<Connection*> graveyard_;
-  std::size_t connections_ = 0;
+  std::vector<std::unique_ptr<char[]>> spare_read_buffers_;
+  std::vector<std::string> spare_outputs_;
+  std::size_t buffered_request_bytes_ = 0;
+  std::size_t connections_ = 0;        // traffic connections (--worker-connections)
+  std::size_t admin_connections_ = 0;  // admin listener connections, capped apart
+  // Admin connections per worker: probes and scrapes need a handful; the cap only bounds abuse
+  // of a port that should not be reachable from outside anyway.
+  static constexpr std::size_t kAdminConnections = 32;
   std::size_t in_flight_ = 0;
   int reserve_fd_ = -1;
   std::string over_capacity_;  // canned 503 for connections over --worker-connections

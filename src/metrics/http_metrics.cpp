@@ -67,8 +67,11 @@ std::string_view method_label(std::string_view m) {
   return "other";
 }
 
-constexpr std::array<std::string_view, 6> kRejectionReasons{
-    "parse_error", "too_large", "timeout", "concurrency_limit", "connection_limit", "thread_pool_full"};
+constexpr std::array<std::string_view, 7> kRejectionReasons{"parse_error",       "too_large",        "timeout",
+                                                            "concurrency_limit", "connection_limit", "thread_pool_full",
+                                                            "buffer_budget"};
+static_assert(kRejectionReasons.size() == static_cast<std::size_t>(http::Rejection::kBufferBudget) + 1,
+              "one label per http::Rejection, in its order");
 
 double boot_time_seconds() {
   FILE* f = std::fopen("/proc/stat", "re");

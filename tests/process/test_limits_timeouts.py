@@ -299,6 +299,62 @@ class ConcurrencyLimitTest(KeelTestCase):
         self.assertEqual(pair, [200, 200])
 
 
+class RequestBufferBudgetTest(KeelTestCase):
+    """--request-buffer-budget: the bytes one worker holds for requests still arriving. A request
+    whose buffer would take it over the budget gets 503 and its connection closes (counted as
+    buffer_budget); once the holder finishes, the same request is served."""
+
+    def test_over_budget_is_503_and_counted_then_served_again(self):
+        server = self.start_server("--request-buffer-budget", "256KiB", "--limit-request-body", "1MiB")
+        port = server.port
+        head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n"
+        holder = Conn(port, timeout=5)
+        self.addCleanup(holder.close)
+        holder.send(head.format(200_000).encode() + b"a" * 150_000)  # its buffer: ~200 KB
+        time.sleep(0.3)
+        with Conn(port, timeout=5) as c:
+            c.send(head.format(100_000).encode() + b"b" * 100_000)
+            resp = c.read_response(timeout=3)
+            self.assertProblem(resp, 503)
+            self.assertClosedByServer(c, allow_reset=True)
+        holder.send(b"a" * 50_000)
+        resp = holder.read_response(timeout=3)
+        self.assertStatus(resp, 200)
+        self.assertEqual(len(resp.body), 200_000)
+        with Conn(port, timeout=5) as c:  # the budget is free again
+            c.send(head.format(100_000).encode() + b"b" * 100_000)
+            resp = c.read_response(timeout=3)
+            self.assertStatus(resp, 200)
+            self.assertEqual(resp.body, b"b" * 100_000)
+        metrics = keelproc.get(port, "/metrics").text
+        self.assertRegex(metrics, r'http_requests_rejected_total\{reason="buffer_budget"\} 1(\.0)?\n')
+        self.assertTrue(any(keelproc.parse_log_line(l) and '"request_buffer_budget_exhausted"' in l
+                            for l in server.stdout_snapshot()), server.output_tail(10))
+
+    def test_body_deadline_ends_a_trickled_body(self):
+        # A byte every 300 ms keeps the 1 s idle timer from firing; the 1.5 s whole-body deadline
+        # ends the request all the same (before the fix only the idle timer existed).
+        server = self.start_server("--body-timeout", "1s", "--body-deadline", "1500ms")
+        with Conn(server.port, timeout=5) as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            t0 = time.monotonic()
+            resp = None
+            while time.monotonic() - t0 < 5 and resp is None:
+                time.sleep(0.3)
+                try:
+                    c.send(b"x")
+                except OSError:
+                    break
+                if c.readable_within(0):
+                    resp = c.read_response(timeout=2)
+            if resp is None:
+                resp = c.read_response(timeout=2)
+            elapsed = time.monotonic() - t0
+            self.assertProblem(resp, 408)
+            self.assertIn("body", resp.json()["detail"])
+            self.assertLess(elapsed, 2.5)
+
+
 class WorkerConnectionsTest(KeelTestCase):
     def test_worker_connections_cap(self):
         server = self.start_server("--worker-connections", "5")

@@ -160,6 +160,38 @@ class AdminListener(KeelTestCase):
         self.assertEqual(keelproc.get(admin, "/plaintext").status, 404)  # the application is not there
         self.assertEqual(keelproc.get(server.port, "/health").status, 200)
 
+    def test_admin_probes_are_served_while_traffic_is_saturated(self):
+        # Issue 14, point 3: before, the admin listener's connections counted against
+        # --worker-connections and its requests against --limit-concurrency, so a traffic flood
+        # made /health answer 503 there (and the kubelet killed a healthy pod).
+        server = self.start_server("--metrics-bind", "127.0.0.1:0", "--worker-connections", "3",
+                                   "--limit-concurrency", "2", listening=2)
+        admin = keelproc.port_of(server.listening[1])
+        held = []
+        # Two in-flight slow requests take every --limit-concurrency slot ...
+        for _ in range(2):
+            c = Conn(server.port, timeout=10)
+            self.addCleanup(c.close)
+            c.send(keelproc.build_request("GET", "/sleep?ms=4000"))
+            held.append(c)
+        # ... and a third connection fills --worker-connections.
+        third = Conn(server.port, timeout=5)
+        self.addCleanup(third.close)
+        time.sleep(0.3)
+        self.assertStatus(third.get("/plaintext"), 503)  # the concurrency limit bites on traffic
+        fourth = Conn(server.port, timeout=5)
+        self.addCleanup(fourth.close)
+        fourth.send(keelproc.build_request("GET", "/plaintext"))
+        self.assertStatus(fourth.read_response(timeout=3), 503)  # and the connection cap
+        # The admin listener answers every probe and scrape meanwhile, on fresh and kept connections.
+        with Conn(admin, timeout=3) as kept:
+            for _ in range(5):
+                for path in ("/health", "/health/ready", "/metrics"):
+                    self.assertStatus(keelproc.get(admin, path, timeout=3), 200, server)
+                    self.assertStatus(kept.get(path), 200, server)
+        for c in held:
+            self.assertStatus(c.read_response(timeout=10), 200)
+
     def test_an_invalid_admin_address_is_a_configuration_error(self):
         rc, _, err = keelproc.run_cli(keelproc.testapp(), "--metrics-bind", "nowhere", "config", "--check")
         self.assertEqual(rc, 78)
