@@ -147,9 +147,12 @@ class DemoSettings(KeelTestCase):
         self.assertEqual(call(server.port, "GET", "/api/users").status, 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.2)
         server.stop()
-        server = self.start_server("--fault-never-ready", binary=keelproc.demo())
+        server = self.start_server("--fault-never-ready", "--metrics-bind", "127.0.0.1:0", listening=2,
+                                   binary=keelproc.demo())
         r = keelproc.get(server.port, "/health/ready")
         self.assertEqual(r.status, 503)
+        self.assertEqual(r.json()["checks"]["fault_never_ready"], {"status": "failing"})
+        r = keelproc.get(keelproc.port_of(server.listening[1]), "/health/ready")
         self.assertEqual(r.json()["checks"]["fault_never_ready"]["error"], "fault_never_ready is set")
         self.assertEqual(keelproc.get(server.port, "/health").status, 200)
         rc, _, err = keelproc.run_cli(keelproc.demo(), "--bind", "127.0.0.1:0", "--workers", "2",
