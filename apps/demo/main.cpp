@@ -80,14 +80,13 @@ int main(int argc, char** argv) {
     state->cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(s.duration("cache_ttl"));
     state->fault_error_ratio = s.number("fault_error_ratio");
     state->fault_latency = s.duration("fault_latency");
-    app.health().add(
-        "database",
-        [state] {
-          if (!state->database_ready.load(std::memory_order_acquire))
-            throw std::runtime_error("not migrated yet: " + state->database_error());
-          state->store->ping();
-        },
-        {.timeout = std::chrono::milliseconds(1000)});
+    app.health().add("database",
+                     [state] {
+                       if (!state->database_ready.load(std::memory_order_acquire))
+                         throw std::runtime_error("not migrated yet: " + state->database_error());
+                       state->store->ping();
+                     },
+                     {.timeout = std::chrono::milliseconds(1000)});
     if (state->cache)
       app.health().add("cache", [state] { state->cache->ping(); },
                        {.timeout = std::chrono::milliseconds(500), .critical = false});
@@ -110,8 +109,8 @@ int main(int argc, char** argv) {
     const nlohmann::json steps = req.json();
     if (!steps.is_array()) co_return keel::Response::text("expected a JSON array", 400);
     if (steps.size() > kMaxSteps)
-      throw keel::HttpError(422, "at most " + std::to_string(kMaxSteps) + " steps per request, got " +
-                                     std::to_string(steps.size()));
+      throw keel::HttpError(
+          422, "at most " + std::to_string(kMaxSteps) + " steps per request, got " + std::to_string(steps.size()));
     for (const auto& step : steps) {
       if (!step.is_object() || !step.contains("url") || !step["url"].is_string())
         co_return keel::Response::text("each element needs a url", 400);

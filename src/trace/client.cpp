@@ -120,8 +120,8 @@ ClientResponse perform(const ClientRequest& req, const std::vector<std::string>&
   if (rc != CURLE_OK) {
     out.error = error[0] != '\0' ? error : curl_easy_strerror(rc);
     if (sink.exceeded || rc == CURLE_FILESIZE_EXCEEDED)
-      out.error = "response body larger than " + std::to_string(max_response) +
-                  " bytes (the limit_fetch_response setting)";
+      out.error =
+          "response body larger than " + std::to_string(max_response) + " bytes (the limit_fetch_response setting)";
     out.status = 0;
     out.body.clear();
     out.body.shrink_to_fit();

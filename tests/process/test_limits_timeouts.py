@@ -1,6 +1,7 @@
 """Request size limits (414/431/413), timeouts (408, idle keep-alive close), and connection /
 concurrency caps (503)."""
 
+import os
 import threading
 import time
 import unittest
@@ -369,10 +370,17 @@ class JsonDepthLimitTest(KeelTestCase):
         self.assertEqual(self.post_json(server.port, "[" * 100 + "]" * 100).status, 200)
         self.assertProblem(self.post_json(server.port, "[" * 101 + "]" * 101), 400, close=False)
         server.stop()
-        import os
         server = self.start_server(env=dict(os.environ, KEEL_LIMIT_JSON_DEPTH="2"))
         self.assertEqual(self.post_json(server.port, "[[1]]").status, 200)
         self.assertProblem(self.post_json(server.port, "[[[1]]]"), 400, close=False)
+        server.stop()
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+            f.write("limit_json_depth = 3\n")
+            f.flush()
+            server = self.start_server("--config", f.name)
+            self.assertEqual(self.post_json(server.port, "[[[1]]]").status, 200)
+            self.assertProblem(self.post_json(server.port, "[[[[1]]]]"), 400, close=False)
         rc, _, err = keelproc.run_cli(keelproc.testapp(), "--limit-json-depth", "0", "config", "--check")
         self.assertEqual(rc, 78)
         self.assertIn("limit_json_depth", err)
