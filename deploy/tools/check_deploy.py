@@ -78,8 +78,9 @@ KEEL_SETTINGS = {
     "max_requests_jitter", "max_worker_lifetime", "max_worker_memory", "pid_file", "control_socket",
     "reload", "reload_extra_files", "limit_concurrency", "worker_connections", "limit_request_line",
     "limit_request_fields", "limit_request_field_size", "limit_request_header_size",
-    "limit_request_body", "server_header", "threads", "thread_queue", "health_path",
-    "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind", "service_version",
+    "limit_request_body", "limit_json_depth", "limit_fetch_response", "server_header", "threads",
+    "thread_queue", "health_path", "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind",
+    "service_version",
 }
 KEEL_ENV = {"KEEL_" + s.upper() for s in KEEL_SETTINGS} | {"KEEL_CONFIG", "KEEL_ENV_FILE"}
 # keel-demo's settings (apps/demo/main.cpp): their own names, or the APP_ prefix.
