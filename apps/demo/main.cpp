@@ -72,13 +72,21 @@ int main(int argc, char** argv) {
     if (s.boolean("fault_fail_startup")) throw std::runtime_error("fault_fail_startup is set");
     const auto pool = static_cast<std::size_t>(app.options().threads);
     state->store = demo::open_store(s.string("database_url"), pool);
-    state->store->migrate();
+    // A database that is not reachable yet is not a boot failure: the worker serves (liveness 200,
+    // readiness 503 naming the database) and the migration retries in the background.
+    state->migrate_or_retry();
     if (s.has("cache_url"))
       state->cache = std::make_unique<demo::Cache>(s.string("cache_url"), pool, std::chrono::milliseconds(100));
     state->cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(s.duration("cache_ttl"));
     state->fault_error_ratio = s.number("fault_error_ratio");
     state->fault_latency = s.duration("fault_latency");
-    app.health().add("database", [state] { state->store->ping(); }, {.timeout = std::chrono::milliseconds(1000)});
+    app.health().add("database",
+                     [state] {
+                       if (!state->database_ready.load(std::memory_order_acquire))
+                         throw std::runtime_error("not migrated yet: " + state->database_error());
+                       state->store->ping();
+                     },
+                     {.timeout = std::chrono::milliseconds(1000)});
     if (state->cache)
       app.health().add("cache", [state] { state->cache->ping(); },
                        {.timeout = std::chrono::milliseconds(500), .critical = false});
@@ -86,6 +94,7 @@ int main(int argc, char** argv) {
       app.health().add("fault_never_ready", [] { throw std::runtime_error("fault_never_ready is set"); });
   });
   app.on_shutdown([state] {
+    state->stop_migrating();
     state->cache.reset();
     state->store.reset();
   });
@@ -93,11 +102,15 @@ int main(int argc, char** argv) {
   demo::add_user_routes(app, state);
   // The W3C Trace Context conformance harness: for each {"url", "arguments"}, POST the arguments
   // to the url with the propagated context, in order, then answer. Off unless test_routes is set,
-  // since it makes requests to URLs a caller chooses.
+  // since it makes requests to URLs a caller chooses; bounded in steps (and, by keel, in nesting).
   app.post("/test/tracecontext", [&app](keel::Request& req) -> keel::Task<keel::Response> {
+    constexpr std::size_t kMaxSteps = 32;
     if (!app.settings().boolean("test_routes")) co_return keel::Response::text("not found", 404);
     const nlohmann::json steps = req.json();
     if (!steps.is_array()) co_return keel::Response::text("expected a JSON array", 400);
+    if (steps.size() > kMaxSteps)
+      throw keel::HttpError(
+          422, "at most " + std::to_string(kMaxSteps) + " steps per request, got " + std::to_string(steps.size()));
     for (const auto& step : steps) {
       if (!step.is_object() || !step.contains("url") || !step["url"].is_string())
         co_return keel::Response::text("each element needs a url", 400);

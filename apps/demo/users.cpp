@@ -1,5 +1,6 @@
 #include "users.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <random>
@@ -13,6 +14,18 @@ constexpr std::int64_t kDefaultLimit = 50;
 constexpr std::int64_t kMaxLimit = 100;
 constexpr std::size_t kMaxName = 100;
 constexpr std::size_t kMaxEmail = 254;  // RFC 5321 path limit
+// A 422 names at most this many unknown keys, each cut to kMaxEchoedKey bytes: the answer stays
+// small whatever the body holds.
+constexpr std::size_t kMaxEchoedUnknown = 5;
+constexpr std::size_t kMaxEchoedKey = 64;
+// The first retry of a migration that could not reach the database, doubled up to the second.
+constexpr std::chrono::milliseconds kRetryFirst{250};
+constexpr std::chrono::milliseconds kRetryMax{5000};
+
+const keel::Logger& db_log() {
+  static const keel::Logger log("demo.database");
+  return log;
+}
 
 nlohmann::json to_json(const User& u) {
   return {
@@ -34,10 +47,42 @@ struct FieldError {
   std::string message;
 };
 
-keel::Response invalid(const std::vector<FieldError>& errors) {
+keel::Response invalid(const std::vector<FieldError>& errors, std::size_t unknown_not_listed = 0) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& e : errors) list.push_back({{"field", e.field}, {"message", e.message}});
-  return problem(422, "Unprocessable Content", "the request has invalid fields", {{"errors", list}});
+  nlohmann::json extra = {{"errors", list}};
+  if (unknown_not_listed > 0) extra["unknown_fields_not_listed"] = unknown_not_listed;
+  return problem(422, "Unprocessable Content", "the request has invalid fields", extra);
+}
+
+// At most `max` bytes of a UTF-8 string, cut at a character boundary, "..." when cut.
+std::string shortened(const std::string& s, std::size_t max) {
+  if (s.size() <= max) return s;
+  std::size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;  // not inside a character
+  return s.substr(0, end) + "...";
+}
+
+// Unknown keys are errors; the first few are named (shortened), the rest only counted.
+std::size_t reject_unknown_keys(const nlohmann::json& body, std::vector<FieldError>& errors) {
+  std::size_t unknown = 0;
+  for (const auto& [key, _] : body.items()) {
+    if (key == "name" || key == "email") continue;
+    if (++unknown <= kMaxEchoedUnknown) errors.push_back({shortened(key, kMaxEchoedKey), "is not a field of a user"});
+  }
+  return unknown > kMaxEchoedUnknown ? unknown - kMaxEchoedUnknown : 0;
+}
+
+// C0 controls (NUL, tab, newline, ...), DEL, and the C1 controls U+0080-U+009F (UTF-8 C2 80-9F).
+bool has_control_characters(const std::string& s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) return true;
+    if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9F)
+      return true;
+  }
+  return false;
 }
 
 bool valid_utf8(const std::string& s) {
@@ -86,6 +131,8 @@ std::optional<std::string> string_field(const nlohmann::json& body, const char* 
     errors.push_back({name, "must be at most " + std::to_string(max) + " bytes"});
   } else if (!valid_utf8(v)) {
     errors.push_back({name, "must be valid UTF-8"});
+  } else if (has_control_characters(v)) {
+    errors.push_back({name, "must not contain control characters (NUL, tab, newline, ...)"});
   } else if (is_email && !email_shaped(v)) {
     errors.push_back({name, "must be an email address like name@example.com"});
   } else {
@@ -94,9 +141,23 @@ std::optional<std::string> string_field(const nlohmann::json& body, const char* 
   return std::nullopt;
 }
 
+bool is_json_media_type(std::string_view content_type) {
+  std::string_view media = content_type.substr(0, content_type.find(';'));
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
+  std::string lower(media);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower == "application/json";
+}
+
 // The body as a JSON object, or the problem to answer.
 std::optional<keel::Response> parse_object(keel::Request& req, nlohmann::json& out) {
-  out = req.json();  // 400 / 415 from keel when malformed or not JSON
+  // Required, not just checked when present: a cross-site form or a no-cors fetch can send a body
+  // without a preflight only as text/plain, a form type, or with no Content-Type at all.
+  if (!is_json_media_type(req.header("Content-Type").value_or(""))) {
+    return problem(415, "Unsupported Media Type", "the body must be sent as Content-Type: application/json");
+  }
+  out = req.json();  // 400 from keel when malformed or nested too deep
   if (!out.is_object()) return problem(422, "Unprocessable Content", "the body must be a JSON object");
   return std::nullopt;
 }
@@ -124,7 +185,71 @@ keel::Response not_found(std::int64_t id) {
 
 }  // namespace
 
+void State::migrate_or_retry() {
+  try {
+    store->migrate();
+    database_ready.store(true, std::memory_order_release);
+    return;
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mutex_);
+    database_error_ = e.what();
+    db_log().warning("database_unavailable",
+                     {{"error", e.what()}, {"attempt", 1}, {"retry_in", std::chrono::nanoseconds(kRetryFirst)}});
+  }
+  migrator_ = std::thread([this] { retry_migration(); });
+}
+
+void State::retry_migration() {
+  auto delay = kRetryFirst;
+  for (int attempt = 2;; ++attempt) {
+    {
+      std::unique_lock lock(mutex_);
+      if (wake_.wait_for(lock, delay, [this] { return stopping_; })) return;
+    }
+    try {
+      store->migrate();
+      {
+        std::lock_guard lock(mutex_);
+        database_error_.clear();
+      }
+      database_ready.store(true, std::memory_order_release);
+      db_log().info("database_ready", {{"attempts", attempt}});
+      return;
+    } catch (const std::exception& e) {
+      delay = std::min(delay * 2, kRetryMax);
+      std::lock_guard lock(mutex_);
+      database_error_ = e.what();
+      db_log().warning("database_unavailable",
+                       {{"error", e.what()}, {"attempt", attempt}, {"retry_in", std::chrono::nanoseconds(delay)}});
+    }
+  }
+}
+
+std::string State::database_error() const {
+  std::lock_guard lock(mutex_);
+  return database_error_;
+}
+
+void State::stop_migrating() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (migrator_.joinable()) migrator_.join();
+}
+
 void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
+  // Until the schema is in place (the database may come up after the service), the API answers
+  // 503; liveness stays 200 and readiness names the database.
+  app.use({.before = [state](keel::Request& req) -> std::optional<keel::Response> {
+             if (state->database_ready.load(std::memory_order_acquire) || req.route().rfind("/api/", 0) != 0)
+               return std::nullopt;
+             keel::Response r = problem(503, "Service Unavailable", "the database is not available yet");
+             r.add_header("Retry-After", "1");
+             return r;
+           },
+           .after = {}});
   // Fault injection for deploy tests: only the API is affected, never health or metrics.
   app.use({.before = [state](keel::Request& req) -> std::optional<keel::Response> {
              if (state->fault_error_ratio <= 0 || req.route().rfind("/api/", 0) != 0) return std::nullopt;
@@ -156,9 +281,8 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
     std::vector<FieldError> errors;
     const auto name = string_field(body, "name", true, errors);
     const auto email = string_field(body, "email", true, errors);
-    for (const auto& [key, _] : body.items())
-      if (key != "name" && key != "email") errors.push_back({key, "is not a field of a user"});
-    if (!errors.empty()) co_return invalid(errors);
+    const std::size_t not_listed = reject_unknown_keys(body, errors);
+    if (!errors.empty()) co_return invalid(errors, not_listed);
     try {
       const User u = co_await keel::offload([&] { return state->store->create(*name, *email); });
       keel::Response r = keel::Response::json(to_json(u), 201);
@@ -197,9 +321,8 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
       UserChanges changes;
       changes.name = string_field(body, "name", !partial, errors);
       changes.email = string_field(body, "email", !partial, errors);
-      for (const auto& [key, _] : body.items())
-        if (key != "name" && key != "email") errors.push_back({key, "is not a field of a user"});
-      if (!errors.empty()) co_return invalid(errors);
+      const std::size_t not_listed = reject_unknown_keys(body, errors);
+      if (!errors.empty()) co_return invalid(errors, not_listed);
       try {
         auto u = co_await keel::offload([&] {
           auto updated = state->store->update(id, changes);

@@ -74,12 +74,13 @@ PROMETHEUS_SERIES = {"up": set()}
 # keel's own settings: each is --x-y, file key x_y and env KEEL_X_Y; keel rejects any other KEEL_*.
 KEEL_SETTINGS = {
     "bind", "unix_socket_mode", "workers", "backlog", "reuse_port", "keep_alive", "header_timeout",
-    "body_timeout", "write_timeout", "graceful_timeout", "shutdown_delay", "timeout", "max_requests",
+    "body_timeout", "body_deadline", "write_timeout", "graceful_timeout", "shutdown_delay", "timeout", "max_requests",
     "max_requests_jitter", "max_worker_lifetime", "max_worker_memory", "pid_file", "control_socket",
     "reload", "reload_extra_files", "limit_concurrency", "worker_connections", "limit_request_line",
     "limit_request_fields", "limit_request_field_size", "limit_request_header_size",
-    "limit_request_body", "server_header", "threads", "thread_queue", "health_path",
-    "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind", "service_version",
+    "limit_request_body", "request_buffer_budget", "limit_json_depth", "limit_fetch_response", "server_header", "threads",
+    "thread_queue", "health_path", "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind",
+    "service_version",
 }
 KEEL_ENV = {"KEEL_" + s.upper() for s in KEEL_SETTINGS} | {"KEEL_CONFIG", "KEEL_ENV_FILE"}
 # keel-demo's settings (apps/demo/main.cpp): their own names, or the APP_ prefix.

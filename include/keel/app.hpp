@@ -49,6 +49,8 @@ struct ServerOptions {
   std::size_t limit_request_field_size = 8 * 1024;    // --limit-request-field_size (431)
   std::size_t limit_request_header_size = 64 * 1024;  // --limit-request-header-size (431)
   std::size_t limit_request_body = 1024 * 1024;       // --limit-request-body (413)
+  std::size_t limit_json_depth = 64;                  // --limit-json-depth: Request::json() nesting (400)
+  std::uint64_t limit_fetch_response = 8u << 20;      // --limit-fetch-response: keel::fetch response body
   std::size_t output_buffer_limit = 256 * 1024;       // pause reading a connection above this
   std::size_t request_buffer_budget = 64u << 20;     // --request-buffer-budget: buffered request bytes per worker (503)
   std::string server_header = "keel";                // --server-header NAME / --no-server-header
@@ -217,7 +219,8 @@ class App {
   std::vector<Middleware> middleware_;
   LifecycleHooks hooks_;
 
-  void add_health_routes(Router& router);
+  // admin: the --metrics-bind listener, whose readiness answer includes the checks' error texts.
+  void add_health_routes(Router& router, bool admin);
   void add_metrics_route(Router& router);
   std::unique_ptr<Router> admin_router_;  // --metrics-bind
 };

@@ -79,8 +79,10 @@ class Health {
   // Runs the checks (or reuses the cached round) on the current worker's event loop.
   Task<HealthReport> readiness();
 
-  // The JSON body of a report: {"status":"ok","checks":{"db":{"status":"ok","critical":true,...}}}.
-  static Response to_response(const HealthReport& report);
+  // The JSON body of a report. Without details (public endpoints): each check's name and status
+  // only, {"status":"failing","checks":{"db":{"status":"failing"}}} — error texts name hosts,
+  // ports and users. With details (the admin listener): also "critical", "duration_ms" and "error".
+  static Response to_response(const HealthReport& report, bool details = false);
 
   [[nodiscard]] std::size_t size() const noexcept;
 

@@ -39,8 +39,12 @@ class Request {
   [[nodiscard]] const std::vector<HeaderField>& headers() const noexcept;
   [[nodiscard]] const std::vector<HeaderField>& trailers() const noexcept;
   [[nodiscard]] std::string_view body() const noexcept;
-  // Body parsed as JSON; throws HttpError 400 (malformed) or 415 (Content-Type not JSON).
+  // Body parsed as JSON; throws HttpError 400 (malformed, or arrays and objects nested deeper
+  // than json_max_depth()) or 415 (Content-Type not JSON).
   [[nodiscard]] nlohmann::json json() const;
+  // The deepest nesting json() accepts (the limit_json_depth setting, set from the configuration
+  // at startup; default 64). A deeper document is refused before it is parsed.
+  static std::size_t& json_max_depth();
 
   // Decoded value of a query parameter ("a=1&b=x%20y"); nullopt when absent.
   [[nodiscard]] std::optional<std::string> query_param(std::string_view name) const;

@@ -117,7 +117,7 @@ int App::run(int argc, char** argv) {
   return serve();
 }
 
-void App::add_health_routes(Router& router) {
+void App::add_health_routes(Router& router, bool admin) {
   health_.cache_ttl(options_.health_cache_ttl);
   // An application that serves one of these paths itself keeps its own handler.
   auto free = [&router](const std::string& path) {
@@ -139,7 +139,7 @@ void App::add_health_routes(Router& router) {
       return r;
     });
   if (free(options_.readiness_path))
-    router.add("GET", options_.readiness_path, [this](Request&) -> Task<Response> {
+    router.add("GET", options_.readiness_path, [this, admin](Request&) -> Task<Response> {
       HealthReport report;
       if (!started_) {
         report.status = HealthReport::Status::kFailing;
@@ -148,7 +148,7 @@ void App::add_health_routes(Router& router) {
       }
       // Draining wins: load balancers must stop sending before the listeners close.
       if (shutting_down()) report.status = HealthReport::Status::kDraining;
-      co_return Health::to_response(report);
+      co_return Health::to_response(report, admin);
     });
 }
 
@@ -177,12 +177,12 @@ int App::serve() {
   // Until a worker (or the single process) starts serving, this process may fork: no logging thread.
   log::set_synchronous(true);
   if (options_.workers <= 0) options_.workers = app::cpu_count();
-  add_health_routes(*router_);
+  add_health_routes(*router_, false);
   if (options_.metrics_bind.empty()) {
     add_metrics_route(*router_);
   } else {  // metrics only on the admin listener; health on both
     admin_router_ = std::make_unique<Router>();
-    add_health_routes(*admin_router_);
+    add_health_routes(*admin_router_, true);
     add_metrics_route(*admin_router_);
   }
   const bool metrics_on = !options_.metrics_path.empty();
@@ -297,6 +297,7 @@ int App::serve() {
         if (l.bound.kind == net::BindAddress::Kind::kTcp && !l.admin) own.push_back(l);
     if (!gated)
       for (const auto& l : own) ls.push_back(net::open_listener(l.bound, options_.backlog, true));
+    Request::json_max_depth() = options_.limit_json_depth;  // before the pool threads start
     http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
     server.set_admin_router(admin_router_.get());
     // One process rotates the log file: worker 0 (replacements keep the id), or the single process.

@@ -46,6 +46,40 @@ std::optional<std::string_view> Request::header(std::string_view name) const noe
   return std::nullopt;
 }
 
+namespace {
+
+// True when arrays and objects nest deeper than `limit` in a JSON text. A linear scan that skips
+// strings; the parser then never sees such a document, so neither it nor anything that walks the
+// result (copies, dump(), destructors) can recurse deeper than the limit.
+bool nested_deeper_than(std::string_view text, std::size_t limit) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::size_t& Request::json_max_depth() {
+  static std::size_t depth = 64;
+  return depth;
+}
+
 nlohmann::json Request::json() const {
   if (const auto ct = header("Content-Type")) {
     const std::string_view media = ct->substr(0, ct->find(';'));
@@ -53,6 +87,9 @@ nlohmann::json Request::json() const {
                          (media.size() > 5 && http::iequals(media.substr(media.size() - 5), "+json"));
     if (!is_json) throw HttpError(415, "expected Content-Type application/json");
   }
+  if (const std::size_t limit = json_max_depth(); nested_deeper_than(parsed_->body, limit))
+    throw HttpError(400, "JSON body nests arrays and objects deeper than " + std::to_string(limit) +
+                             " levels (the limit_json_depth setting)");
   try {
     return nlohmann::json::parse(parsed_->body);
   } catch (const nlohmann::json::parse_error& e) {

@@ -189,6 +189,11 @@ std::vector<ServerSetting> build() {
                      "bytes of request buffers one worker may hold for requests still arriving; a request that "
                      "needs more gets 503 and its connection closes",
                      64 * 1024, 1e12));
+  all.push_back(integer("limit_json_depth", &ServerOptions::limit_json_depth,
+                        "nesting of arrays and objects Request::json() accepts (400 beyond)", 1, 10000));
+  all.push_back(size("limit_fetch_response", &ServerOptions::limit_fetch_response,
+                     "bytes of a keel::fetch response body (larger: an error, the body is not kept)", 1,
+                     static_cast<double>(1ULL << 32)));
   {
     ServerSetting header = text("server_header", &ServerOptions::server_header,
                                 "value of the Server response header (empty or --no-server-header: none)");

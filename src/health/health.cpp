@@ -7,6 +7,7 @@
 
 #include "app/detached.hpp"
 #include "keel/async.hpp"
+#include "log/log.hpp"
 
 namespace keel {
 namespace {
@@ -43,6 +44,7 @@ struct Health::State {
     CheckOptions options;
     bool running = false;  // a runner is still inside the check (it may outlive its timeout)
     Clock::time_point started{};
+    bool logged_failing = false;  // the last logged state: the log shows each change once
   };
 
   // One round of checks; every probe that arrives while it runs waits for the same round.
@@ -173,6 +175,20 @@ Task<HealthReport> Health::readiness() {
   }
   std::shared_ptr<State::Round> round = s->current;
   co_await State::RoundAwaiter{round.get()};
+  // The error texts (hosts, ports, users) go to the log and the admin listener, never to the
+  // public readiness answer: log each check's change of state once.
+  for (std::size_t i = 0; i < round->results.size() && i < s->checks.size(); ++i) {
+    const CheckResult& r = round->results[i];
+    State::Check& c = s->checks[i];
+    if (r.ok == !c.logged_failing) continue;
+    c.logged_failing = !r.ok;
+    if (r.ok) {
+      log::write(log::Level::kInfo, "keel.health", "health_check_recovered", {{"check", r.name}});
+    } else {
+      log::write(log::Level::kWarning, "keel.health", "health_check_failed",
+                 {{"check", r.name}, {"critical", r.critical}, {"error", r.error}});
+    }
+  }
   HealthReport report;
   report.checks = round->results;
   for (const auto& r : report.checks) {
@@ -186,9 +202,13 @@ Task<HealthReport> Health::readiness() {
   co_return report;
 }
 
-Response Health::to_response(const HealthReport& report) {
+Response Health::to_response(const HealthReport& report, bool details) {
   nlohmann::json checks = nlohmann::json::object();
   for (const auto& c : report.checks) {
+    if (!details) {
+      checks[c.name] = {{"status", c.ok ? "ok" : "failing"}};
+      continue;
+    }
     checks[c.name] = {{"status", c.ok ? "ok" : "failing"},
                       {"critical", c.critical},
                       {"duration_ms", static_cast<double>(static_cast<std::int64_t>(c.duration_ms * 1000)) / 1000},

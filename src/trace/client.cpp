@@ -2,8 +2,11 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 
+#include "http/server.hpp"
 #include "keel/async.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
@@ -29,8 +32,20 @@ CURL* thread_handle() {
   return h.curl;
 }
 
+// The response body, bounded: past `limit` the transfer is aborted (CURLE_WRITE_ERROR).
+struct BodySink {
+  std::string* body;
+  std::uint64_t limit;
+  bool exceeded = false;
+};
+
 extern "C" std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  auto* sink = static_cast<BodySink*>(user);
+  if (sink->body->size() + size * n > sink->limit) {
+    sink->exceeded = true;
+    return 0;  // not the number given: libcurl stops with CURLE_WRITE_ERROR
+  }
+  sink->body->append(data, size * n);
   return size * n;
 }
 
@@ -53,7 +68,20 @@ void set(CURL* c, CURLoption o, T v) {
   curl_easy_setopt(c, o, v);
 }
 
-ClientResponse perform(const ClientRequest& req, const std::vector<std::string>& extra_headers) {
+// The URL's scheme, lower-cased ("" when it has none).
+std::string scheme_of(std::string_view url) {
+  const auto colon = url.find("://");
+  if (colon == std::string_view::npos || colon == 0) return {};
+  std::string scheme(url.substr(0, colon));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool token = std::all_of(scheme.begin(), scheme.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
+  });
+  return token ? scheme : std::string();
+}
+
+ClientResponse perform(const ClientRequest& req, const std::vector<std::string>& extra_headers,
+                       std::uint64_t max_response) {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   ClientResponse out;
   CURL* c = thread_handle();
@@ -72,8 +100,14 @@ ClientResponse perform(const ClientRequest& req, const std::vector<std::string>&
   set(c, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
   set(c, CURLOPT_HTTPHEADER, list);
   set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(error));
+  // Only HTTP: no file://, gopher://, dict://, ... whatever this libcurl was built with (also if
+  // a redirect were ever followed).
+  set(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  set(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  BodySink sink{&out.body, max_response};
+  set(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_response));  // a larger Content-Length fails early
   set(c, CURLOPT_WRITEFUNCTION, &on_body);
-  set(c, CURLOPT_WRITEDATA, &out.body);
+  set(c, CURLOPT_WRITEDATA, &sink);
   set(c, CURLOPT_HEADERFUNCTION, &on_header);
   set(c, CURLOPT_HEADERDATA, &out.headers);
   if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
@@ -85,7 +119,12 @@ ClientResponse perform(const ClientRequest& req, const std::vector<std::string>&
   curl_slist_free_all(list);
   if (rc != CURLE_OK) {
     out.error = error[0] != '\0' ? error : curl_easy_strerror(rc);
+    if (sink.exceeded || rc == CURLE_FILESIZE_EXCEEDED)
+      out.error =
+          "response body larger than " + std::to_string(max_response) + " bytes (the limit_fetch_response setting)";
     out.status = 0;
+    out.body.clear();
+    out.body.shrink_to_fit();
     return out;
   }
   long status = 0;
@@ -116,6 +155,15 @@ void split_url(std::string_view url, std::string& host, std::int64_t& port) {
 }  // namespace
 
 Task<ClientResponse> detail::fetch_owned(ClientRequest request) {
+  if (const std::string scheme = scheme_of(request.url); scheme != "http" && scheme != "https") {
+    ClientResponse refused;  // no request is made
+    refused.error = scheme.empty() ? "not an absolute http:// or https:// URL"
+                                   : "URL scheme '" + scheme + "' is not allowed (http and https only)";
+    co_return refused;
+  }
+  const http::Server* server = http::Server::current();
+  const std::uint64_t max_response =
+      server != nullptr ? server->options().limit_fetch_response : ServerOptions{}.limit_fetch_response;
   std::vector<std::string> extra;
   trace::SpanData span;
   bool recording = false;
@@ -136,7 +184,7 @@ Task<ClientResponse> detail::fetch_owned(ClientRequest request) {
     }
   }
   span.start_unix_nano = trace::now_unix_nano();
-  ClientResponse response = co_await offload([&] { return perform(request, extra); });
+  ClientResponse response = co_await offload([&] { return perform(request, extra, max_response); });
   if (recording) {
     std::string host;
     std::int64_t port = 80;

@@ -111,6 +111,60 @@ class DemoOnSqlite(KeelTestCase, DemoCrud):
             self.assertEqual(r.status, 422, query)
         self.assertEqual(call(self.server.port, "GET", "/api/users/abc").status, 404)
 
+    def test_json_bodies_require_the_json_content_type(self):
+        # A cross-site form (or a no-cors fetch) posts without a preflight only as text/plain, a
+        # form type, or without any Content-Type: none of them reaches the store.
+        port = self.server.port
+        body = json.dumps({"name": "Mallory", "email": "mallory@example.com"}).encode()
+        for ctype in (None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                      "application/jsonx", ""):
+            headers = {} if ctype is None else {"Content-Type": ctype}
+            for method, target in (("POST", "/api/users"), ("PUT", "/api/users/1"), ("PATCH", "/api/users/1")):
+                with Conn(port) as c:
+                    r = c.request(method, target, headers=headers, body=body)
+                doc = self.assertProblem(r, 415, close=False)
+                self.assertIn("application/json", doc["detail"])
+        self.assertNotIn("Mallory", call(port, "GET", "/api/users?limit=100").text)
+        r = call(port, "POST", "/api/users", {"name": "Ok", "email": f"ok{time.monotonic_ns()}@example.com"},
+                 content_type="Application/JSON; charset=utf-8")
+        self.assertEqual(r.status, 201, r.text)
+
+    def test_names_and_emails_reject_control_characters(self):
+        port = self.server.port
+        for name in ("a\u0000b", "line\nbreak", "tab\there", "bell\u0007", "del\u007f", "c1\u0085x", "\u009b"):
+            r = call(port, "POST", "/api/users", {"name": name, "email": f"ctl{time.monotonic_ns()}@example.com"})
+            self.assertEqual(r.status, 422, (name, r.text))
+            self.assertEqual(r.json()["errors"], [{"field": "name", "message": r.json()["errors"][0]["message"]}])
+            self.assertIn("control characters", r.json()["errors"][0]["message"])
+        for email in ("a\u0000@example.com", "a@example.com\u0000", "a\r\n@example.com"):
+            r = call(port, "POST", "/api/users", {"name": "Ctl", "email": email})
+            self.assertEqual(r.status, 422, (email, r.text))
+            self.assertEqual([e["field"] for e in r.json()["errors"]], ["email"])
+            self.assertIn("control characters", r.json()["errors"][0]["message"])
+        r = call(port, "PATCH", "/api/users/1", raw=b'{"name": "x\u0000"}')
+        self.assertEqual(r.status, 422, r.text)
+        r = call(port, "POST", "/api/users", {"name": "Zoë Élise", "email": f"zoe{time.monotonic_ns()}@example.com"})
+        self.assertEqual(r.status, 201, r.text)  # non-ASCII letters are fine
+
+    def test_a_422_echoes_a_bounded_number_of_unknown_keys(self):
+        # Every unknown key was echoed back: a 170 KB body gave a 1 MB answer.
+        body = {f"k{i:015d}": 0 for i in range(10000)}
+        body["é" * 500] = 1  # a long key, cut at a character boundary
+        raw = json.dumps(body).encode()
+        self.assertGreater(len(raw), 170_000)
+        for method, target in (("POST", "/api/users"), ("PATCH", "/api/users/1")):
+            r = call(self.server.port, method, target, raw=raw)
+            self.assertEqual(r.status, 422)
+            self.assertLess(len(r.body), 2048, r.body[:300])
+            doc = r.json()
+            unknown = [e for e in doc["errors"] if e["field"] not in ("name", "email")]
+            self.assertEqual(len(unknown), 5)
+            self.assertEqual(doc["unknown_fields_not_listed"], 10001 - 5)
+            self.assertTrue(all(len(e["field"].encode()) <= 67 for e in unknown), unknown)
+        r = call(self.server.port, "POST", "/api/users", {"name": "x", "email": "x@example.com", "é" * 100: 1})
+        self.assertEqual(r.json()["errors"], [{"field": "é" * 32 + "...", "message": "is not a field of a user"}])
+        self.assertNotIn("unknown_fields_not_listed", r.json())
+
     def test_readiness_checks_the_database(self):
         r = keelproc.get(self.server.port, "/health/ready")
         self.assertEqual(r.status, 200)
@@ -147,15 +201,69 @@ class DemoSettings(KeelTestCase):
         self.assertEqual(call(server.port, "GET", "/api/users").status, 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.2)
         server.stop()
-        server = self.start_server("--fault-never-ready", binary=keelproc.demo())
+        server = self.start_server("--fault-never-ready", "--metrics-bind", "127.0.0.1:0", listening=2,
+                                   binary=keelproc.demo())
         r = keelproc.get(server.port, "/health/ready")
         self.assertEqual(r.status, 503)
+        self.assertEqual(r.json()["checks"]["fault_never_ready"], {"status": "failing"})
+        r = keelproc.get(keelproc.port_of(server.listening[1]), "/health/ready")
         self.assertEqual(r.json()["checks"]["fault_never_ready"]["error"], "fault_never_ready is set")
         self.assertEqual(keelproc.get(server.port, "/health").status, 200)
         rc, _, err = keelproc.run_cli(keelproc.demo(), "--bind", "127.0.0.1:0", "--workers", "2",
                                       "--fault-fail-startup", timeout=10)
         self.assertEqual(rc, 3, err)
         self.assertIn("fault_fail_startup is set", err)
+
+
+class DemoStartsWithoutItsDatabase(KeelTestCase):
+    """The database is down when keel-demo starts (Compose and Kubernetes start them in any order):
+    the service starts anyway, alive but not ready, and becomes ready by itself once the database
+    accepts connections — no crash loop."""
+
+    def test_ready_once_the_database_comes_up(self):
+        pg = deps.Postgres()  # not started yet: its port refuses connections
+        self.addCleanup(pg.close)
+        server = self.start_server("--workers", "2", "--health-cache-ttl", "100ms", "--metrics-bind", "127.0.0.1:0",
+                                   listening=2, binary=keelproc.demo(), pin_workers=False,
+                                   env=dict(os.environ, DATABASE_URL=pg.url, SECRET_KEY="postgres-test-secret"))
+        admin = keelproc.port_of(server.listening[1])
+        # Alive, not ready, naming the database; the API says why it cannot answer.
+        deadline = time.monotonic() + 10
+        while keelproc.get(server.port, "/health/startup").status != 200:
+            self.assertLess(time.monotonic(), deadline, server.output_tail())
+            time.sleep(0.05)
+        self.assertEqual(keelproc.get(server.port, "/health").status, 200)
+        r = keelproc.get(server.port, "/health/ready")
+        self.assertEqual((r.status, r.json()["status"], r.json()["checks"]["database"]), (503, "failing",
+                                                                                           {"status": "failing"}))
+        error = keelproc.get(admin, "/health/ready").json()["checks"]["database"]["error"]
+        self.assertIn("not migrated yet", error)
+        self.assertIn(str(pg.port), error)  # the details: on the admin listener only
+        r = call(server.port, "GET", "/api/users")
+        doc = self.assertProblem(r, 503, close=False)
+        self.assertIn("database", doc["detail"])
+        self.assertEqual(r.header("Retry-After"), "1")
+        retry = server.wait_for_stdout(lambda e: e.get("event") == "database_unavailable" and e.get("attempt", 0) >= 2)
+        self.assertIsNotNone(retry, server.output_tail())
+        self.assertIn(str(pg.port), retry["error"])
+        self.assertTrue(server.alive())
+        # The database comes up: ready without a restart.
+        pg.start()
+        deadline = time.monotonic() + 20
+        while keelproc.get(server.port, "/health/ready").status != 200:
+            self.assertLess(time.monotonic(), deadline, server.output_tail())
+            time.sleep(0.1)
+        ready = set()  # each worker retries on its own: wait for both
+        while len(ready) < 2:
+            e = server.wait_for_stdout(lambda e: e.get("event") == "database_ready" and e["pid"] not in ready,
+                                       timeout=15)
+            self.assertIsNotNone(e, server.output_tail())
+            ready.add(e["pid"])
+        r = call(server.port, "POST", "/api/users", {"name": "Late", "email": "late@example.com"})
+        self.assertEqual(r.status, 201, r.text)
+        with ThreadPoolExecutor(4) as pool:  # both workers migrated and serve
+            self.assertEqual(set(pool.map(lambda _: call(server.port, "GET", "/api/users").status, range(16))), {200})
+        self.assertTrue(server.alive())
 
 
 class DemoOnPostgres(KeelTestCase, DemoCrud):
@@ -267,6 +375,27 @@ class DemoTracing(KeelTestCase):
 
 class DemoTraceContextHarness(KeelTestCase):
     """POST /test/tracecontext, the W3C conformance harness protocol, through keel::fetch."""
+
+    def test_untrusted_bodies_are_bounded(self):
+        work = tempfile.mkdtemp(prefix="keel-demo-harness-")
+        self.addCleanup(shutil.rmtree, work, True)
+        server = self.start_server(binary=keelproc.demo(), env=dict(
+            os.environ, DATABASE_URL=f"sqlite:{work}/t.db", SECRET_KEY="trace-test-secret", TEST_ROUTES="true"))
+        # Deep nesting crashed the worker (stack overflow): now refused before it is parsed.
+        for body in ("[" * 100000 + "]" * 100000, '[{"url": "http://127.0.0.1:1/", "arguments": ' + "[" * 100000
+                     + "]" * 100000 + "}]"):
+            r = call(server.port, "POST", "/test/tracecontext", raw=body.encode())
+            doc = self.assertProblem(r, 400, close=False)
+            self.assertIn("limit_json_depth", doc["detail"])
+        self.assertEqual(keelproc.get(server.port, "/health").status, 200)
+        self.assertTrue(server.alive())
+        # Steps are capped: no unbounded fan-out from one request.
+        steps = [{"url": "http://127.0.0.1:1/x", "arguments": []}] * 33
+        doc = self.assertProblem(call(server.port, "POST", "/test/tracecontext", steps), 422, close=False)
+        self.assertIn("at most 32 steps", doc["detail"])
+        # Only http(s) URLs are called.
+        r = call(server.port, "POST", "/test/tracecontext", [{"url": "file:///etc/passwd", "arguments": []}])
+        self.assertEqual(r.status, 400)
 
     def test_calls_propagate_the_context_and_record_client_spans(self):
         import http.server

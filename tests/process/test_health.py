@@ -32,9 +32,13 @@ class HealthBasics(KeelTestCase):
         self.assertEqual((resp.status, resp.json()), (200, {"status": "started"}))
         resp, _ = probe(server.port)
         self.assertEqual(resp.status, 200)
-        body = resp.json()
-        self.assertEqual(body["status"], "ok")
-        counter = body["checks"]["counter"]
+        # On the traffic port: each check's name and status, nothing else.
+        self.assertEqual(resp.json(), {"status": "ok", "checks": {"counter": {"status": "ok"}}})
+        # On the admin listener: the details.
+        server = self.start_server("--metrics-bind", "127.0.0.1:0", listening=2)
+        resp, _ = probe(keelproc.port_of(server.listening[1]))
+        self.assertEqual(resp.status, 200)
+        counter = resp.json()["checks"]["counter"]
         self.assertEqual(set(counter), {"status", "critical", "duration_ms", "error"})
         self.assertEqual((counter["status"], counter["critical"], counter["error"]), ("ok", True, None))
 
@@ -53,8 +57,9 @@ class HealthBasics(KeelTestCase):
 
     def test_a_hanging_check_never_delays_the_answer_beyond_its_timeout(self):
         server = self.start_server("--check-hang", "5s", "--check-async-hang", "5s", "--check-timeout", "300ms",
-                                   "--health-cache-ttl", "100ms")
-        resp, took = probe(server.port)
+                                   "--health-cache-ttl", "100ms", "--metrics-bind", "127.0.0.1:0", listening=2)
+        admin = keelproc.port_of(server.listening[1])
+        resp, took = probe(admin)
         self.assertEqual(resp.status, 503)
         checks = resp.json()["checks"]
         self.assertEqual(checks["hang"]["error"], "timed out after 300ms")
@@ -65,7 +70,7 @@ class HealthBasics(KeelTestCase):
         self.assertGreaterEqual(took, 0.29)
         # The blocking check is still stuck in its thread: not started a second time, reported at once.
         time.sleep(0.15)
-        resp, took = probe(server.port)
+        resp, took = probe(admin)
         self.assertEqual(resp.status, 503)
         self.assertIn("still running after", resp.json()["checks"]["hang"]["error"])
         self.assertLess(took, 0.55)
@@ -164,7 +169,7 @@ class HealthWithRealDependencies(KeelTestCase):
         body, took = self.wait_status(server.port, 503, 1 + 1 + 1.0)
         self.assertEqual(body["status"], "failing")
         self.assertEqual(body["checks"]["postgres"]["status"], "failing")
-        self.assertTrue(body["checks"]["postgres"]["error"])
+        self.assertEqual(body["checks"]["postgres"], {"status": "failing"})  # the error: admin port, log
         self.assertEqual(body["checks"]["sqlite"]["status"], "ok")
         for _ in range(5):
             self.assertEqual(probe(server.port, "/health")[0].status, 200)
@@ -177,10 +182,32 @@ class HealthWithRealDependencies(KeelTestCase):
         self.redis.stop()
         body, _ = self.wait_status(server.port, 200, 3.0, check="redis", check_status="failing")
         self.assertEqual(body["status"], "degraded")
-        self.assertTrue(body["checks"]["redis"]["error"])
+        self.assertEqual(body["checks"]["redis"], {"status": "failing"})  # the error: admin port, log
         self.redis.start()
         body, _ = self.wait_status(server.port, 200, 3.0, check="redis", check_status="ok")
         self.assertEqual(body["status"], "ok")
+
+    def test_public_readiness_reveals_no_error_text(self):
+        # A failing check's error names hosts, ports and users (libpq): only the admin listener
+        # and the log show it; the traffic port says which check fails, nothing more.
+        pg = deps.Postgres()  # never started: its port refuses connections
+        url = pg.url.replace("postgres@", "keel_secret_user@")
+        server = self.start_server("--check-postgres", url, "--metrics-bind", "127.0.0.1:0", listening=2)
+        resp, _ = probe(server.port)
+        self.assertEqual(resp.status, 503)
+        self.assertEqual(resp.json(), {"status": "failing",
+                                       "checks": {"counter": {"status": "ok"}, "postgres": {"status": "failing"}}})
+        for path in ("/health", "/health/startup", "/health/ready"):
+            text = probe(server.port, path)[0].text
+            for secret in (str(pg.port), "127.0.0.1", "keel_secret_user", "connect"):
+                self.assertNotIn(secret, text, path)
+        resp, _ = probe(keelproc.port_of(server.listening[1]))
+        self.assertEqual(resp.status, 503)
+        error = resp.json()["checks"]["postgres"]["error"]
+        self.assertIn(str(pg.port), error)
+        logged = server.wait_for_stdout(lambda e: e.get("event") == "health_check_failed")
+        self.assertIsNotNone(logged, server.output_tail())
+        self.assertEqual((logged["check"], logged["critical"], logged["error"]), ("postgres", True, error))
 
     def test_missing_sqlite_database_fails(self):
         server = self.start_server("--check-sqlite", os.path.join(self.dir, "missing.db"))

@@ -1,6 +1,7 @@
 """Request size limits (414/431/413), timeouts (408, idle keep-alive close), and connection /
 concurrency caps (503)."""
 
+import os
 import threading
 import time
 import unittest
@@ -392,6 +393,100 @@ class WorkerConnectionsTest(KeelTestCase):
             self.assertLess(time.monotonic(), deadline, "slot not freed after a connection closed")
             time.sleep(0.1)
         self.assertTrue(server.alive())
+
+
+class JsonDepthLimitTest(KeelTestCase):
+    """Request::json() refuses arrays and objects nested deeper than limit_json_depth (default 64)
+    before parsing: a deeply nested body cannot exhaust a worker's stack."""
+
+    def post_json(self, port: int, body: str):
+        return keelproc.get(port, "/json-type", method="POST",
+                            headers={"Content-Type": "application/json"}, body=body.encode())
+
+    def test_nesting_beyond_the_limit_is_a_400(self):
+        server = self.start_server()
+        pid = keelproc.get(server.port, "/pid").text
+        r = self.post_json(server.port, "[" * 64 + "]" * 64)
+        self.assertEqual((r.status, r.text), (200, "array"))
+        r = self.post_json(server.port, '{"a":' * 63 + "[]" + "}" * 63)
+        self.assertEqual((r.status, r.text), (200, "object"))
+        doc = self.assertProblem(self.post_json(server.port, "[" * 65 + "]" * 65), 400, close=False)
+        self.assertIn("deeper than 64 levels", doc["detail"])
+        self.assertIn("limit_json_depth", doc["detail"])
+        # Brackets inside strings (escaped quotes too) are not nesting.
+        r = self.post_json(server.port, '["\\\"' + "[{" * 300 + '"]')
+        self.assertEqual((r.status, r.text), (200, "array"))
+        # Far beyond any stack: refused, and the same worker still serves.
+        self.assertProblem(self.post_json(server.port, "[" * 500000), 400, close=False)
+        self.assertProblem(self.post_json(server.port, '{"a":' * 200000), 400, close=False)
+        self.assertEqual(keelproc.get(server.port, "/pid").text, pid)
+
+    def test_the_limit_is_a_setting(self):
+        server = self.start_server("--limit-json-depth", "100")
+        self.assertEqual(self.post_json(server.port, "[" * 100 + "]" * 100).status, 200)
+        self.assertProblem(self.post_json(server.port, "[" * 101 + "]" * 101), 400, close=False)
+        server.stop()
+        server = self.start_server(env=dict(os.environ, KEEL_LIMIT_JSON_DEPTH="2"))
+        self.assertEqual(self.post_json(server.port, "[[1]]").status, 200)
+        self.assertProblem(self.post_json(server.port, "[[[1]]]"), 400, close=False)
+        server.stop()
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+            f.write("limit_json_depth = 3\n")
+            f.flush()
+            server = self.start_server("--config", f.name)
+            self.assertEqual(self.post_json(server.port, "[[[1]]]").status, 200)
+            self.assertProblem(self.post_json(server.port, "[[[[1]]]]"), 400, close=False)
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--limit-json-depth", "0", "config", "--check")
+        self.assertEqual(rc, 78)
+        self.assertIn("limit_json_depth", err)
+
+
+class FetchLimitsTest(KeelTestCase):
+    """keel::fetch speaks http and https only, and bounds the response body it keeps
+    (limit_fetch_response)."""
+
+    def test_only_http_and_https_are_fetched(self):
+        import socket
+        import urllib.parse
+        server = self.start_server()
+        with socket.socket() as lsn:
+            lsn.bind(("127.0.0.1", 0))
+            lsn.listen(8)
+            lsn.setblocking(False)
+            port = lsn.getsockname()[1]
+            for url in ("file:///etc/hostname", f"dict://127.0.0.1:{port}/info", f"gopher://127.0.0.1:{port}/x",
+                        f"ftp://127.0.0.1:{port}/x", f"telnet://127.0.0.1:{port}", "127.0.0.1:1/x", ""):
+                r = keelproc.get(server.port, "/fetch?url=" + urllib.parse.quote(url, safe=""))
+                self.assertEqual(r.status, 200, r)
+                doc = r.json()
+                self.assertEqual((doc["status"], doc["body_bytes"]), (0, 0), (url, doc))
+                self.assertTrue("http and https only" in doc["error"] or "not an absolute" in doc["error"],
+                                (url, doc))
+            # The answers are back, so any connection would already have been made: none was.
+            with self.assertRaises(BlockingIOError):
+                lsn.accept()
+            # http itself works, whatever the case of the scheme.
+            target = f"HTTP://127.0.0.1:{server.port}/plaintext"
+            doc = keelproc.get(server.port, "/fetch?url=" + urllib.parse.quote(target, safe="")).json()
+            self.assertEqual((doc["status"], doc["error"], doc["body_bytes"]), (200, "", 13))
+
+    def test_response_body_beyond_the_limit_is_an_error(self):
+        import urllib.parse
+        server = self.start_server("--limit-fetch-response", "64KiB")
+
+        def fetch(target: str) -> dict:
+            url = f"http://127.0.0.1:{server.port}{target}"
+            return keelproc.get(server.port, "/fetch?url=" + urllib.parse.quote(url, safe="")).json()
+
+        doc = fetch("/big?bytes=65536")
+        self.assertEqual((doc["status"], doc["error"], doc["body_bytes"]), (200, "", 65536))
+        for target in ("/big?bytes=65537", "/big?bytes=10000000", "/stream?chunks=100&size=1000"):
+            doc = fetch(target)  # Content-Length (refused early) and chunked (cut off while read)
+            self.assertEqual((doc["status"], doc["body_bytes"]), (0, 0), (target, doc))
+            self.assertIn("larger than 65536 bytes (the limit_fetch_response setting)", doc["error"])
+        doc = fetch("/stream?chunks=10&size=1000")
+        self.assertEqual((doc["status"], doc["body_bytes"]), (200, 10000))
 
 
 if __name__ == "__main__":
