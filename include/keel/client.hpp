@@ -53,7 +53,7 @@ inline Task<ClientResponse> fetch(const ClientRequest& request) {
 // Chosen for temporaries (`fetch({...})`, `fetch(std::move(call))`); the call is an error on GCC 12.
 [[gnu::error(
     "keel::fetch of a temporary ClientRequest: GCC 12 frees its strings twice inside co_await "
-    "(a GCC 12 bug; clang is not affected). Name it: keel::ClientRequest call{...}; "
+    "(a compiler bug; clang is not affected). Name it: keel::ClientRequest call{...}; "
     "co_await keel::fetch(call); (see docs/api.md, 'Compilers')")]] Task<ClientResponse>
 fetch(ClientRequest&& request);
 #else

@@ -234,10 +234,10 @@ int main(int argc, char** argv) {
   app.post("/json-type", [](keel::Request& req) { return std::string(req.json().type_name()); });
   // keel::fetch of ?url= (GET, 2 s): what came back, without the body.
   app.get("/fetch", [](keel::Request& req) -> keel::Task<keel::Response> {
-    keel::ClientRequest call;  // named: GCC 12 mishandles some temporaries inside co_await
+    keel::ClientRequest call;  // named, and passed as an lvalue: see keel/client.hpp
     call.url = req.query_param("url").value_or("");
     call.timeout = std::chrono::seconds(2);
-    const keel::ClientResponse r = co_await keel::fetch(std::move(call));
+    const keel::ClientResponse r = co_await keel::fetch(call);
     co_return keel::Response::json({{"status", r.status}, {"error", r.error}, {"body_bytes", r.body.size()}});
   });
   return app.run(argc, argv);
