@@ -107,6 +107,7 @@ int App::run(int argc, char** argv) {
     std::cerr << argv[0] << ": invalid configuration: log_file: " << e.what() << "\n";
     return 78;
   }
+  app::log_ignored_dotenv(loaded);
   config::export_dotenv(loaded);
   for (const auto* f : {&loaded.config_file, &loaded.env_file})
     if (!f->empty()) options_.config_files.push_back(*f);  // --reload watches them too

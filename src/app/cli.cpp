@@ -32,18 +32,48 @@ const char* type_label(SettingType t) {
   }
 }
 
+// The long flags an application or a subcommand takes (CLI11's own table, so it cannot drift).
+std::set<std::string> long_flags(const CLI::App& app) {
+  std::set<std::string> out{"--help"};
+  for (const CLI::Option* o : app.get_options())
+    for (const auto& name : o->get_lnames()) out.insert("--" + name);
+  return out;
+}
+
+// Flags people reach for that keel spells differently; edit distance would not find these.
+std::string known_hint(std::string_view arg, const std::set<std::string>& known) {
+  static const std::pair<std::string_view, std::string_view> kHints[] = {
+      {"--pid", "--control-socket"}, {"--pid-file", "--control-socket"}, {"--socket", "--control-socket"}};
+  for (const auto& [from, to] : kHints)
+    if (arg == from && known.contains(std::string(to))) return std::string(to);
+  return {};
+}
+
 // "--wrkers" -> "unknown flag --wrkers (did you mean --workers?)"; empty when every flag is known.
-std::string unknown_flags(int argc, char** argv, const std::set<std::string>& known) {
-  std::vector<std::string_view> candidates(known.begin(), known.end());
+// Flags after a subcommand's name are checked against that subcommand's flags (plus the main
+// ones when it falls through to them) and named with it: "upgrade: unknown flag --pid".
+std::string unknown_flags(int argc, char** argv, const std::set<std::string>& main_known, const CLI::App* sub,
+                          const std::set<std::string>& sub_known) {
   std::string out;
+  const std::set<std::string>* known = &main_known;
+  std::string where;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg(argv[i]);
     if (arg == "--") break;
+    if (sub != nullptr && known == &main_known && arg == sub->get_name()) {
+      known = &sub_known;
+      where = sub->get_name() + ": ";
+      continue;
+    }
     if (arg.size() < 3 || arg.substr(0, 2) != "--") continue;
     arg = arg.substr(0, arg.find('='));
-    if (known.contains(std::string(arg))) continue;
-    const std::string hint = config::suggest(arg, candidates);
-    out += (out.empty() ? "" : "; ") + std::string("unknown flag ") + std::string(arg) +
+    if (known->contains(std::string(arg))) continue;
+    std::string hint = known_hint(arg, *known);
+    if (hint.empty()) {
+      const std::vector<std::string_view> candidates(known->begin(), known->end());
+      hint = config::suggest(arg, candidates);
+    }
+    out += (out.empty() ? "" : "; ") + where + "unknown flag " + std::string(arg) +
            (hint.empty() ? "" : " (did you mean " + hint + "?)");
   }
   return out;
@@ -135,7 +165,15 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
     cmd.exit_code = app.exit(e);
     return cmd;
   } catch (const CLI::ParseError& e) {
-    const std::string unknown = unknown_flags(argc, argv, known);
+    const CLI::App* active = nullptr;
+    for (const CLI::App* sub : {config, status, healthcheck, upgrade})
+      if (sub->parsed()) active = sub;
+    std::set<std::string> sub_known;
+    if (active != nullptr) {
+      sub_known = long_flags(*active);
+      if (active == config || active == healthcheck) sub_known.insert(known.begin(), known.end());  // fallthrough
+    }
+    const std::string unknown = unknown_flags(argc, argv, known, active, sub_known);
     std::cerr << argv[0] << ": error: " << (unknown.empty() ? e.what() : unknown) << "\n";
     cmd.kind = Command::Kind::kExit;
     cmd.exit_code = 78;  // EX_CONFIG: distinct from runtime failures
@@ -197,7 +235,6 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
         return cmd;
       }
     }
-    if (!up.config_file.empty()) up.args.push_back("--config=" + up.config_file);
   }
   return cmd;
 }

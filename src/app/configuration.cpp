@@ -20,12 +20,13 @@ Configuration::Configuration(const ServerOptions& defaults, const Settings& app_
     registry_.add(s, {.env_prefix = app_settings.env_prefix(), .file_section = "app"});
     app_names_.push_back(s.name);
   }
-  // keel's own variables that are not settings.
-  registry_.allow_env(process::kListenFdsEnv);
-  registry_.allow_env(process::kUpgradeFromEnv);
-  registry_.allow_env(process::kGenerationEnv);
-  registry_.allow_env(metrics_detail::kArenaFdEnv);
-  registry_.allow_env(metrics_detail::kParentArenaFdEnv);
+  // keel's own hand-over variables, not settings: a master sets them in the environment of the
+  // master it executes; taken from the real environment only, never from a .env file.
+  for (const char* name : {process::kListenFdsEnv, process::kUpgradeFromEnv, process::kGenerationEnv,
+                           metrics_detail::kArenaFdEnv, metrics_detail::kParentArenaFdEnv}) {
+    registry_.allow_env(name);
+    config::add_internal_env(name);
+  }
 }
 
 std::vector<cli::Flag> Configuration::flags() const {
@@ -117,6 +118,12 @@ std::vector<std::pair<std::string, std::string>> key_values(const std::vector<st
 
 }  // namespace
 
+void log_ignored_dotenv(const config::Loaded& loaded) {
+  for (const auto& p : loaded.ignored)
+    log::write(log::Level::kWarning, "keel.config", "env_file_entry_ignored",
+               {{"origin", p.origin}, {"reason", p.message}});
+}
+
 std::vector<std::string> operational_paths(const ServerOptions& o) {
   std::vector<std::string> out;
   for (const auto* p : {&o.health_path, &o.readiness_path, &o.startup_path, &o.metrics_path})
@@ -196,6 +203,7 @@ bool reload(const ServerOptions& defaults, const config::Sources& sources, Serve
   if (!needs_restart.empty())
     log::write(log::Level::kWarning, "keel.config", "config_needs_restart",
                {{"settings", needs_restart}, {"hint", "send USR2 (binary upgrade) to apply these"}});
+  log_ignored_dotenv(loaded);
   config::export_dotenv(loaded);
   return true;
 }

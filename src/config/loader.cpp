@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string>
+#include <string_view>
 
 extern char** environ;  // NOLINT: POSIX
 
@@ -23,6 +25,11 @@ std::optional<std::string> getenv_opt(std::string_view name) {
   if (exported().contains(name)) return std::nullopt;
   const char* v = std::getenv(std::string(name).c_str());
   return v ? std::optional<std::string>(v) : std::nullopt;
+}
+
+std::set<std::string, std::less<>>& internal_env() {
+  static std::set<std::string, std::less<>> names;
+  return names;
 }
 
 bool exists(const std::string& path) {
@@ -56,6 +63,22 @@ const char* type_name(Type t) {
 
 }  // namespace
 
+void add_internal_env(std::string name) {
+  internal_env().insert(std::move(name));
+}
+
+bool is_internal_env(std::string_view name) {
+  return internal_env().contains(name);
+}
+
+bool is_never_from_dotenv(std::string_view name) {
+  if (name == "PATH" || name.starts_with("LD_")) return true;
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return lower == "http_proxy" || lower == "https_proxy" || lower == "ftp_proxy" || lower == "all_proxy" ||
+         lower == "no_proxy";
+}
+
 Loaded load(Registry& registry, const Sources& sources) {
   Loaded out;
   Layers layers;
@@ -71,6 +94,18 @@ Loaded load(Registry& registry, const Sources& sources) {
   if (out.env_file.empty() && exists(".env")) out.env_file = ".env";
   if (!out.env_file.empty()) {
     out.dotenv = load_dotenv_file(out.env_file, getenv_opt);
+    // Hand-over variables and the loader's and shell's own are not configuration: dropped here,
+    // so neither the settings nor the environment ever see them.
+    std::erase_if(out.dotenv.entries, [&](const DotenvEntry& e) {
+      const bool internal = is_internal_env(e.key);
+      if (!internal && !is_never_from_dotenv(e.key)) return false;
+      out.ignored.push_back({"", out.env_file + ":" + std::to_string(e.line),
+                             e.key +
+                                 (internal ? " is set only by a keel master for the process it starts"
+                                           : " is never taken from a .env file") +
+                                 "; ignored"});
+      return true;
+    });
     layers.dotenv = out.dotenv;
     layers.dotenv_name = out.env_file;
   }
@@ -82,6 +117,13 @@ Loaded load(Registry& registry, const Sources& sources) {
   }
   layers.flags = sources.flags;
   out.problems = registry.resolve(layers);
+  std::set<std::string, std::less<>> settings_env;
+  for (const auto& s : registry.specs()) {
+    settings_env.insert(registry.env_name(s));
+    settings_env.insert(registry.env_name(s) + "_FILE");
+  }
+  for (const auto& e : out.dotenv.entries)
+    if (settings_env.contains(e.key)) out.exportable.push_back(e);
   return out;
 }
 
@@ -132,7 +174,7 @@ std::string report_json(const Registry& registry, const Loaded& loaded) {
 }
 
 void export_dotenv(const Loaded& loaded) {
-  for (const auto& e : loaded.dotenv.entries) {
+  for (const auto& e : loaded.exportable) {
     if (std::getenv(e.key.c_str()) != nullptr && !exported().contains(e.key)) continue;  // the environment wins
     ::setenv(e.key.c_str(), e.value.c_str(), 1);
     exported().insert(e.key);

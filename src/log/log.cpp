@@ -53,6 +53,7 @@ struct State {
   bool synchronous = false;
   bool flush_requested = false;  // flush(): write now, do not wait for the interval
   std::chrono::steady_clock::time_point opened_at = std::chrono::steady_clock::now();
+  std::string reopen_error;  // why the last reopen failed (logged once), empty after a success
 };
 
 void atfork_prepare();
@@ -297,9 +298,25 @@ int nonblocking_twin(State& s) {
   return s.sync_fd;
 }
 
+// Opens (creating it 0640: logs may hold client addresses and paths) the log file for appending.
+// A symbolic link in its place is refused (O_NOFOLLOW: someone who can write to the log directory
+// must not make us append to another file), and so is a regular file owned by another user (a
+// file planted in the directory before a reopen or a rotation).
 int open_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("cannot open log file " + path + ": " + std::strerror(errno));
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0640);
+  if (fd < 0) {
+    const int err = errno;
+    struct stat st {};
+    if (err == ELOOP && ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+      throw std::runtime_error("cannot open log file " + path + ": it is a symbolic link (not followed)");
+    throw std::runtime_error("cannot open log file " + path + ": " + std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid != ::geteuid()) {
+    ::close(fd);
+    throw std::runtime_error("cannot open log file " + path + ": it is owned by uid " + std::to_string(st.st_uid) +
+                             ", not by this process's uid " + std::to_string(::geteuid()));
+  }
   return fd;
 }
 
@@ -312,8 +329,14 @@ void reopen(State& s) {
     s.sync_for = -1;  // a new destination: its non-blocking twin is made on the next write
     if (old > STDERR_FILENO) ::close(old);
     s.opened_at = std::chrono::steady_clock::now();
-  } catch (const std::exception&) {
-    // Keep writing to the old descriptor; the next round tries again.
+    s.reopen_error.clear();
+  } catch (const std::exception& e) {
+    // Keep writing to the old descriptor, and say why there once; the next round tries again.
+    if (s.reopen_error == e.what()) return;
+    s.reopen_error = e.what();
+    const std::string line = format_line(Level::kError, "keel.log", "log_reopen_failed",
+                                         {{"file", s.options.file}, {"error", s.reopen_error}}, s.options.format);
+    write_all(s.fd, line, false, 0);
   }
 }
 

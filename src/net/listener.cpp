@@ -154,9 +154,14 @@ Listener open_unix(const BindAddress& addr, int backlog, unsigned mode) {
   }
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot listen on " + where);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::chmod(addr.path.c_str(), mode) != 0 ||
-      ::listen(fd, backlog) != 0) {
-    const int err = errno;
+  // The socket file is created with `mode` (umask around bind): a chmod after bind would leave a
+  // moment in which the file has the process umask's wider mode and anyone allowed could connect.
+  const mode_t old_umask = ::umask(static_cast<mode_t>(~mode & 0777));
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  const int bind_err = errno;
+  ::umask(old_umask);
+  if (!bound || ::listen(fd, backlog) != 0) {
+    const int err = bound ? errno : bind_err;
     ::close(fd);
     throw std::system_error(err, std::generic_category(), "cannot listen on " + where);
   }

@@ -6,6 +6,7 @@
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,11 +78,53 @@ void run_hook(const char* name, const Fn& fn, Args&&... args) {
 }
 
 // Writes this process's pid to `path` (nothing when empty); throws naming the file on failure.
+// Written to a new file in the same directory (mkstemp: O_EXCL, never through a link) and renamed
+// over `path`, so a symbolic link planted at `path` is replaced, not followed, and a reader never
+// sees a half-written file. Mode 0644: the pid is public (ps shows it), the file is ours.
 void write_pid_file(const std::string& path) {
   if (path.empty()) return;
-  std::ofstream out(path, std::ios::trunc);
-  out << ::getpid() << "\n";
-  if (!out) throw std::runtime_error("cannot write pid file " + path + ": " + std::strerror(errno));
+  std::string temp = path + ".XXXXXX";
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot write pid file " + path + ": " + std::strerror(errno));
+  const std::string text = std::to_string(::getpid()) + "\n";
+  int err = 0;
+  if (::fchmod(fd, 0644) != 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    err = errno != 0 ? errno : EIO;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && ::rename(temp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(temp.c_str());
+    throw std::runtime_error("cannot write pid file " + path + ": " + std::strerror(err));
+  }
+}
+
+// A control-socket peer we take commands from, or answers from: our own user, or root.
+bool trusted_uid(uid_t uid) {
+  return uid == ::geteuid() || uid == 0;
+}
+
+// Why `path` is no place for a control socket, empty when it is. Whoever can write to its
+// directory can replace the socket with their own and answer `status` and `upgrade` (and decide a
+// canary's verdict): refused unless the directory is only writable by us (or root), or is sticky
+// (/tmp: others cannot remove or rename our files) and the path is not someone else's file.
+std::string control_socket_path_problem(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return "cannot use directory " + dir + ": " + std::strerror(errno);
+  const bool others_write = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || !trusted_uid(st.st_uid);
+  if (!others_write) return {};
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  if ((st.st_mode & S_ISVTX) == 0)
+    return "directory " + dir + " (mode " + mode + ", owner uid " + std::to_string(st.st_uid) +
+           ") can be written by other users, who could replace the control socket; use a directory only this "
+           "user can write, such as /run/keel/";
+  struct stat own {};
+  if (::lstat(path.c_str(), &own) == 0 && own.st_uid != ::geteuid())
+    return path + " already exists and belongs to uid " + std::to_string(own.st_uid) + " in the shared directory " +
+           dir + "; remove it or use a directory only this user can write, such as /run/keel/";
+  return {};
 }
 
 std::vector<std::string> g_command_line;
@@ -147,7 +190,9 @@ class Master {
   void check_upgrade(pid_t pid, int status);
   // fork + exec of a new master on our listening sockets (USR2 and `upgrade`); -1 on failure.
   pid_t exec_master(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& env);
-  void open_control();
+  // Listens on control_path_; false (with the reason in `error`) when it cannot.
+  bool open_control(std::string& error);
+  void open_control();  // the same, a failure logged
   void close_control();
   void serve_control();
   std::string handle_control(const std::string& request);
@@ -230,7 +275,9 @@ pid_t Master::spawn(int id, pid_t replaces) {
     // Child: die with the master, unblock what the master blocked, run the worker.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != master_pid) std::_Exit(0);  // the master died before prctl took effect
-    ::signal(SIGUSR1, reopen_logs_handler);        // reopen the log file (logrotate)
+    if (control_fd_ >= 0) ::close(control_fd_);    // the master's alone
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    ::signal(SIGUSR1, reopen_logs_handler);  // reopen the log file (logrotate)
     ::signal(SIGUSR2, SIG_IGN);
     install_abort_handler();
     // Unblock what the master blocked, except the shutdown signals: the worker's event loop reads
@@ -626,9 +673,15 @@ void Master::start_upgrade() {
     return;
   }
   if (!options_.pid_file.empty()) ::rename(options_.pid_file.c_str(), (options_.pid_file + ".oldbin").c_str());
+  // The new master answers `status` at the same path: ours is gone before it starts, so it
+  // neither finds it in use nor has its own removed by our close.
+  close_control();
   const pid_t pid = exec_master(g_command_line, {{kUpgradeFromEnv, std::to_string(::getpid())}});
-  if (pid < 0) return;
-  close_control();  // the new master answers `status` at the same path
+  if (pid < 0) {
+    open_control();
+    if (!options_.pid_file.empty()) ::rename((options_.pid_file + ".oldbin").c_str(), options_.pid_file.c_str());
+    return;
+  }
   upgrade_pid_ = pid;
   upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, options_.graceful_timeout.count());
   log::write(log::Level::kInfo, "keel.master", "upgrade_started",
@@ -689,16 +742,25 @@ void Master::check_upgrade(pid_t pid, int status) {
               {"reason", "the new master exited before its workers were ready; the old master keeps serving"}});
 }
 
-void Master::open_control() {
-  if (control_path_.empty() || control_fd_ >= 0) return;
+bool Master::open_control(std::string& error) {
+  if (control_path_.empty() || control_fd_ >= 0) return true;
   try {
+    if (const std::string problem = control_socket_path_problem(control_path_); !problem.empty())
+      throw std::runtime_error(problem);
     net::BindAddress addr;
     addr.kind = net::BindAddress::Kind::kUnix;
     addr.path = control_path_;
     control_fd_ = net::open_listener(addr, 16, false, 0600).fd;
+    return true;
   } catch (const std::exception& e) {
-    log::write(log::Level::kError, "keel.master", "control_socket_failed", {{"error", e.what()}});
+    error = std::string("control_socket: ") + e.what();
+    return false;
   }
+}
+
+void Master::open_control() {
+  if (std::string error; !open_control(error))
+    log::write(log::Level::kError, "keel.master", "control_socket_failed", {{"error", error}});
 }
 
 void Master::close_control() {
@@ -746,28 +808,6 @@ std::string Master::status_json() const {
   return std::move(w).take() + "\n";
 }
 
-void Master::serve_control() {
-  for (int i = 0; control_fd_ >= 0 && i < 16; ++i) {
-    const int c = ::accept4(control_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) return;
-    // Short timeouts both ways: a client that sends or reads nothing cannot stall the master.
-    const timeval tv{0, 200 * 1000};
-    ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string request;
-    char buf[4096];
-    while (request.find('\n') == std::string::npos && request.size() < 65536) {
-      const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      request.append(buf, static_cast<std::size_t>(n));
-    }
-    const std::string body = handle_control(request);
-    [[maybe_unused]] const ssize_t n = ::send(c, body.data(), body.size(), MSG_NOSIGNAL);
-    ::close(c);
-    if (control_fd_ < 0 || stopping_) return;  // the command moved or closed the socket
-  }
-}
-
 namespace {
 std::string control_error(std::string_view message) {
   JsonWriter w;
@@ -778,6 +818,45 @@ std::string control_ok() {
   return "{\"ok\":true}\n";
 }
 }  // namespace
+
+void Master::serve_control() {
+  for (int i = 0; control_fd_ >= 0 && i < 16; ++i) {
+    const int c = ::accept4(control_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    // Short timeouts both ways: a client that sends or reads nothing cannot stall the master.
+    const timeval tv{0, 200 * 1000};
+    ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    // Only our user (or root) commands this master, whatever the socket file's mode became.
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || !trusted_uid(peer.uid)) {
+      log::write(log::Level::kWarning, "keel.master", "control_client_refused",
+                 {{"pid", static_cast<std::int64_t>(peer.pid)}, {"uid", static_cast<std::int64_t>(peer.uid)}});
+      const std::string body = control_error("permission denied: uid " + std::to_string(peer.uid) +
+                                             " is neither this master's user nor root");
+      [[maybe_unused]] const ssize_t n = ::send(c, body.data(), body.size(), MSG_NOSIGNAL);
+      ::close(c);
+      continue;
+    }
+    std::string request;
+    char buf[4096];
+    while (request.find('\n') == std::string::npos && request.size() < 65536) {
+      const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      request.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string body;
+    try {
+      body = handle_control(request);
+    } catch (const std::exception& e) {  // a malformed request must never take the master down
+      body = control_error(std::string("invalid request: ") + e.what());
+    }
+    [[maybe_unused]] const ssize_t n = ::send(c, body.data(), body.size(), MSG_NOSIGNAL);
+    ::close(c);
+    if (control_fd_ < 0 || stopping_) return;  // the command moved or closed the socket
+  }
+}
 
 // The control protocol: one JSON object per connection, {"cmd": ...}, answered with one JSON
 // object. An empty request (an older `status`) is a status request.
@@ -791,7 +870,8 @@ std::string Master::handle_control(const std::string& request) {
   if (cmd == "stats") return stats_json();
   if (stopping_) return control_error("the master is stopping");
   if (cmd == "scale") {
-    if (!j.contains("workers") || !j["workers"].is_number_integer() || j["workers"].get<int>() < 1)
+    if (!j.contains("workers") || !j["workers"].is_number_integer() || j["workers"].get<std::int64_t>() < 1 ||
+        j["workers"].get<std::int64_t>() > 4096)
       return control_error("scale: \"workers\" must be an integer >= 1");
     if (parked_) return control_error("scale: the master is parked (unpark first)");
     scale_to(j["workers"].get<int>());
@@ -804,11 +884,15 @@ std::string Master::handle_control(const std::string& request) {
     return control_ok();
   }
   if (cmd == "promote") {
+    if (j.contains("control_socket") && !j["control_socket"].is_string())
+      return control_error("promote: \"control_socket\" must be a string (a path)");
     const std::string path = j.value("control_socket", std::string());
     if (!candidate_ && !parked_ && path == control_path_) return control_ok();
     close_control();
     if (!path.empty()) control_path_ = path;
-    open_control();
+    std::string control_failed;
+    if (!open_control(control_failed))
+      log::write(log::Level::kError, "keel.master", "control_socket_failed", {{"error", control_failed}});
     try {
       write_pid_file(options_.pid_file);
     } catch (const std::exception& e) {
@@ -820,10 +904,13 @@ std::string Master::handle_control(const std::string& request) {
     upgrade_progress_.clear();
     log::write(log::Level::kInfo, "keel.master", "generation_promoted",
                {{"generation", generation_}, {"version", options_.service_version}, {"workers", target_}});
+    if (!control_failed.empty()) return control_error("promoted, but " + control_failed);
     return control_ok();
   }
   if (cmd == "park") {
-    const std::int64_t window = j.value("window_ms", std::int64_t{0});
+    if (!j.contains("window_ms") || !j["window_ms"].is_number_integer())
+      return control_error("park: \"window_ms\" must be an integer > 0");
+    const std::int64_t window = j["window_ms"].get<std::int64_t>();
     if (window <= 0) return control_error("park: \"window_ms\" must be > 0");
     park(window);
     return control_ok();
@@ -858,11 +945,14 @@ std::string Master::spawn_generation(const nlohmann::json& j) {
   if (candidate_ || parked_) return control_error("spawn: only the primary generation starts a new one");
   if (g_command_line.empty()) return control_error("spawn: no command line to execute");
   if (control_path_.empty()) return control_error("spawn: needs a control socket");
-  const int workers = j.value("workers", 0);
-  if (workers < 1) return control_error("spawn: \"workers\" must be an integer >= 1");
+  if (!j.contains("workers") || !j["workers"].is_number_integer() || j["workers"].get<std::int64_t>() < 1 ||
+      j["workers"].get<std::int64_t>() > 4096)
+    return control_error("spawn: \"workers\" must be an integer >= 1");
+  const int workers = j["workers"].get<int>();
+  if (j.contains("binary") && !j["binary"].is_string())
+    return control_error("spawn: \"binary\" must be a string (an absolute path)");
   std::vector<std::string> argv = g_command_line;
-  if (j.contains("binary") && j["binary"].is_string() && !j["binary"].get<std::string>().empty())
-    argv[0] = j["binary"].get<std::string>();
+  if (j.contains("binary") && !j["binary"].get<std::string>().empty()) argv[0] = j["binary"].get<std::string>();
   if (j.contains("args")) {
     if (!j["args"].is_array()) return control_error("spawn: \"args\" must be an array of strings");
     for (const auto& a : j["args"]) {
@@ -1011,13 +1101,29 @@ int Master::run() {
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
 
   if (const char* from = std::getenv(kUpgradeFromEnv)) {
-    upgrade_from_ = static_cast<pid_t>(std::atoi(from));
+    // Only the master that executed us (USR2) is stopped once we serve: a pid that is not our
+    // parent's came from somewhere else (an inherited or hand-written environment) and is ignored.
+    const std::string text = from;
     ::unsetenv(kUpgradeFromEnv);
+    if (text == std::to_string(::getppid())) {
+      upgrade_from_ = ::getppid();
+    } else {
+      log::write(log::Level::kWarning, "keel.master", "upgrade_from_ignored",
+                 {{"variable", kUpgradeFromEnv},
+                  {"value", text},
+                  {"parent_pid", static_cast<std::int64_t>(::getppid())},
+                  {"reason", "not the pid of the master that started this one"}});
+    }
+  }
+  // A control socket that cannot be had is a startup error: `status` and `upgrade` would talk to
+  // nobody, or to whoever holds the path.
+  if (std::string error; !open_control(error)) {
+    log::write(log::Level::kCritical, "keel.master", "control_socket_failed", {{"error", error}, {"exit_code", 78}});
+    return 78;
   }
   if (observer_.target_changed) observer_.target_changed(target_);
   for (int id = 0; id < target_; ++id) spawn(id);
   log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
-  open_control();
   watch_for_reload();
 
   for (;;) {
@@ -1092,7 +1198,8 @@ bool is_candidate_generation() {
 }
 
 std::optional<std::string> control_request(const std::string& control_socket, const std::string& request,
-                                           std::string& error, int timeout_ms) {
+                                           std::string& error, int timeout_ms, pid_t expected_pid, bool* refused) {
+  if (refused != nullptr) *refused = false;
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (control_socket.empty() || control_socket.size() >= sizeof sa.sun_path) {
@@ -1110,6 +1217,25 @@ std::optional<std::string> control_request(const std::string& control_socket, co
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     error = "no master answers on " + control_socket + ": " + std::strerror(errno);
+    ::close(fd);
+    return std::nullopt;
+  }
+  // Whoever listens there must be our user (or root) and, when we know which master it is, that
+  // master: a socket planted by someone else must not receive our commands or feed us answers.
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  std::string wrong;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0)
+    wrong = std::string("cannot check who listens there: ") + std::strerror(errno);
+  else if (!trusted_uid(peer.uid))
+    wrong = "it is held by pid " + std::to_string(peer.pid) + " of uid " + std::to_string(peer.uid) +
+            ", neither this user nor root";
+  else if (expected_pid > 0 && peer.pid != expected_pid)
+    wrong = "it is held by pid " + std::to_string(peer.pid) + ", not by the expected master (pid " +
+            std::to_string(expected_pid) + ")";
+  if (!wrong.empty()) {
+    error = "refusing the control socket " + control_socket + ": " + wrong;
+    if (refused != nullptr) *refused = true;
     ::close(fd);
     return std::nullopt;
   }
@@ -1163,14 +1289,15 @@ int print_status(const std::string& control_socket, bool as_json) {
     std::printf("\n");
     std::string err;
     const auto other = next.value("exited", std::string()).empty()
-                           ? control_request(next.value("control_socket", std::string()), R"({"cmd":"status"})", err)
+                           ? control_request(next.value("control_socket", std::string()), R"({"cmd":"status"})", err,
+                                             3000, static_cast<pid_t>(next.value("master_pid", 0LL)))
                            : std::nullopt;
     const auto o = other ? nlohmann::json::parse(*other, nullptr, false) : nlohmann::json();
     if (other && !o.is_discarded()) {
       print_master(o);
     } else {
       std::printf("generation %lld (master %lld): %s\n", next.value("generation", 0LL), next.value("master_pid", 0LL),
-                  next.value("exited", std::string("not answering")).c_str());
+                  next.value("exited", err.empty() ? std::string("not answering") : err).c_str());
     }
   }
   if (j.contains("upgrade")) std::printf("\nupgrade: %s\n", j["upgrade"].dump().c_str());

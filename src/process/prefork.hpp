@@ -6,6 +6,7 @@
 // SIGHUP, scales on SIGTTIN/SIGTTOU, and forwards shutdown signals.
 #pragma once
 
+#include <sys/types.h>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -41,9 +42,12 @@ int generation();
 bool is_candidate_generation();
 
 // One request over a master's control socket: sends `request` (a JSON object, one line) and
-// returns the answer, or nullopt with `error` set when no master answers.
+// returns the answer, or nullopt with `error` set when no master answers. The listening peer
+// (SO_PEERCRED) must be our user or root, and expected_pid when it is > 0 (a generation's master
+// whose pid we were told); else nothing is sent and *refused (when given) is set.
 std::optional<std::string> control_request(const std::string& control_socket, const std::string& request,
-                                           std::string& error, int timeout_ms = 3000);
+                                           std::string& error, int timeout_ms = 3000, pid_t expected_pid = 0,
+                                           bool* refused = nullptr);
 
 // True when this process handed its listeners to a new master (its unix socket files are the new
 // master's now and must stay).

@@ -1,11 +1,15 @@
 #include "process/upgrade.hpp"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -47,10 +51,12 @@ void on_interrupt(int) {
 // A master's control socket.
 struct Master {
   std::string path;
-  std::string error;  // of the last failed call
+  std::string error;       // of the last failed call
+  pid_t expected_pid = 0;  // > 0: only this process may answer on `path` (a generation we started)
+  bool refused = false;    // the last call found someone else on `path`: nothing was sent
 
   std::optional<Json> call(const Json& request) {
-    const auto body = control_request(path, request.dump(), error);
+    const auto body = control_request(path, request.dump(), error, 3000, expected_pid, &refused);
     if (!body) return std::nullopt;
     Json j = Json::parse(*body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
@@ -120,6 +126,17 @@ Window between(const Figures& a, const Figures& b) {
   return w;
 }
 
+// `path` against our working directory (not resolved: a symlink a deploy swaps is still followed
+// when the master executes it).
+std::string absolute_path(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return path;
+  std::string p = path;
+  while (p.starts_with("./")) p.erase(0, 2);
+  return std::string(cwd) + "/" + p;
+}
+
 std::string format_ms(double seconds) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f ms", seconds * 1000);
@@ -157,6 +174,8 @@ class Upgrade {
   int finish(const std::string& verdict, const std::string& reason, int code);
 
   const UpgradeRequest& r_;
+  std::string binary_;             // --binary, absolute
+  std::vector<std::string> args_;  // the new generation's flags (--set, --config with an absolute path)
   Master old_;
   Master new_;
   int workers_ = 0;  // N: what the old generation runs
@@ -183,6 +202,25 @@ int Upgrade::parse_flags() {
   };
   if (r_.control_socket.empty())
     return bad("--control-socket", "required (or KEEL_CONTROL_SOCKET): the running master's control_socket");
+  // The running master executes the binary and the new generation reads the config file from the
+  // master's working directory, not ours: both are sent as absolute paths, checked here first.
+  if (!r_.binary.empty()) {
+    const std::string path = absolute_path(r_.binary);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return bad("--binary", path + ": " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0)
+      return bad("--binary", path + ": not an executable file");
+    binary_ = path;
+  }
+  args_ = r_.args;
+  if (!r_.config_file.empty()) {
+    const std::string path = absolute_path(r_.config_file);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return bad("--config", path + ": " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode) || ::access(path.c_str(), R_OK) != 0)
+      return bad("--config", path + ": not a readable file");
+    args_.push_back("--config=" + path);
+  }
   if (!duration(r_.analysis_window, window_) || window_.count() <= 0)
     return bad("--analysis-window", "expected a duration > 0 like 60s, got '" + r_.analysis_window + "'");
   if (!duration(r_.ready_timeout, ready_timeout_) || ready_timeout_.count() <= 0)
@@ -230,7 +268,7 @@ void Upgrade::publish(Master& m, Json progress) {
   progress["strategy"] = r_.strategy;
   progress["generation"] = generation_;
   progress["elapsed_s"] = std::chrono::duration<double>(Clock::now() - started_).count();
-  Master copy{m.path, {}};
+  Master copy{m.path, {}, m.expected_pid};
   copy.command({{"cmd", "progress"}, {"upgrade", progress}});
 }
 
@@ -241,6 +279,7 @@ bool Upgrade::wait_ready(Master& m, int workers, const char* who) {
   int ready = 0;
   while (Clock::now() < deadline && g_interrupted == 0) {
     const auto stats = m.call({{"cmd", "stats"}});
+    if (!stats && m.refused) return false;  // someone else's socket: waiting will not change that
     if (!stats) {
       // Is it gone? The old master knows how its child ended.
       std::string ended;
@@ -265,11 +304,17 @@ bool Upgrade::wait_ready(Master& m, int workers, const char* who) {
 }
 
 bool Upgrade::spawn(int workers) {
-  Json req = {{"cmd", "spawn"}, {"workers", workers}, {"args", r_.args}};
-  if (!r_.binary.empty()) req["binary"] = r_.binary;
+  Json req = {{"cmd", "spawn"}, {"workers", workers}, {"args", args_}};
+  if (!binary_.empty()) req["binary"] = binary_;
   const auto answer = old_.call(req);
   if (!answer) return false;
   new_.path = answer->value("control_socket", std::string());
+  // Only that master may answer there: a socket planted at the path must not decide the verdict.
+  new_.expected_pid = static_cast<pid_t>(answer->value("pid", 0));
+  if (new_.expected_pid <= 0) {
+    old_.error = "the running master did not say which process the new generation is";
+    return false;
+  }
   generation_ = answer->value("generation", 0);
   note("generation " + std::to_string(generation_) + " started (master " + std::to_string(answer->value("pid", 0)) +
        ", " + std::to_string(workers) + " workers)");

@@ -17,7 +17,7 @@ namespace keel::process {
 
 struct UpgradeRequest {
   std::string control_socket;  // the running (primary) master's
-  std::string binary;          // empty: the running command's executable
+  std::string binary;          // empty: the running command's executable; else sent absolute, checked first
   std::string strategy = "canary";
   std::string canary_weight = "25%";
   std::string steps;  // "10,25,50,100"
@@ -30,13 +30,14 @@ struct UpgradeRequest {
   std::string ready_timeout = "60s";
   std::string rollback_window = "300s";
   bool rollback = false;
-  std::string config_file;
-  std::vector<std::string> args;  // flags for the new generation (--config, --set)
+  std::string config_file;        // for the new generation; sent absolute, checked readable first
+  std::vector<std::string> args;  // flags for the new generation (from --set)
   bool json = false;
 };
 
 // Exit codes: 0 promoted (or switched back by --rollback), 1 rolled back by the analysis,
-// 2 nothing changed (no master, an upgrade already running, ...), 78 invalid flags.
+// 2 nothing changed (no master, an upgrade already running, ...), 78 invalid flags (a --binary
+// that is not an executable file, a --config that cannot be read, ...).
 int run_upgrade(const UpgradeRequest& request);
 
 // The q-quantile of a histogram as Prometheus' histogram_quantile computes it: linear

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import unittest
@@ -123,6 +124,37 @@ class ConfigTest(KeelTestCase):
         self.assertIn("both APP_API_TOKEN and APP_API_TOKEN_FILE are set", err)
         self.assertNotIn(SECRET, out + err)
 
+    # -- .env sets settings only --------------------------------------------------------------
+
+    def test_dotenv_cannot_set_hand_over_variables(self):
+        # Any pid in a .env used to be sent SIGTERM once the workers served (KEEL_UPGRADE_FROM), and
+        # KEEL_GENERATION made the service a never-promoted candidate.
+        victim = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(victim.wait)
+        self.addCleanup(victim.kill)
+        self.write(".env", f"KEEL_UPGRADE_FROM={victim.pid}\nKEEL_GENERATION=5\nLD_PRELOAD=/nonexistent/evil.so\n"
+                           "KEEL_KEEP_ALIVE=7s\n")
+        ctl = str(self.dir / "ctl")
+        server = self.start_server("--workers", "2", "--control-socket", ctl, env=clean_env(), cwd=self.dir)
+        if server.wait_for_stdout(lambda e: e.get("event") == "workers_ready", timeout=10) is None:
+            self.fail("no workers_ready log line\n" + server.output_tail())
+        # The master answers its control socket in the loop that handled workers_ready: by now the
+        # SIGTERM would have been sent.
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "status", "--json", "--control-socket", ctl,
+                                        env=clean_env())
+        self.assertEqual(rc, 0, err)
+        status = json.loads(out)
+        self.assertEqual((status["generation"], status["role"]), (1, "primary"))
+        self.assertIsNone(victim.poll(), "a pid named in .env was signalled")
+        ignored = [e for e in map(keelproc.parse_log_line, server.stdout_snapshot())
+                   if e and e.get("event") == "env_file_entry_ignored"]
+        self.assertEqual([e["origin"] for e in ignored], [".env:1", ".env:2", ".env:3"], server.output_tail())
+        self.assertIn("KEEL_UPGRADE_FROM is set only by a keel master", ignored[0]["reason"])
+        self.assertIn("LD_PRELOAD is never taken from a .env file", ignored[2]["reason"])
+        # A real setting in the same file still applies.
+        settings = self.config_json(env=clean_env())
+        self.assertEqual((settings["keep_alive"]["value"], settings["keep_alive"]["origin"]), ("7s", ".env:4"))
+
     # -- errors -------------------------------------------------------------------------------
 
     def test_every_problem_at_once_then_exit_78(self):
@@ -154,6 +186,25 @@ class ConfigTest(KeelTestCase):
         rc, _, err = keelproc.run_cli(keelproc.testapp(), "--graceful-timout", "3s", env=clean_env())
         self.assertEqual(rc, 78)
         self.assertIn("unknown flag --graceful-timout (did you mean --graceful-timeout?)", err)
+
+    def test_a_subcommands_unknown_flag_is_named_with_the_subcommand(self):
+        # --strategy is upgrade's own flag: only --pid is unknown, and upgrade finds the master by
+        # its control socket.
+        rc, out, err = keelproc.run_cli(keelproc.demo(), "upgrade", "--pid", "/tmp/keel.pid", "--strategy", "canary",
+                                        env=clean_env())
+        self.assertEqual(rc, 78, err)
+        self.assertEqual(err.strip().splitlines()[-1].split(": error: ", 1)[1],
+                         "upgrade: unknown flag --pid (did you mean --control-socket?)")
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "status", "--json", "--contrl-socket", "/tmp/x",
+                                      env=clean_env())
+        self.assertEqual(rc, 78, err)
+        self.assertIn("status: unknown flag --contrl-socket (did you mean --control-socket?)", err)
+        self.assertNotIn("--json", err)
+        # Flags before the subcommand are still the application's.
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--wrkers", "2", "config", env=clean_env())
+        self.assertEqual(rc, 78, err)
+        self.assertIn("unknown flag --wrkers (did you mean --workers?)", err)
+        self.assertNotIn("config:", err)
 
     def test_missing_named_files_are_errors(self):
         rc, _, err = keelproc.run_cli(keelproc.testapp(), "config", "--check", "--config", "/nonexistent/keel.toml",

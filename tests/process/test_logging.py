@@ -147,6 +147,65 @@ class LogDestinations(KeelTestCase):
         before = [json.loads(l) for l in open(path + ".1")]
         self.assertTrue(any(e.get("path") == "/users/1" for e in before))
 
+    def test_log_file_is_created_0640_and_never_through_a_symlink(self):
+        work = tempfile.mkdtemp(prefix="keel-logs-")
+        self.addCleanup(shutil.rmtree, work, True)
+        victim = os.path.join(work, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        link = os.path.join(work, "keel.log")
+        os.symlink(victim, link)
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--log-file", link, "--bind", "127.0.0.1:0")
+        self.assertEqual(rc, 78, err)
+        self.assertIn(f"cannot open log file {link}: it is a symbolic link (not followed)", err)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        path = os.path.join(work, "new.log")
+        server = self.start_server("--log-file", path, bind="127.0.0.1:0", listening=0, expect_port=False)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o640)
+        server.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to plant a file owned by another user")
+    def test_reopen_refuses_a_file_planted_by_another_user(self):
+        work = tempfile.mkdtemp(prefix="keel-logs-")
+        self.addCleanup(shutil.rmtree, work, True)
+        path = os.path.join(work, "keel.log")
+        server = self.start_server("--log-file", path, "--workers", "2", pin_workers=False,
+                                   bind="127.0.0.1:0", listening=0, expect_port=False)
+        deadline = time.monotonic() + 5
+        port = None
+        while port is None and time.monotonic() < deadline:
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        e = json.loads(line)
+                        if e.get("event") == "listening":
+                            port = keelproc.port_of(e["address"])
+            time.sleep(0.05)
+        self.assertIsNotNone(port)
+        # Someone else's file in its place (a directory others can write to, or a planted link
+        # target): the processes keep their old file and say why there.
+        os.rename(path, path + ".1")
+        with open(path, "w"):
+            pass
+        os.chown(path, 65534, 65534)
+        server.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        failures = []
+        while not failures and time.monotonic() < deadline:
+            keelproc.get(port, "/users/3")
+            with open(path + ".1") as f:
+                failures = [e for e in map(json.loads, f) if e.get("event") == "log_reopen_failed"]
+            time.sleep(0.1)
+        self.assertTrue(failures, "no log_reopen_failed line in the old file")
+        self.assertIn("owned by uid 65534", failures[0]["error"])
+        for _ in range(5):
+            keelproc.get(port, "/users/4")
+        self.assertEqual(os.path.getsize(path), 0, "a process wrote to the planted file")
+
     def test_a_full_disk_never_stalls_serving(self):
         server = self.start_server("--log-file", "/dev/full", bind="127.0.0.1:0", listening=0, expect_port=False)
         # No "listening" line can be read (it went to /dev/full): find the port from the socket.

@@ -2,9 +2,13 @@
 workers, rolling restarts (SIGHUP), scaling (SIGTTIN/SIGTTOU), the pid file, bind failures and
 graceful shutdown. The service must keep answering through all of it."""
 
+import json
 import os
 import signal
 import socket
+import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -569,6 +573,23 @@ class SignalsTest(SupervisorCase):
         self.assertEqual(server.wait(10), 0, server.output_tail())
         self.assertFalse(os.path.exists(path), "pid file left behind after SIGTERM")
 
+    def test_pid_file_replaces_a_symlink_instead_of_following_it(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        victim = os.path.join(tmp.name, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        path = os.path.join(tmp.name, "keel.pid")
+        os.symlink(victim, path)
+        server = self.start_master("--pid", path, workers=2)
+        self.assertFalse(os.path.islink(path))
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o644)
+        with open(path) as f:
+            self.assertEqual(f.read().strip(), str(server.pid))
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(sorted(os.listdir(tmp.name)), ["keel.pid", "victim"])  # no temporary file left
+
     def test_sigterm_finishes_in_flight_request(self):
         server = self.start_master(workers=2)
         workers = self.wait_worker_count(server, 2)
@@ -843,6 +864,117 @@ class ControlAndReloadTest(TempBinaryCase):
         server.send_signal(signal.SIGTERM)
         self.assertEqual(server.wait(10), 0)
         self.assertFalse(os.path.exists(ctl), "the control socket was left behind")
+
+    def control_failure(self, ctl: str) -> tuple[int | None, str]:
+        rc, out, err = keelproc.run_cli(self.app, "--workers", "2", "--control-socket", ctl, "--bind", "127.0.0.1:0")
+        failed = [e for e in map(keelproc.parse_log_line, out.splitlines()) if e and e.get("event") ==
+                  "control_socket_failed"]
+        self.assertTrue(failed, out + err)
+        self.assertEqual(self.events_in(out, "worker_spawned"), [], "workers were started without a control socket")
+        return rc, failed[0]["error"]
+
+    @staticmethod
+    def events_in(out: str, name: str) -> list[dict]:
+        return [e for e in map(keelproc.parse_log_line, out.splitlines()) if e and e.get("event") == name]
+
+    def test_a_control_socket_that_cannot_be_had_is_a_startup_error(self):
+        rc, error = self.control_failure(os.path.join(self.dir, "no-such-dir", "ctl"))
+        self.assertEqual(rc, 78)
+        self.assertIn("no-such-dir", error)
+        regular = os.path.join(self.dir, "a-file")
+        open(regular, "w").close()
+        rc, error = self.control_failure(regular)
+        self.assertEqual(rc, 78)
+        self.assertIn("the path exists and is not a socket", error)
+        # A directory other users can write to: they could put their own socket in its place.
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        rc, error = self.control_failure(os.path.join(shared, "ctl"))
+        self.assertEqual(rc, 78)
+        self.assertIn(f"directory {shared} (mode 0777", error)
+        self.assertIn("/run/keel/", error)
+        # Sticky (like /tmp): others cannot replace our file, so a fresh path is fine.
+        os.chmod(shared, 0o1777)
+        server = self.start_master("--control-socket", os.path.join(shared, "ctl"), workers=2, binary=self.app)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(shared, "ctl")).st_mode), 0o600)
+        server.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to plant a file owned by another user")
+    def test_a_path_another_user_holds_in_a_sticky_directory_is_refused(self):
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        ctl = os.path.join(shared, "ctl")
+        planted = socket.socket(socket.AF_UNIX)
+        planted.bind(ctl)
+        planted.close()
+        os.chown(ctl, 65534, 65534)
+        rc, error = self.control_failure(ctl)
+        self.assertEqual(rc, 78)
+        self.assertIn(f"{ctl} already exists and belongs to uid 65534", error)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run a process as another user")
+    def test_status_refuses_a_master_of_another_user(self):
+        os.chmod(self.dir, 0o755)
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        ctl = os.path.join(shared, "ctl")
+        fake = subprocess.Popen(
+            [sys.executable, "-c",
+             "import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)\n"
+             "while True:\n"
+             "    c, _ = s.accept()\n"
+             "    try:\n"
+             "        c.recv(4096); c.sendall(b'{\"master_pid\": 1, \"workers_target\": 9, \"workers\": []}\\n')\n"
+             "    except OSError:\n"
+             "        pass\n"
+             "    c.close()\n",
+             ctl],
+            preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+        self.addCleanup(fake.wait)
+        self.addCleanup(fake.kill)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(ctl) and fake.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(ctl), "the other user's process did not listen")
+        rc, out, err = keelproc.run_cli(self.app, "status", "--control-socket", ctl, "--json")
+        self.assertEqual(rc, 1, out)
+        self.assertIn(f"refusing the control socket {ctl}: it is held by pid {fake.pid} of uid 65534", err)
+
+    def test_malformed_control_messages_get_an_error_answer(self):
+        ctl = os.path.join(self.dir, "ctl")
+        server = self.start_master("--control-socket", ctl, workers=2, binary=self.app)
+        workers = sorted(self.workers(server))
+
+        def send(message: bytes) -> dict:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(5)
+                s.connect(ctl)
+                s.sendall(message + b"\n")
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            return json.loads(data)
+
+        for message, error in [
+            (b'{"cmd":"promote","control_socket":5}', '"control_socket" must be a string'),
+            (b'{"cmd":"park","window_ms":"60000"}', '"window_ms" must be an integer'),
+            (b'{"cmd":"spawn","workers":"2"}', '"workers" must be an integer'),
+            (b'{"cmd":"spawn","workers":1,"binary":["/bin/sh"]}', '"binary" must be a string'),
+            (b'{"cmd":"scale","workers":99999999999}', '"workers" must be an integer'),
+            (b'{"cmd":5}', 'expected a JSON object with a "cmd" string'),
+        ]:
+            answer = send(message)
+            self.assertEqual(answer.get("ok"), False, (message, answer))
+            self.assertIn(error, answer.get("error", ""), message)
+        self.assertTrue(server.alive(), server.output_tail())
+        status = send(b'{"cmd":"status"}')
+        self.assertEqual((status["master_pid"], status["role"]), (server.pid, "primary"))
+        self.assertEqual(sorted(w["pid"] for w in status["workers"]), workers)
+        self.assertServing(server, 2)
 
     def test_reload_on_binary_change(self):
         server = self.start_master("--reload", workers=2, binary=self.app)

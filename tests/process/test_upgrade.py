@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 
 import keelproc
@@ -348,3 +350,100 @@ class UpgradeInputTest(UpgradeCase):
         self.assertEqual(rc, 2)
         self.assertIn("no parked generation", err)
         self.assertOldGenerationServes(server)
+
+    def test_binary_and_config_are_checked_then_sent_as_absolute_paths(self):
+        server = self.start_demo()
+        with open(os.path.join(self.dir, "not-executable"), "w") as f:
+            f.write("#!/bin/sh\n")
+        with open(os.path.join(self.dir, "new.toml"), "w") as f:
+            f.write('keep_alive = "4s"\n')
+
+        def upgrade_from_dir(*flags):
+            proc = subprocess.run([keelproc.demo(), "upgrade", "--control-socket", self.ctl, "--json", *flags],
+                                  capture_output=True, text=True, timeout=90, env=self.env, cwd=self.dir)
+            return proc.returncode, proc.stdout, proc.stderr
+
+        for flags, message in [
+            (["--binary", "missing"], f"--binary: {self.dir}/missing: No such file or directory"),
+            (["--binary", "./not-executable"], f"--binary: {self.dir}/not-executable: not an executable file"),
+            (["--config", "missing.toml"], f"--config: {self.dir}/missing.toml: No such file or directory"),
+        ]:
+            rc, _, err = upgrade_from_dir(*flags)
+            self.assertEqual(rc, 78, (flags, err))
+            self.assertIn(message, err)
+        self.assertEqual(self.events(server, "generation_started"), [], "a generation was started for bad flags")
+        # A relative --config is the one in upgrade's directory, not the master's.
+        rc, out, err = upgrade_from_dir("--strategy", "rolling", "--config", "new.toml")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out.splitlines()[-1])["verdict"], "promoted", out)
+        started = self.wait_event(server, "generation_started")
+        self.assertEqual(started["generation"], 2)
+        st = self.status()
+        self.assertEqual(st["generation"], 2)
+        os.kill(st["master_pid"], 15)
+
+
+class FakeMaster(socketserver.ThreadingUnixStreamServer):
+    """A control socket answering like a master: `answer(request) -> dict`; records the requests."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str, answer):
+        self.answer = answer
+        self.requests = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(inner):
+                line = inner.rfile.readline()
+                if not line:  # connected, checked who listens, sent nothing
+                    return
+                request = json.loads(line)
+                self.requests.append(request)
+                inner.wfile.write((json.dumps(self.answer(request)) + "\n").encode())
+
+        super().__init__(path, Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+class ControlSocketTrustTest(UpgradeCase):
+    def test_a_squatter_on_the_new_generations_socket_does_not_decide_the_verdict(self):
+        # The running master (faked here, so the squatter's timing is certain) starts generation 2
+        # and says which process its master is; someone else listens on <ctl>.gen2 first and
+        # reports a perfect canary. upgrade must not take its word, nor send it commands.
+        real_new_master = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(real_new_master.wait)
+        self.addCleanup(real_new_master.kill)
+        gen2 = self.ctl + ".gen2"
+        figures = {"n": 0}
+
+        def stats():
+            figures["n"] += 500
+            n = figures["n"]
+            return {"generation": 2, "workers_target": 2, "workers_ready": 2, "crashes": 0, "stopping": False,
+                    "http": {"requests": n, "errors": 0, "count": n, "le": [0.005, 0.01], "cumulative": [n, n]}}
+
+        def old_master(request):
+            cmd = request.get("cmd")
+            if cmd == "status":
+                return {"master_pid": os.getpid(), "workers_target": 2, "generation": 1, "role": "primary",
+                        "workers": []}
+            if cmd == "stats":
+                return stats()
+            if cmd == "spawn":
+                return {"ok": True, "pid": real_new_master.pid, "generation": 2, "control_socket": gen2}
+            return {"ok": True}
+
+        old = FakeMaster(self.ctl, old_master)
+        self.addCleanup(old.close)
+        squatter = FakeMaster(gen2, lambda request: stats() if request.get("cmd") == "stats" else {"ok": True})
+        self.addCleanup(squatter.close)
+        rc, verdict, err = self.upgrade("--analysis-window", "1s", "--min-requests", "1", "--ready-timeout", "3s")
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(verdict["verdict"], "rolled_back", verdict)
+        self.assertIn(f"refusing the control socket {gen2}: it is held by pid {os.getpid()}, not by the expected "
+                      f"master (pid {real_new_master.pid})", verdict["reason"])
+        self.assertEqual(squatter.requests, [], "upgrade sent commands to the squatter")
