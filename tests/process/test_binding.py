@@ -125,6 +125,24 @@ class UnixSocketTest(BindingTestCase):
     def test_unix_socket_mode_flag(self):
         self.check_unix_server("--unix-socket-mode", "0600", mode=0o600)
 
+    @unittest.skipUnless(shutil.which("strace"), "needs strace")
+    def test_unix_socket_mode_is_set_by_the_umask_not_by_a_chmod_after_bind(self):
+        # A chmod after bind leaves the socket with the process umask's mode (0755 under 022) for a
+        # moment; created under the right umask it never has a wider mode.
+        d = self.tmpdir()
+        path = os.path.join(d, "keel.sock")
+        trace = os.path.join(d, "strace.out")
+        server = self.start_keel("--bind", f"unix:{path}", "--unix-socket-mode", "0600", expect_port=False,
+                                 wrapper=["strace", "-f", "-qq", "-o", trace, "-e", "trace=umask,bind,chmod,fchmodat"])
+        server.stop()
+        with open(trace) as f:
+            calls = [line for line in f if path in line or "umask(" in line]
+        binds = [i for i, line in enumerate(calls) if "bind(" in line and path in line]
+        self.assertEqual(len(binds), 1, calls)
+        umasks = [line for line in calls[:binds[0]] if "umask(" in line]
+        self.assertTrue(umasks and "umask(0177)" in umasks[-1], calls)
+        self.assertEqual([line for line in calls if "chmod" in line], [], "the socket was chmod-ed after bind")
+
     def test_unix_socket_with_workers(self):
         self.check_unix_server("--workers", "2")
 
