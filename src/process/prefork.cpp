@@ -1256,7 +1256,9 @@ std::optional<std::string> control_request(const std::string& control_socket, co
   return body;
 }
 
-int print_status(const std::string& control_socket, bool as_json) {
+namespace {
+
+int print_status_unchecked(const std::string& control_socket, bool as_json) {
   std::string error;
   const auto body = control_request(control_socket, R"({"cmd":"status"})", error);
   if (!body) {
@@ -1302,6 +1304,17 @@ int print_status(const std::string& control_socket, bool as_json) {
   }
   if (j.contains("upgrade")) std::printf("\nupgrade: %s\n", j["upgrade"].dump().c_str());
   return 0;
+}
+
+}  // namespace
+
+int print_status(const std::string& control_socket, bool as_json) {
+  try {
+    return print_status_unchecked(control_socket, as_json);
+  } catch (const std::exception& e) {  // an answer of the wrong shape (another keel version?)
+    std::fprintf(stderr, "status: unexpected answer from %s: %s\n", control_socket.c_str(), e.what());
+    return 1;
+  }
 }
 
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,

@@ -532,7 +532,12 @@ int Upgrade::run() {
 
 int run_upgrade(const UpgradeRequest& request) {
   Upgrade upgrade(request);
-  return upgrade.run();
+  try {
+    return upgrade.run();
+  } catch (const std::exception& e) {  // an answer of the wrong shape (another keel version?)
+    std::fprintf(stderr, "upgrade: unexpected answer from a master: %s\n", e.what());
+    return 2;
+  }
 }
 
 }  // namespace keel::process

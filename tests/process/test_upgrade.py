@@ -447,3 +447,13 @@ class ControlSocketTrustTest(UpgradeCase):
         self.assertIn(f"refusing the control socket {gen2}: it is held by pid {os.getpid()}, not by the expected "
                       f"master (pid {real_new_master.pid})", verdict["reason"])
         self.assertEqual(squatter.requests, [], "upgrade sent commands to the squatter")
+
+    def test_answers_of_the_wrong_shape_are_reported_not_fatal(self):
+        fake = FakeMaster(self.ctl, lambda request: {"master_pid": "one", "workers_target": "two", "workers": 5})
+        self.addCleanup(fake.close)
+        rc, out, err = keelproc.run_cli(keelproc.demo(), "status", "--control-socket", self.ctl, env=self.env)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn(f"status: unexpected answer from {self.ctl}: ", err)
+        rc, verdict, err = self.upgrade()
+        self.assertEqual(rc, 2, err)
+        self.assertIn("upgrade: unexpected answer from a master: ", err)
