@@ -91,6 +91,7 @@ int App::run(int argc, char** argv) {
   configuration->apply(options_, settings_);
   if (cmd.kind == cli::Command::Kind::kHealthcheck) return app::healthcheck(options_, cmd.url);
   if (cmd.kind == cli::Command::Kind::kConfig) {
+    for (const auto& p : loaded.ignored) std::cerr << argv[0] << ": warning: " << p.to_string() << "\n";
     if (cmd.check) {
       std::cout << "configuration ok (" << configuration->registry().specs().size()
                 << " settings; config file: " << (loaded.config_file.empty() ? "none" : loaded.config_file)

@@ -151,6 +151,9 @@ class ConfigTest(KeelTestCase):
         self.assertEqual([e["origin"] for e in ignored], [".env:1", ".env:2", ".env:3"], server.output_tail())
         self.assertIn("KEEL_UPGRADE_FROM is set only by a keel master", ignored[0]["reason"])
         self.assertIn("LD_PRELOAD is never taken from a .env file", ignored[2]["reason"])
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "config", "--check", env=clean_env(), cwd=self.dir)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: (.env:3): LD_PRELOAD is never taken from a .env file; ignored", err)
         # A real setting in the same file still applies.
         settings = self.config_json(env=clean_env())
         self.assertEqual((settings["keep_alive"]["value"], settings["keep_alive"]["origin"]), ("7s", ".env:4"))
