@@ -1,8 +1,12 @@
 // SQLite users store: WAL mode (readers never block the writer), a busy timeout so workers that
 // write at the same moment wait instead of failing, prepared statements per connection.
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -44,9 +48,23 @@ struct Statement {
   User user() { return User{sqlite3_column_int64(s, 0), text(1), text(2), text(3), text(4)}; }
 };
 
+// SQLite creates a database 0644 (less the umask), and its -wal and -shm files copy that mode:
+// user data readable by every local user. A new database file is created 0600 here first, never
+// through a symbolic link; SQLite takes an empty file as a new database.
+void create_private(const std::string& path) {
+  if (path.empty() || path == ":memory:" || path.rfind("file:", 0) == 0) return;
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    throw std::runtime_error("create " + path + ": " + std::strerror(errno));
+  }
+}
+
 struct Connection {
   sqlite3* db = nullptr;
   explicit Connection(const std::string& path) {
+    create_private(path);
     if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
         SQLITE_OK) {
       SqliteError e(db, "open " + path);

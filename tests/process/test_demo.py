@@ -88,6 +88,15 @@ class DemoOnSqlite(KeelTestCase, DemoCrud):
     def test_crud(self):
         self.crud_round_trip(self.server.port)
 
+    def test_the_database_files_are_private(self):
+        # Issue 14, point 7: SQLite made the database (and its -wal/-shm files) 0644 less the
+        # umask, readable by every local user; the demo now creates it 0600.
+        self.crud_round_trip(self.server.port)
+        for name in ("users.db", "users.db-wal", "users.db-shm"):
+            path = os.path.join(self.dir, name)
+            if name == "users.db" or os.path.exists(path):
+                self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, name)
+
     def test_validation_reports_every_field(self):
         r = call(self.server.port, "POST", "/api/users", {"name": "", "email": "not-an-email", "admin": True})
         self.assertEqual(r.status, 422)
