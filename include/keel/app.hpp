@@ -174,7 +174,9 @@ class App {
   App& operator=(const App&) = delete;
 
   // Path templates: literal segments, {name} (any segment), {name:int}, {name:uuid},
-  // {name:str}, and a final {name:path} that matches the rest of the path.
+  // {name:str}, and a final {name:path} that matches the rest of the path. A template keel cannot
+  // read (an unknown type, a duplicate) is a configuration error: run() names it and exits 78
+  // before serving.
   App& route(std::string_view method, std::string_view pattern, Handler handler);
   App& get(std::string_view pattern, Handler h) { return route("GET", pattern, std::move(h)); }
   App& post(std::string_view pattern, Handler h) { return route("POST", pattern, std::move(h)); }
@@ -218,6 +220,7 @@ class App {
   std::unique_ptr<Router> router_;
   std::vector<Middleware> middleware_;
   LifecycleHooks hooks_;
+  std::vector<std::string> route_errors_;  // routes that could not be added; run() reports them
 
   // admin: the --metrics-bind listener, whose readiness answer includes the checks' error texts.
   void add_health_routes(Router& router, bool admin);

@@ -4,7 +4,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "app/access_log.hpp"
@@ -14,6 +18,7 @@
 #include "app/healthcheck.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
+#include "app/thread_pool.hpp"
 #include "http/gzip.hpp"
 #include "http/server.hpp"
 #include "keel/async.hpp"
@@ -28,6 +33,10 @@
 
 namespace keel {
 namespace {
+
+// Once the event loop has stopped, pool threads that finish within this are joined; the others
+// are abandoned (the drain before already gave offloaded work --graceful-timeout).
+constexpr std::chrono::milliseconds kPoolStopGrace{100};
 
 // A worker of a generation started by `upgrade` accepts connections only once its readiness
 // checks pass (a canary that cannot serve must never take a request); until then it retries.
@@ -61,7 +70,13 @@ App::App() : router_(std::make_unique<Router>()) {}
 App::~App() = default;
 
 App& App::route(std::string_view method, std::string_view pattern, Handler handler) {
-  router_->add(method, pattern, std::move(handler));
+  // Routes are declared in main(), before run(): an exception here would end the program in
+  // std::terminate. The error is kept and reported by run() like a configuration error.
+  try {
+    router_->add(method, pattern, std::move(handler));
+  } catch (const std::invalid_argument& e) {
+    route_errors_.emplace_back(e.what());
+  }
   return *this;
 }
 
@@ -87,6 +102,10 @@ int App::run(int argc, char** argv) {
   if (!loaded.problems.empty()) {
     std::cerr << config::format_problems(argv[0], loaded.problems);
     return 78;  // EX_CONFIG: nothing started
+  }
+  if (!route_errors_.empty()) {
+    for (const auto& error : route_errors_) std::cerr << argv[0] << ": invalid " << error << "\n";
+    return 78;  // EX_CONFIG: a programming error in the application's routes
   }
   configuration->apply(options_, settings_);
   if (cmd.kind == cli::Command::Kind::kHealthcheck) return app::healthcheck(options_, cmd.url);
@@ -176,6 +195,12 @@ void App::add_metrics_route(Router& router) {
 }
 
 int App::serve() {
+  if (!route_errors_.empty()) {  // serve() called without run()
+    for (const auto& error : route_errors_)
+      log::write(log::Level::kCritical, "keel.server", "invalid_route", {{"error", error}});
+    log::flush();
+    return 78;
+  }
   // Until a worker (or the single process) starts serving, this process may fork: no logging thread.
   log::set_synchronous(true);
   if (options_.workers <= 0) options_.workers = app::cpu_count();
@@ -277,7 +302,7 @@ int App::serve() {
     }
   } catch (const std::exception& e) {
     log::write(log::Level::kCritical, "keel.server", "bind_failed", {{"error", e.what()}});
-    std::cerr << "error: " << e.what() << "\n";
+    if (log::plain_stderr_ok()) std::cerr << "error: " << e.what() << "\n";  // else the line above says it
     return 3;
   }
   std::vector<std::string> unix_paths;
@@ -300,7 +325,11 @@ int App::serve() {
     if (!gated)
       for (const auto& l : own) ls.push_back(net::open_listener(l.bound, options_.backlog, true));
     Request::json_max_depth() = options_.limit_json_depth;  // before the pool threads start
-    http::Server server(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+    // Owned here, but left undestroyed (the process ends with _exit) when a pool thread is still
+    // running application code at shutdown: that code may still use the request's state.
+    auto server_owner =
+        std::make_unique<http::Server>(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+    http::Server& server = *server_owner;
     server.set_admin_router(admin_router_.get());
     // One process rotates the log file: worker 0 (replacements keep the id), or the single process.
     log::set_rotator(slot == nullptr || worker_id == 0);
@@ -324,7 +353,8 @@ int App::serve() {
         hook();
       } catch (const std::exception& e) {
         log::write(log::Level::kCritical, "keel.worker", "startup_failed", {{"error", e.what()}});
-        std::cerr << "error: a startup hook failed: " << e.what() << "\n";
+        // Said on stderr too unless that would put a plain line among JSON ones.
+        if (log::plain_stderr_ok()) std::cerr << "error: a startup hook failed: " << e.what() << "\n";
         return 3;  // boot failure: the master stops instead of respawning forever
       }
     }
@@ -336,9 +366,21 @@ int App::serve() {
           [this, &server, own = std::move(own)]() mutable { open_when_ready(health_, server, std::move(own)); });
     }
     const int code = server.run();
+    // Offloaded work is bounded too: the drain waited for it up to --graceful-timeout (a SIGINT
+    // waits for nothing); a pool thread still blocked now is left behind, not joined.
+    const std::size_t abandoned = server.pool().stop(std::chrono::steady_clock::now() + kPoolStopGrace);
+    if (abandoned != 0) {
+      log::write(log::Level::kWarning, "keel.worker", "threads_abandoned",
+                 {{"threads", abandoned},
+                  {"detail", "offloaded calls still running at shutdown; the process exits without them"}});
+      (void)server_owner.release();
+    }
     if (trace::Tracer* t = trace::tracer()) {  // send what is queued, within the graceful time
-      t->shutdown(std::chrono::steady_clock::now() +
-                  std::min<std::chrono::milliseconds>(options_.graceful_timeout, std::chrono::seconds(10)));
+      const std::chrono::milliseconds budget =
+          server.stopped_fast()
+              ? kPoolStopGrace
+              : std::min<std::chrono::milliseconds>(options_.graceful_timeout, std::chrono::seconds(10));
+      t->shutdown(std::chrono::steady_clock::now() + budget);
       trace::set_tracer(nullptr);
     }
     for (const auto& hook : hooks_.shutdown) {
@@ -355,6 +397,11 @@ int App::serve() {
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
   log::flush();
+  if (ThreadPool::any_abandoned()) {
+    // A thread still runs application code: exit() would destroy statics under it.
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
   return code;
 }
 

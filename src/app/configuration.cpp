@@ -21,9 +21,10 @@ Configuration::Configuration(const ServerOptions& defaults, const Settings& app_
     app_names_.push_back(s.name);
   }
   // keel's own hand-over variables, not settings: a master sets them in the environment of the
-  // master it executes; taken from the real environment only, never from a .env file.
+  // master it executes (the --reload supervisor in the first master's); taken from the real
+  // environment only, never from a .env file.
   for (const char* name : {process::kListenFdsEnv, process::kUpgradeFromEnv, process::kGenerationEnv,
-                           metrics_detail::kArenaFdEnv, metrics_detail::kParentArenaFdEnv}) {
+                           process::kSupervisorFdEnv, metrics_detail::kArenaFdEnv, metrics_detail::kParentArenaFdEnv}) {
     registry_.allow_env(name);
     config::add_internal_env(name);
   }

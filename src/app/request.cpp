@@ -93,7 +93,13 @@ nlohmann::json Request::json() const {
   try {
     return nlohmann::json::parse(parsed_->body);
   } catch (const nlohmann::json::parse_error& e) {
-    throw HttpError(400, std::string("malformed JSON body: ") + e.what());
+    // In keel's words: the library's message ("[json.exception.parse_error.101] ...") describes
+    // its parser's internals, not the request.
+    if (e.byte > parsed_->body.size())
+      throw HttpError(400, "malformed JSON body: unexpected end at byte " + std::to_string(parsed_->body.size()));
+    throw HttpError(400, "malformed JSON body at byte " + std::to_string(e.byte));
+  } catch (const nlohmann::json::exception&) {
+    throw HttpError(400, "malformed JSON body");
   }
 }
 

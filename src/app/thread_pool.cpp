@@ -3,57 +3,93 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
+
 namespace keel {
+namespace {
+std::atomic<bool> g_abandoned{false};
+}  // namespace
 
 ThreadPool::ThreadPool(int threads, std::size_t max_queue) : max_queue_(max_queue), thread_count_(threads) {}
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  stop(std::chrono::steady_clock::time_point::max());
 }
 
-bool ThreadPool::submit(std::function<void()> job) {
+bool ThreadPool::submit(std::function<void()> job, std::function<void()> done) {
   {
-    std::lock_guard lock(mutex_);
-    if (queue_.size() >= max_queue_ || stopping_) return false;
+    std::lock_guard lock(state_->mutex);
+    if (state_->queue.size() >= max_queue_ || state_->stopping) return false;
     // Threads start on first use: a worker that never offloads never pays for them, and the
     // fork of pre-forked workers happens before any thread exists.
-    if (idle_ <= queue_.size() && threads_.size() < static_cast<std::size_t>(thread_count_))
-      threads_.emplace_back([this] { work(); });
-    queue_.push_back(std::move(job));
+    if (state_->idle <= state_->queue.size() && threads_.size() < static_cast<std::size_t>(thread_count_)) {
+      ++state_->live;
+      threads_.emplace_back([state = state_] { work(state); });
+    }
+    state_->queue.emplace_back(std::move(job), std::move(done));
   }
-  cv_.notify_one();
+  state_->cv.notify_one();
   return true;
 }
 
 std::size_t ThreadPool::queued() const {
-  std::lock_guard lock(mutex_);
-  return queue_.size();
+  std::lock_guard lock(state_->mutex);
+  return state_->queue.size();
 }
 
-void ThreadPool::work() {
+std::size_t ThreadPool::stop(std::chrono::steady_clock::time_point deadline) {
+  std::size_t stuck = 0;
+  {
+    std::unique_lock lock(state_->mutex);
+    state_->stopping = true;
+    state_->queue.clear();  // never started: nothing waits for them once the loop has stopped
+    state_->cv.notify_all();
+    const auto all_ended = [this] { return state_->live == 0; };
+    if (deadline == std::chrono::steady_clock::time_point::max())
+      state_->exited.wait(lock, all_ended);
+    else
+      state_->exited.wait_until(lock, deadline, all_ended);
+    stuck = state_->live;
+    if (stuck != 0) state_->abandoned = true;  // no completion runs from now on
+  }
+  for (auto& t : threads_) {
+    if (stuck == 0)
+      t.join();
+    else
+      t.detach();  // the state is shared: a thread that ends later touches nothing freed
+  }
+  threads_.clear();
+  if (stuck != 0) g_abandoned.store(true);
+  return stuck;
+}
+
+bool ThreadPool::any_abandoned() noexcept {
+  return g_abandoned.load();
+}
+
+void ThreadPool::work(const std::shared_ptr<State>& state) {
   // Signals belong to the event-loop thread: SIGABRT on --timeout must interrupt the loop (to
   // print its stack), and SIGTERM/SIGINT are read from its signalfd.
   sigset_t all;
   sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  std::unique_lock lock(state->mutex);
   for (;;) {
-    std::function<void()> job;
-    {
-      std::unique_lock lock(mutex_);
-      ++idle_;
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      --idle_;
-      if (queue_.empty()) return;  // stopping, queue drained
-      job = std::move(queue_.front());
-      queue_.pop_front();
-    }
+    ++state->idle;
+    state->cv.wait(lock, [&state] { return state->stopping || !state->queue.empty(); });
+    --state->idle;
+    if (state->queue.empty()) break;  // stopping, queue empty
+    auto [job, done] = std::move(state->queue.front());
+    state->queue.pop_front();
+    lock.unlock();
     job();
+    lock.lock();
+    // Under the lock: stop() either sees this thread still running (and marks the pool
+    // abandoned before anything it posts to goes away) or waits for this completion to finish.
+    if (done && !state->abandoned) done();
   }
+  --state->live;
+  state->exited.notify_all();
 }
 
 }  // namespace keel

@@ -436,6 +436,7 @@ void Server::begin_shutdown(bool graceful, bool whole_service) {
     if (slot_ != nullptr) slot_->set_state(process::WorkerState::kDraining);
   }
   if (!graceful) {
+    stopped_fast_ = true;
     close_listeners();
     loop_.stop();
     return;
@@ -512,16 +513,19 @@ bool submit_blocking(std::function<void()> work, std::coroutine_handle<> h) {
   http::Server* server = http::Server::current();
   net::EventLoop* loop = &server->loop();
   log::Context* ctx = log::current();  // offloaded work logs with the request's context too
-  return server->pool().submit([work = std::move(work), h, loop, ctx] {
-    {
-      log::ScopedContext scoped(ctx);
-      work();
-    }
-    loop->post([h, ctx] {
-      log::ScopedContext scoped(ctx);
-      h.resume();
-    });
-  });
+  // The resume is the completion: a pool abandoned at shutdown (a job blocked past the bound)
+  // never posts to a loop that may be gone.
+  return server->pool().submit(
+      [work = std::move(work), ctx] {
+        log::ScopedContext scoped(ctx);
+        work();
+      },
+      [h, loop, ctx] {
+        loop->post([h, ctx] {
+          log::ScopedContext scoped(ctx);
+          h.resume();
+        });
+      });
 }
 
 }  // namespace keel::detail

@@ -59,6 +59,8 @@ class Server {
   bool draining() const noexcept { return draining_; }
   // From SIGTERM on (including --shutdown-delay): readiness must report not ready.
   bool shutting_down() const noexcept { return shutdown_requested_ || draining_; }
+  // SIGINT, SIGQUIT or a second SIGTERM stopped the loop: whatever follows must not wait.
+  bool stopped_fast() const noexcept { return stopped_fast_; }
   std::size_t& in_flight() noexcept { return in_flight_; }
   const ParserLimits& parser_limits() const noexcept { return parser_limits_; }
   // Metrics / access logs; null: none. Set before run().
@@ -141,6 +143,7 @@ class Server {
   net::Clock::time_point listeners_close_at_{};  // final backlog drain, then close
   net::Clock::time_point shutdown_at_{};
   net::Clock::time_point drain_deadline_{};
+  bool stopped_fast_ = false;
   std::vector<Connection*> all_;  // every live connection (for drain)
   process::WorkerSlot* slot_ = nullptr;
   pid_t master_pid_ = 0;  // the parent at start: another parent means the master died

@@ -172,6 +172,23 @@ void append_console_value(std::string& out, std::string_view v) {
   }
 }
 
+// A key appears once per line: a field written at the call wins over the request context's, and
+// of two context fields with one key (bind_log_field twice) the later wins. Duplicate keys are
+// not valid JSON for many consumers (jq keeps the last, others reject the line).
+bool shadowed(std::string_view key, std::initializer_list<Field> fields) {
+  for (const Field& f : fields)
+    if (f.key == key) return true;
+  return false;
+}
+
+bool shadowed_in_context(const Context& ctx, std::size_t index, std::initializer_list<Field> fields) {
+  const std::string_view key = ctx.fields[index].first;
+  if (shadowed(key, fields)) return true;
+  for (std::size_t i = index + 1; i < ctx.fields.size(); ++i)
+    if (ctx.fields[i].first == key) return true;
+  return false;
+}
+
 std::string format_line(Level level, std::string_view logger, std::string_view event,
                         std::initializer_list<Field> fields, Format format) {
   std::string line;
@@ -191,11 +208,13 @@ std::string format_line(Level level, std::string_view logger, std::string_view e
     append_json_escaped(line, event);
     if (worker >= 0) line += " worker=" + std::to_string(worker);
     if (ctx != nullptr) {
-      if (!ctx->request_id.empty()) {
+      if (!ctx->request_id.empty() && !shadowed("request_id", fields)) {
         line += " request_id=";
         append_console_value(line, ctx->request_id);
       }
-      for (const auto& [k, v] : ctx->fields) {
+      for (std::size_t i = 0; i < ctx->fields.size(); ++i) {
+        if (shadowed_in_context(*ctx, i, fields)) continue;
+        const auto& [k, v] = ctx->fields[i];
         line += ' ';
         append_json_escaped(line, k);
         line += '=';
@@ -230,12 +249,14 @@ std::string format_line(Level level, std::string_view logger, std::string_view e
     line += std::to_string(worker);
   }
   if (ctx != nullptr) {
-    if (!ctx->request_id.empty()) append_kv_json(line, "request_id", ctx->request_id);
+    if (!ctx->request_id.empty() && !shadowed("request_id", fields))
+      append_kv_json(line, "request_id", ctx->request_id);
     if (!ctx->trace_id.empty()) {
-      append_kv_json(line, "trace_id", ctx->trace_id);
-      append_kv_json(line, "span_id", ctx->span_id);
+      if (!shadowed("trace_id", fields)) append_kv_json(line, "trace_id", ctx->trace_id);
+      if (!shadowed("span_id", fields)) append_kv_json(line, "span_id", ctx->span_id);
     }
-    for (const auto& [k, v] : ctx->fields) append_kv_json(line, k, v);
+    for (std::size_t i = 0; i < ctx->fields.size(); ++i)
+      if (!shadowed_in_context(*ctx, i, fields)) append_kv_json(line, ctx->fields[i].first, ctx->fields[i].second);
   }
   for (const Field& f : fields) {
     line += ",\"";
@@ -560,6 +581,15 @@ void set_rotator(bool rotator) {
   State& s = state();
   std::lock_guard lock(s.mutex);
   s.rotator = rotator;
+}
+
+Format format() noexcept {
+  return state().options.format;
+}
+
+bool plain_stderr_ok() noexcept {
+  const State& s = state();
+  return s.options.format == Format::kConsole || !s.options.file.empty();
 }
 
 bool enabled(Level level, std::string_view logger) noexcept {

@@ -64,6 +64,12 @@ struct Options {
 // std::runtime_error naming it when it cannot.
 void configure(const Options& options);
 
+// The configured line format (JSON unless --log-format console).
+Format format() noexcept;
+// A plain message on stderr cannot end up among JSON log lines: the format is console, or the
+// lines go to a file. (In JSON mode on stdout, a collector often merges both streams.)
+bool plain_stderr_ok() noexcept;
+
 // Synchronous mode writes each line at once, with no writer thread: for the master, which forks.
 // A fork while another thread holds a lock (the allocator's, stdio's) leaves the child that lock
 // held forever — ASan's allocator did exactly that — so the process that forks stays

@@ -1,5 +1,6 @@
 #include "process/prefork.hpp"
 
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -14,9 +15,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -43,20 +46,158 @@ constexpr std::int64_t kReadyDeadlineMs = 30'000;  // a replacement must be read
 constexpr std::int64_t kMaxBackoffMs = 10'000;
 
 // SIGABRT in a worker (sent by the master on --timeout): write the blocked thread's stack to
-// stderr with async-signal-safe calls only, then die of SIGABRT.
+// stderr with async-signal-safe calls only, then die of SIGABRT. In JSON mode the stack is one
+// JSON line like every other (the symbols stay mangled: demangling allocates, which a signal
+// handler interrupting the allocator must not do; c++filt reads them).
+bool g_abort_json = true;
+int g_abort_worker_id = -1;
+
+// A fixed buffer filled with async-signal-safe code only (no allocation, no locale, no stdio).
+class SignalSafeLine {
+ public:
+  void raw(const char* s) {
+    while (*s != '\0') put(*s++);
+  }
+  void number(std::uint64_t v, int min_digits = 1) {
+    char digits[24];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0 || n < min_digits);
+    while (n > 0) put(digits[--n]);
+  }
+  void hex(std::uintptr_t v) {
+    raw("0x");
+    char digits[2 * sizeof v];
+    int n = 0;
+    do {
+      digits[n++] = "0123456789abcdef"[v & 0xf];
+      v >>= 4;
+    } while (v != 0);
+    while (n > 0) put(digits[--n]);
+  }
+  // The inside of a JSON string: quotes and backslashes escaped, control and non-ASCII bytes
+  // replaced (paths and symbols are ASCII in practice; the line must stay valid UTF-8).
+  void escaped(const char* s) {
+    for (; *s != '\0'; ++s) {
+      const auto c = static_cast<unsigned char>(*s);
+      if (c == '"' || c == '\\') {
+        put('\\');
+        put(static_cast<char>(c));
+      } else if (c < 0x20 || c >= 0x7f) {
+        put('?');
+      } else {
+        put(static_cast<char>(c));
+      }
+    }
+  }
+  // 2026-12-07T04:00:00.000000Z, as the logger writes it.
+  void timestamp() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    const std::int64_t secs = ts.tv_sec;
+    std::int64_t days = secs / 86400;
+    const std::int64_t rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    days += 719468;
+    const std::int64_t era = days / 146097;
+    const std::int64_t doe = days - era * 146097;
+    const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::int64_t mp = (5 * doy + 2) / 153;
+    const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    const std::int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+    number(static_cast<std::uint64_t>(y), 4);
+    put('-');
+    number(static_cast<std::uint64_t>(m), 2);
+    put('-');
+    number(static_cast<std::uint64_t>(d), 2);
+    put('T');
+    number(static_cast<std::uint64_t>(rem / 3600), 2);
+    put(':');
+    number(static_cast<std::uint64_t>(rem % 3600 / 60), 2);
+    put(':');
+    number(static_cast<std::uint64_t>(rem % 60), 2);
+    put('.');
+    number(static_cast<std::uint64_t>(ts.tv_nsec / 1000), 6);
+    put('Z');
+  }
+  void reset() { len_ = 0; }
+  [[nodiscard]] bool room(std::size_t n) const { return len_ + n < sizeof buf_; }
+  void flush(int fd) const {
+    std::size_t off = 0;
+    while (off < len_) {
+      const ssize_t n = ::write(fd, buf_ + off, len_ - off);
+      if (n <= 0) return;
+      off += static_cast<std::size_t>(n);
+    }
+  }
+
+ private:
+  void put(char c) {
+    if (len_ < sizeof buf_) buf_[len_++] = c;
+  }
+  char buf_[16384];
+  std::size_t len_ = 0;
+};
+
+void write_stack_json(void* const* frames, int count) {
+  static SignalSafeLine line;  // static: a signal handler's stack may be small
+  line.reset();
+  line.raw("{\"ts\":\"");
+  line.timestamp();
+  line.raw("\",\"level\":\"critical\",\"event\":\"worker_timeout_stack\",\"logger\":\"keel.worker\",\"pid\":");
+  line.number(static_cast<std::uint64_t>(::getpid()));
+  if (g_abort_worker_id >= 0) {
+    line.raw(",\"worker\":");
+    line.number(static_cast<std::uint64_t>(g_abort_worker_id));
+  }
+  line.raw(",\"message\":\"worker timeout, stack of the blocked event loop\",\"frames\":[");
+  for (int i = 0; i < count; ++i) {
+    if (!line.room(1024)) break;  // a frame never needs more; the line must end with "]}"
+    if (i != 0) line.raw(",");
+    line.raw("\"");
+    Dl_info info{};
+    if (::dladdr(frames[i], &info) != 0 && info.dli_fname != nullptr) {
+      line.escaped(info.dli_fname);
+      if (info.dli_sname != nullptr) {
+        line.raw("(");
+        line.escaped(info.dli_sname);
+        line.raw("+");
+        line.hex(reinterpret_cast<std::uintptr_t>(frames[i]) - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+        line.raw(")");
+      }
+      line.raw(" ");
+    }
+    line.raw("[");
+    line.hex(reinterpret_cast<std::uintptr_t>(frames[i]));
+    line.raw("]\"");
+  }
+  line.raw("]}\n");
+  line.flush(STDERR_FILENO);
+}
+
 void on_abort(int) {
-  static const char kHead[] = "keel: worker timeout, stack of the blocked event loop:\n";
-  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kHead, sizeof kHead - 1);
   void* frames[64];
   const int count = ::backtrace(frames, 64);
-  ::backtrace_symbols_fd(frames, count, STDERR_FILENO);
+  if (g_abort_json) {
+    write_stack_json(frames, count);
+  } else {
+    static const char kHead[] = "keel: worker timeout, stack of the blocked event loop:\n";
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kHead, sizeof kHead - 1);
+    ::backtrace_symbols_fd(frames, count, STDERR_FILENO);
+  }
   ::signal(SIGABRT, SIG_DFL);
   ::raise(SIGABRT);
 }
 
-void install_abort_handler() {
+void install_abort_handler(int worker_id) {
   void* warm[1];
   ::backtrace(warm, 1);  // loads libgcc's unwinder now, not inside the signal handler
+  g_abort_json = log::format() == log::Format::kJson;
+  g_abort_worker_id = worker_id;
   struct sigaction sa {};
   sa.sa_handler = on_abort;
   sigemptyset(&sa.sa_mask);
@@ -204,6 +345,7 @@ class Master {
   std::string stats_json() const;
   void watch_for_reload();
   void check_reload();
+  void announce_to_supervisor() const;
   void begin_stop(bool graceful);
   void signal_all(int sig);
   void scale_to(int workers);
@@ -279,7 +421,7 @@ pid_t Master::spawn(int id, pid_t replaces) {
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
     ::signal(SIGUSR1, reopen_logs_handler);  // reopen the log file (logrotate)
     ::signal(SIGUSR2, SIG_IGN);
-    install_abort_handler();
+    install_abort_handler(id);
     // Unblock what the master blocked, except the shutdown signals: the worker's event loop reads
     // those from a signalfd, so one arriving while it boots waits instead of killing it.
     sigset_t unblock;
@@ -1094,6 +1236,13 @@ void Master::check_reload() {
   }
 }
 
+void Master::announce_to_supervisor() const {
+  const char* fd = std::getenv(kSupervisorFdEnv);
+  if (fd == nullptr) return;
+  const pid_t pid = ::getpid();
+  [[maybe_unused]] const ssize_t n = ::write(std::atoi(fd), &pid, sizeof pid);  // atomic: below PIPE_BUF
+}
+
 int Master::run() {
   sigset_t set;
   sigemptyset(&set);
@@ -1121,6 +1270,7 @@ int Master::run() {
     log::write(log::Level::kCritical, "keel.master", "control_socket_failed", {{"error", error}, {"exit_code", 78}});
     return 78;
   }
+  announce_to_supervisor();
   if (observer_.target_changed) observer_.target_changed(target_);
   for (int id = 0; id < target_; ++id) spawn(id);
   log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
@@ -1145,6 +1295,116 @@ int Master::run() {
   run_hook("on_exit", hooks_.on_exit);
   log::write(log::Level::kInfo, "keel.master", "stopped", {{"exit_code", exit_code_}});
   return exit_code_;
+}
+
+// --reload re-executes the master, and the master that started the new one then exits: without
+// a supervisor the process the user started would end after the first reload (the shell takes
+// the terminal back, Ctrl-C no longer reaches the server, which runs on re-parented to PID 1).
+// So with --reload the started process stays in the foreground, as uvicorn's reloader does: it
+// runs the master as its child, adopts the masters that re-executions start (child subreaper),
+// passes the stop and control signals on to them, and exits with the last master's status once
+// none is left.
+class Supervisor {
+ public:
+  int run(pid_t first_master, int announcements) {
+    announce_fd_ = announcements;
+    masters_.push_back(first_master);
+    log::write(log::Level::kInfo, "keel.supervisor", "supervisor_started",
+               {{"master_pid", static_cast<std::int64_t>(first_master)}});
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
+    ::sigprocmask(SIG_BLOCK, &set, nullptr);
+    int code = 0;
+    for (;;) {
+      read_announcements();
+      int status = 0;
+      pid_t pid;
+      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        const auto it = std::find(masters_.begin(), masters_.end(), pid);
+        if (it == masters_.end()) continue;  // an orphaned worker, adopted and reaped
+        masters_.erase(it);
+        code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (pid < 0 && errno == ECHILD) break;  // nothing left under us
+      timespec timeout{0, 100 * 1000 * 1000};
+      siginfo_t info{};
+      const int sig = ::sigtimedwait(&set, &info, &timeout);
+      if (sig <= 0 || sig == SIGCHLD) continue;
+      read_announcements();
+      // Stop signals reach every master (one re-executing has a successor booting); the others
+      // go to the newest. Ctrl-C in a terminal reaches the whole process group anyway.
+      const bool stop = sig == SIGTERM || sig == SIGINT || sig == SIGQUIT;
+      if (stop && !stopping_) {
+        stopping_ = true;
+        log::write(log::Level::kInfo, "keel.supervisor", "supervisor_stopping", {{"signal", sig}});
+      }
+      for (auto it = masters_.rbegin(); it != masters_.rend(); ++it) {
+        ::kill(*it, sig);
+        if (!stop) break;
+      }
+    }
+    ::close(announce_fd_);
+    log::write(log::Level::kInfo, "keel.supervisor", "supervisor_stopped", {{"exit_code", code}});
+    return code;
+  }
+
+ private:
+  void read_announcements() {
+    pid_t pids[64];
+    for (;;) {
+      const ssize_t n = ::read(announce_fd_, pids, sizeof pids);
+      if (n <= 0) return;
+      for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(pid_t)); ++i) {
+        if (std::find(masters_.begin(), masters_.end(), pids[i]) != masters_.end()) continue;
+        masters_.push_back(pids[i]);
+        // A master announced after the stop (a re-execution under way) stops too.
+        if (stopping_) ::kill(pids[i], SIGTERM);
+      }
+    }
+  }
+
+  int announce_fd_ = -1;
+  std::vector<pid_t> masters_;  // oldest first; not yet reaped
+  bool stopping_ = false;
+};
+
+// Becomes the --reload supervisor: forks the first master (which returns false here and goes on)
+// and, in the started process, supervises until every master ended (true, `code` set).
+bool supervise_reloads(const ServerOptions& options, std::vector<net::Listener>& listeners, int& code) {
+  if (!options.reload || std::getenv(kSupervisorFdEnv) != nullptr || std::getenv(kUpgradeFromEnv) != nullptr ||
+      is_candidate_generation())
+    return false;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    log::write(log::Level::kError, "keel.supervisor", "supervisor_unavailable", {{"error", std::strerror(errno)}});
+    return false;
+  }
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // masters whose parent (an older master) exits come to us
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    log::write(log::Level::kError, "keel.supervisor", "supervisor_unavailable", {{"error", std::strerror(errno)}});
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+    return false;
+  }
+  if (pid == 0) {
+    // The master: its successors inherit the write end (exec keeps it: not close-on-exec).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // the supervisor was killed: stop, do not run on unseen
+    ::close(fds[0]);
+    ::fcntl(fds[1], F_SETFD, 0);
+    ::setenv(kSupervisorFdEnv, std::to_string(fds[1]).c_str(), 1);
+    return false;
+  }
+  ::close(fds[1]);
+  ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  for (auto& l : listeners) {  // the masters own the sockets
+    if (l.fd >= 0) ::close(l.fd);
+    l.fd = -1;
+  }
+  code = Supervisor().run(pid, fds[0]);
+  return true;
 }
 
 // Writes the pid file and removes it (if still ours) when the process ends.
@@ -1319,6 +1579,10 @@ int print_status(const std::string& control_socket, bool as_json) {
 
 int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer) {
+  if (int code = 0; supervise_reloads(options, listeners, code)) {
+    g_handed_over = true;  // the sockets (and unix socket paths) were the masters' to close
+    return code;
+  }
   // A new generation of `upgrade` writes the pid file when it is promoted.
   PidFile pid_file(options.pid_file, !is_candidate_generation());
   run_hook("on_starting", hooks.on_starting);

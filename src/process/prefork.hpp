@@ -34,6 +34,9 @@ inline constexpr const char* kUpgradeFromEnv = "KEEL_UPGRADE_FROM";
 // number (the first master is generation 1). Such a master's workers accept only once their
 // readiness checks pass, and it writes the pid file only when promoted.
 inline constexpr const char* kGenerationEnv = "KEEL_GENERATION";
+// --reload: the write end of the foreground supervisor's pipe; every master under it announces
+// its pid there, so the supervisor knows whom to pass signals to after a re-execution.
+inline constexpr const char* kSupervisorFdEnv = "KEEL_SUPERVISOR_FD";
 
 // This process's generation (1 unless started by `upgrade`); read once from the environment.
 int generation();

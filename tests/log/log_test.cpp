@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -96,6 +97,43 @@ TEST_F(LogTest, ContextFieldsAppearOnEveryLineInItsScope) {
   EXPECT_EQ(ls[0]["span_id"], std::string(16, 'b'));
   EXPECT_EQ(ls[0]["route"], "/x/{id}");
   EXPECT_FALSE(ls[1].contains("request_id"));
+}
+
+// The top-level keys of one JSON line, in order, duplicates kept (nlohmann keeps only the last).
+std::vector<std::string> top_level_keys(const std::string& line) {
+  std::vector<std::string> keys;
+  const nlohmann::json parsed_line =
+      nlohmann::json::parse(line, [&keys](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        if (event == nlohmann::json::parse_event_t::key && depth == 1) keys.push_back(parsed.get<std::string>());
+        return true;
+      });
+  EXPECT_TRUE(parsed_line.is_object());
+  return keys;
+}
+
+TEST_F(LogTest, AFieldOfTheCallReplacesTheContextsFieldOfThatName) {
+  keel::log::Context ctx;
+  ctx.request_id = "req-1";
+  ctx.trace_id = std::string(32, 'a');
+  ctx.span_id = std::string(16, 'b');
+  ctx.fields = {{"route", "/x/{id}"}, {"tenant", "a"}, {"client_ip", "127.0.0.1"}, {"tenant", "b"}};
+  {
+    keel::log::ScopedContext scoped(&ctx);
+    // handler_exception names the route and request id itself; the context carries them too.
+    keel::log::write(Level::kError, "keel.http", "handler_exception",
+                     {{"route", "/x/{id}"}, {"request_id", "req-1"}, {"error", "boom"}});
+  }
+  keel::log::flush();
+  std::ifstream in(file);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  std::vector<std::string> keys = top_level_keys(line);
+  for (const char* key : {"route", "request_id", "tenant", "trace_id", "client_ip", "error"})
+    EXPECT_EQ(std::count(keys.begin(), keys.end(), key), 1) << key << " in " << line;
+  const auto parsed = nlohmann::json::parse(line);
+  EXPECT_EQ(parsed["tenant"], "b");  // the later binding wins
+  EXPECT_EQ(parsed["request_id"], "req-1");
+  EXPECT_EQ(parsed["route"], "/x/{id}");
 }
 
 TEST_F(LogTest, LevelsGlobalAndPerLogger) {

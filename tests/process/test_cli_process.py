@@ -290,5 +290,70 @@ class ShutdownTest(KeelTestCase):
         self.assertEqual(rc, 0, server.output_tail())
 
 
+class DocsMatchBehaviourTest(unittest.TestCase):
+    """The documentation says what the code does (issue 14, 15g): the README's layout names every
+    source directory, health.md and dependencies.md say what the core library links (read from
+    CMakeLists.txt), configuration.md and shutdown.md describe the bounded SIGINT and the log
+    line the process tests see, and api.md's handler_exception example is a valid log line."""
+
+    ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+    def read(self, rel: str) -> str:
+        with open(os.path.join(self.ROOT, rel), encoding="utf-8") as f:
+            return f.read()
+
+    def section(self, rel: str, heading: str) -> str:
+        text = self.read(rel)
+        start = text.find(heading)
+        self.assertGreaterEqual(start, 0, f"{rel} has no section {heading!r}")
+        end = text.find("\n## ", start + len(heading))
+        return text[start:end if end >= 0 else len(text)]
+
+    def test_readme_layout_names_every_source_directory(self):
+        layout = self.section("README.md", "## Layout")
+        for name in sorted(os.listdir(os.path.join(self.ROOT, "src"))):
+            if os.path.isdir(os.path.join(self.ROOT, "src", name)):
+                self.assertIn(f"`{name}`", layout, f"README's layout does not list src/{name}")
+
+    def test_what_the_core_links(self):
+        import re
+        cmake = self.read("CMakeLists.txt")
+        core = " ".join(re.findall(r"target_link_libraries\(keel\s([^)]*)\)", cmake))
+        self.assertIn("KEEL_CURL", core, "premise: the core library links libcurl (OTLP export)")
+        self.assertNotIn("KEEL_CHECK_DEPS", core, "premise: libpq/hiredis/sqlite3 only via keel::checks")
+        health = self.read("docs/health.md")
+        self.assertNotIn("the core links none of these", health)
+        self.assertRegex(health, r"libcurl[^.]*core links anyway")
+        links = self.section("docs/dependencies.md", "## What a service links")
+        for lib in ("libcurl", "zlib", "toml++", "keel::checks", "libpq", "hiredis", "SQLite"):
+            self.assertIn(lib, links)
+        curl_row = [l for l in self.read("docs/dependencies.md").splitlines() if l.startswith("| libcurl")][0]
+        self.assertIn("core", curl_row)
+        self.assertNotIn("later", curl_row)
+
+    def test_sigint_is_documented_as_the_code_behaves(self):
+        # tests/process/test_supervisor.py OffloadShutdownTest checks the behaviour and the event.
+        for rel in ("docs/configuration.md", "docs/shutdown.md"):
+            text = self.read(rel)
+            self.assertIn("threads_abandoned", text, rel)
+            self.assertIn("keel::offload", text, rel)
+
+    def test_api_middleware_and_handler_exception(self):
+        import json
+        middleware = self.section("docs/api.md", "## Middleware")
+        self.assertIn("synchronous only", middleware)
+        self.assertIn("`/health/ready`", middleware)
+        self.assertIn("`/metrics`", middleware)
+        errors = self.section("docs/api.md", "## Errors")
+        block = errors[errors.index("```json") + len("```json"):]
+        block = block[:block.index("```")]
+        pairs = json.loads(block.replace("…", ""), object_pairs_hook=lambda p: p)
+        keys = [k for k, _ in pairs]
+        self.assertEqual(len(keys), len(set(keys)), keys)
+        self.assertEqual(dict(pairs)["event"], "handler_exception")
+        for key in ("route", "request_id", "error"):
+            self.assertIn(key, keys)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -31,6 +31,88 @@ def wait_events(server, name, count, timeout=5.0):
     return events(server, name)
 
 
+def strict_json_object(line: str) -> dict:
+    """Parses one output line as a JSON object whose keys are unique; raises ValueError if not."""
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"duplicate keys {dup}")
+        return dict(pairs)
+    value = json.loads(line, object_pairs_hook=no_duplicates)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+class EveryLineIsJsonTest(KeelTestCase):
+    """In JSON mode every line keel writes, on stdout and on stderr, is one JSON object with unique
+    keys (issue 14, 15d): the handler_exception line (its context carries route and request_id
+    too), a failed startup hook, a port in use, and the stack a worker stuck past --timeout
+    prints when the master aborts it."""
+
+    def assertAllJson(self, stdout_lines, stderr_lines, context: str) -> list[dict]:
+        parsed = []
+        for stream, lines in (("stdout", stdout_lines), ("stderr", stderr_lines)):
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    parsed.append(strict_json_object(line))
+                except ValueError as e:
+                    self.fail(f"{context}: a {stream} line is not a JSON object with unique keys ({e}):\n{line}")
+        return parsed
+
+    def run_to_exit(self, *flags, env=None) -> tuple[int | None, list[dict]]:
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), *flags, timeout=10, env=env)
+        return rc, self.assertAllJson(out.splitlines(), err.splitlines(), " ".join(flags))
+
+    def test_handler_exception(self):
+        server = self.start_server()
+        resp = keelproc.get(server.port, "/boom", headers={"X-Request-ID": "req-dup-1"})
+        self.assertProblem(resp, 500, close=False)
+        found = wait_events(server, "handler_exception", 1)
+        self.assertEqual(len(found), 1, server.output_tail())
+        server.stop()
+        parsed = self.assertAllJson(server.stdout_snapshot(), server.stderr_lines, "handler_exception")
+        line = [e for e in parsed if e.get("event") == "handler_exception"][0]
+        self.assertEqual(line["request_id"], "req-dup-1")
+        self.assertEqual(line["route"], "/boom")
+
+    def test_failed_startup_hook(self):
+        env = dict(os.environ, KEEL_TESTAPP_FAIL_STARTUP="1")
+        for workers in ("1", "2"):
+            with self.subTest(workers=workers):
+                rc, parsed = self.run_to_exit("--bind", "127.0.0.1:0", "--workers", workers, env=env)
+                self.assertEqual(rc, 3)
+                failed = [e for e in parsed if e.get("event") == "startup_failed"]
+                self.assertTrue(failed and "database unreachable" in failed[0].get("error", ""), parsed)
+
+    def test_port_in_use(self):
+        import socket
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        rc, parsed = self.run_to_exit("--bind", f"127.0.0.1:{holder.getsockname()[1]}")
+        self.assertEqual(rc, 3)
+        self.assertTrue(any(e.get("event") == "bind_failed" and e.get("error") for e in parsed), parsed)
+
+    def test_timeout_stack_trace(self):
+        server = self.start_server("--timeout", "1s", "--workers", "2")
+        with Conn(server.port, timeout=10) as conn:
+            conn.send(keelproc.build_request("GET", "/block?ms=4000"))
+            deadline = time.monotonic() + 8
+            while not any('"worker_timeout_stack"' in l for l in server.stderr_lines):
+                self.assertLess(time.monotonic(), deadline, "no stack trace\n" + server.output_tail())
+                time.sleep(0.05)
+        server.stop()
+        parsed = self.assertAllJson(server.stdout_snapshot(), server.stderr_lines, "--timeout")
+        stack = [e for e in parsed if e.get("event") == "worker_timeout_stack"][0]
+        self.assertEqual(stack["level"], "critical")
+        self.assertTrue(any("blocking_handler" in f for f in stack["frames"]), stack)
+
+
 class AccessLogTest(KeelTestCase):
     def test_one_line_per_request_with_its_fields(self):
         server = self.start_server()

@@ -140,5 +140,36 @@ class RouterTest(KeelTestCase):
             self.assertEqual(resp.json()["route"], "/files/{rest:path}")
 
 
+class BadRouteTemplateTest(KeelTestCase):
+    """A route template keel cannot read is a configuration error named at startup (exit 78), not
+    std::terminate and a core dump (issue 14, 15e)."""
+
+    def test_unknown_parameter_type_exits_78_naming_the_route(self):
+        import os
+        env = dict(os.environ, TESTAPP_BAD_ROUTE="1")
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--bind", "127.0.0.1:0", env=env)
+        self.assertEqual(rc, 78, f"stdout: {out}\nstderr: {err}")
+        self.assertIn("GET /x/{id:integer}", err)
+        self.assertIn("unknown parameter type 'integer'", err)
+        self.assertNotIn("terminate", err)
+        self.assertNotIn("listening", out, "the server started despite the bad route")
+
+
+class MalformedJsonBodyTest(KeelTestCase):
+    """A malformed JSON body's 400 is in keel's words, not the JSON library's (issue 14, 15e)."""
+
+    def test_the_problem_detail_names_the_byte_not_the_library(self):
+        server = self.start_server()
+        for body, detail in (("{bad", "malformed JSON body at byte 2"),
+                             ('{"a": 1', "malformed JSON body: unexpected end at byte 7"),
+                             ("", "malformed JSON body: unexpected end at byte 0")):
+            with self.subTest(body=body):
+                resp = keelproc.get(server.port, "/json-type", method="POST",
+                                    headers={"Content-Type": "application/json"}, body=body.encode())
+                doc = self.assertProblem(resp, 400, close=False)
+                self.assertEqual(doc["detail"], detail, doc)
+                self.assertNotIn("json.exception", resp.text)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -179,6 +179,9 @@ int main(int argc, char** argv) {
     co_return keel::Response::text("offloaded " + std::to_string(slept));
   });
   add_coroutine_pattern_routes(app);
+  // A route template keel cannot read: run() must name it and exit 78, not std::terminate.
+  if (std::getenv("TESTAPP_BAD_ROUTE") != nullptr)
+    app.get("/x/{id:integer}", [](keel::Request&) { return keel::Response::text("unreachable"); });
   app.get("/boom", [](keel::Request&) -> keel::Response { throw std::runtime_error("handler exploded"); });
   app.get("/http-error", [](keel::Request&) -> keel::Response { throw keel::HttpError(418, "short and stout"); });
   app.get("/big", [](keel::Request& req) {
