@@ -41,6 +41,7 @@ std::size_t ThreadPool::stop(std::chrono::steady_clock::time_point deadline) {
   std::size_t stuck = 0;
   {
     std::unique_lock lock(state_->mutex);
+    if (state_->abandoned) return state_->live;  // stopped before: never wait for those again
     state_->stopping = true;
     state_->queue.clear();  // never started: nothing waits for them once the loop has stopped
     state_->cv.notify_all();
