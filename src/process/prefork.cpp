@@ -77,10 +77,12 @@ class SignalSafeLine {
     } while (v != 0);
     while (n > 0) put(digits[--n]);
   }
-  // The inside of a JSON string: quotes and backslashes escaped, control and non-ASCII bytes
-  // replaced (paths and symbols are ASCII in practice; the line must stay valid UTF-8).
+  // The inside of a JSON string, at most kMaxString bytes: quotes and backslashes escaped,
+  // control and non-ASCII bytes replaced (paths and symbols are ASCII in practice; the line must
+  // stay valid UTF-8).
+  static constexpr std::size_t kMaxString = 500;
   void escaped(const char* s) {
-    for (; *s != '\0'; ++s) {
+    for (std::size_t n = 0; *s != '\0' && n < kMaxString; ++s, ++n) {  // a longer one is cut
       const auto c = static_cast<unsigned char>(*s);
       if (c == '"' || c == '\\') {
         put('\\');
@@ -156,7 +158,9 @@ void write_stack_json(void* const* frames, int count) {
   }
   line.raw(",\"message\":\"worker timeout, stack of the blocked event loop\",\"frames\":[");
   for (int i = 0; i < count; ++i) {
-    if (!line.room(1024)) break;  // a frame never needs more; the line must end with "]}"
+    // A frame takes at most two cut strings (doubled by escaping) and 64 bytes more: room is
+    // checked first, so the line always ends with "]}" and stays valid JSON.
+    if (!line.room(4 * SignalSafeLine::kMaxString + 64)) break;
     if (i != 0) line.raw(",");
     line.raw("\"");
     Dl_info info{};
