@@ -62,9 +62,13 @@ struct DestroyedFlag {
 
 TEST(ThreadPoolTest, AThreadBlockedPastTheDeadlineIsAbandonedNotJoined) {
   static Gate gate;  // outlives the abandoned thread
+  static std::atomic<bool> left{false};
   {
     keel::ThreadPool pool(2, 16);
-    ASSERT_TRUE(pool.submit([] { gate.wait(); }));
+    ASSERT_TRUE(pool.submit([] {
+      gate.wait();
+      left = true;
+    }));
     gate.wait_entered();
     const auto t0 = Clock::now();
     EXPECT_EQ(pool.stop(Clock::now() + std::chrono::milliseconds(100)), 1u);
@@ -73,8 +77,13 @@ TEST(ThreadPoolTest, AThreadBlockedPastTheDeadlineIsAbandonedNotJoined) {
     EXPECT_LT(waited, std::chrono::seconds(2));
     EXPECT_TRUE(keel::ThreadPool::any_abandoned());
     EXPECT_EQ(pool.stop(Clock::time_point::max()), 1u);  // a second stop (the destructor's) never waits
-  }                                                      // the destructor returns although the thread is still blocked
+  }                                                      // ~ThreadPool returned although the thread is still blocked
   gate.release();
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (!left.load()) {  // no static is destroyed under the thread
+    ASSERT_LT(Clock::now(), deadline);
+    std::this_thread::yield();
+  }
 }
 
 TEST(ThreadPoolTest, AnAbandonedJobsCompletionNeverRuns) {
