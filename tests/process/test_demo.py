@@ -218,10 +218,10 @@ class DemoSettings(KeelTestCase):
         r = keelproc.get(keelproc.port_of(server.listening[1]), "/health/ready")
         self.assertEqual(r.json()["checks"]["fault_never_ready"]["error"], "fault_never_ready is set")
         self.assertEqual(keelproc.get(server.port, "/health").status, 200)
-        rc, _, err = keelproc.run_cli(keelproc.demo(), "--bind", "127.0.0.1:0", "--workers", "2",
-                                      "--fault-fail-startup", timeout=10)
+        rc, out, err = keelproc.run_cli(keelproc.demo(), "--bind", "127.0.0.1:0", "--workers", "2",
+                                        "--fault-fail-startup", timeout=10)
         self.assertEqual(rc, 3, err)
-        self.assertIn("fault_fail_startup is set", err)
+        self.assertIn("fault_fail_startup is set", out)  # the startup_failed line (JSON: no plain stderr line)
 
 
 class DemoStartsWithoutItsDatabase(KeelTestCase):
