@@ -391,9 +391,16 @@ class DemoSpans(KeelTestCase):
         pg = deps.Postgres()
         self.addCleanup(pg.close)
         pg.start()
-        server = self.start_demo(DATABASE_URL=pg.url)
-        self.assertEqual(demo_call(server.port, "POST", "/api/users", {"name": "P", "email": "p@example.com"}).status,
-                         201)
+        redis = deps.Redis()
+        self.addCleanup(redis.close)
+        redis.start()
+        server = self.start_demo(DATABASE_URL=pg.url, CACHE_URL=redis.url)
+        r = demo_call(server.port, "POST", "/api/users", {"name": "P", "email": "p@example.com"})
+        self.assertEqual(r.status, 201)
+        self.assertEqual(demo_call(server.port, "GET", f"/api/users/{r.json()['id']}").status, 200)
+        cache = self.collector.wait(lambda s: s["name"] == "GET cache")[0]
+        self.assertEqual(cache["kind"], 3)
+        self.assertEqual((attrs(cache)["db.system.name"], attrs(cache)["db.operation.name"]), ("redis", "GET"))
         insert = self.collector.wait(lambda s: s["name"] == "INSERT users")[0]
         a = attrs(insert)
         self.assertEqual(insert["kind"], 3)
