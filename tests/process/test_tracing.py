@@ -1,7 +1,9 @@
 """Tracing through the real binary: W3C trace context continued or started, SERVER spans with the
-HTTP semantic-convention attributes exported over OTLP/HTTP JSON to a collector on loopback,
-child spans across co_await and offload, samplers, error status, log correlation, exemplars, and
-a collector that is down (requests unaffected, drops counted)."""
+HTTP semantic-convention attributes exported over OTLP/HTTP JSON to a collector on loopback (which
+checks every export request against the OTLP rules), child spans across co_await and offload,
+samplers, error status, log correlation, exemplars, a collector that is down (requests
+unaffected, drops counted), keel-demo's database and fetch spans, and the W3C Trace Context
+conformance suite at STRICT_LEVEL=2."""
 
 import gzip
 import http.server
