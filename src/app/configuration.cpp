@@ -168,10 +168,11 @@ std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& o) {
                                               {"telemetry.sdk.language", std::string("cpp")},
                                               {"telemetry.sdk.version", std::string(KEEL_VERSION)},
                                               {"process.pid", static_cast<std::int64_t>(::getpid())}};
-    for (auto& [k, v] : key_values(o.otel_resource_attributes)) {
-      if (k == "service.name") continue;
-      std::erase_if(resource, [&](const trace::Attribute& a) { return a.key == k; });
-      resource.push_back({k, v});
+    for (auto& kv : key_values(o.otel_resource_attributes)) {
+      const std::string& key = kv.first;  // (clang 14 cannot capture a structured binding)
+      if (key == "service.name") continue;
+      std::erase_if(resource, [&](const trace::Attribute& a) { return a.key == key; });
+      resource.push_back({key, std::move(kv.second)});
     }
     e.resource.push_back({"service.name", service});
     for (auto& a : resource) e.resource.push_back(std::move(a));
