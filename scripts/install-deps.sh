@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev zlib1g-dev
   python3 curl wrk procps sqlite3 postgresql redis-server prometheus python3-prometheus-client
+  python3-aiohttp  # the W3C Trace Context suite's harness (tests/process/test_tracing.py)
   slowhttptest libhttp-parser-dev
 )
 missing=()

@@ -99,8 +99,8 @@ void Cache::failed(const std::string&) noexcept {
 std::optional<std::string> Cache::get(const std::string& key) noexcept {
   if (!available()) return std::nullopt;
   try {
-    keel::Span span("GET cache");
-    span.set_attribute("db.system", "redis").set_attribute("db.operation", "GET");
+    keel::Span span("GET cache", keel::SpanKind::kClient);
+    span.set_attribute("db.system.name", "redis").set_attribute("db.operation.name", "GET");
     auto lease = pool_->acquire();
     Reply r(redisCommand(lease->c, "GET %b", key.data(), key.size()));
     if (r.r == nullptr) {
@@ -118,8 +118,8 @@ std::optional<std::string> Cache::get(const std::string& key) noexcept {
 void Cache::set(const std::string& key, const std::string& value, std::chrono::seconds ttl) noexcept {
   if (!available()) return;
   try {
-    keel::Span span("SET cache");
-    span.set_attribute("db.system", "redis").set_attribute("db.operation", "SET");
+    keel::Span span("SET cache", keel::SpanKind::kClient);
+    span.set_attribute("db.system.name", "redis").set_attribute("db.operation.name", "SET");
     auto lease = pool_->acquire();
     Reply r(redisCommand(lease->c, "SET %b %b EX %lld", key.data(), key.size(), value.data(), value.size(),
                          static_cast<long long>(ttl.count())));
@@ -135,8 +135,8 @@ void Cache::set(const std::string& key, const std::string& value, std::chrono::s
 void Cache::del(const std::string& key) noexcept {
   // Invalidation is attempted even while reads skip the cache: a stale entry must not survive.
   try {
-    keel::Span span("DEL cache");
-    span.set_attribute("db.system", "redis").set_attribute("db.operation", "DEL");
+    keel::Span span("DEL cache", keel::SpanKind::kClient);
+    span.set_attribute("db.system.name", "redis").set_attribute("db.operation.name", "DEL");
     auto lease = pool_->acquire();
     Reply r(redisCommand(lease->c, "DEL %b", key.data(), key.size()));
     if (r.r == nullptr) {

@@ -26,6 +26,17 @@ class Conflict : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A failed database call that the database explained: `code` is its error code (PostgreSQL's
+// SQLSTATE, e.g. "57P01"), recorded as the span's error.type and db.response.status_code.
+class DatabaseError : public std::runtime_error {
+ public:
+  DatabaseError(const std::string& what, std::string code) : std::runtime_error(what), code_(std::move(code)) {}
+  [[nodiscard]] const std::string& code() const noexcept { return code_; }
+
+ private:
+  std::string code_;
+};
+
 struct UserChanges {  // PATCH: absent fields stay as they are
   std::optional<std::string> name;
   std::optional<std::string> email;

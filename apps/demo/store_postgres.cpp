@@ -2,24 +2,110 @@
 // connection that fails is dropped from the pool (the next call reconnects).
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "pool.hpp"
 #include "store.hpp"
+#include "traced_store.hpp"
 
 namespace demo {
 namespace {
 
+// ---- keeping the password out of error messages ----------------------------------------------
+// libpq repeats parts of the connection string in some errors: a malformed or forbidden percent
+// escape ("invalid percent-encoded token", "forbidden value %00 in percent-encoded value") echoes
+// the whole component, the password included. Every message that leaves this file (exceptions,
+// hence logs, health output, span status) goes through scrub().
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The password of a postgresql:// URL, from its userinfo and from a password= parameter, as
+// written and percent-decoded (libpq may show either).
+std::vector<std::string> passwords_in(std::string_view url) {
+  std::vector<std::string> raw;
+  if (const auto scheme = url.find("://"); scheme != std::string_view::npos) {
+    const std::string_view rest = url.substr(scheme + 3);
+    // libpq's own rule: the userinfo ends at the first '@' before any '/'.
+    const auto end = rest.find_first_of("@/");
+    if (end != std::string_view::npos && rest[end] == '@') {
+      const std::string_view userinfo = rest.substr(0, end);
+      if (const auto colon = userinfo.find(':'); colon != std::string_view::npos)
+        raw.emplace_back(userinfo.substr(colon + 1));
+    }
+  }
+  if (const auto q = url.find('?'); q != std::string_view::npos) {
+    std::string_view query = url.substr(q + 1);
+    while (!query.empty()) {
+      const auto amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      if (pair.rfind("password=", 0) == 0) raw.emplace_back(pair.substr(9));
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+  }
+  std::vector<std::string> out;
+  for (const std::string& p : raw) {
+    if (p.empty()) continue;
+    out.push_back(p);
+    if (std::string decoded = percent_decode(p); decoded != p && !decoded.empty()) out.push_back(std::move(decoded));
+  }
+  return out;
+}
+
+// The message with every password of `passwords` (and the password of any URL in it) masked.
+std::string scrub(std::string msg, const std::vector<std::string>& passwords) {
+  for (const std::string& p : passwords) {
+    for (std::size_t at = msg.find(p); at != std::string::npos; at = msg.find(p, at + 3))
+      msg.replace(at, p.size(), "***");
+  }
+  for (std::size_t scheme = msg.find("://"); scheme != std::string::npos; scheme = msg.find("://", scheme + 3)) {
+    const std::size_t start = scheme + 3;
+    const std::size_t end = std::min(msg.find_first_of("/?# \t\n\"'", start), msg.size());
+    const std::size_t at = msg.rfind('@', end);
+    if (at == std::string::npos || at < start) continue;
+    const std::size_t colon = msg.find(':', start);
+    if (colon < at) msg.replace(colon + 1, at - colon - 1, "***");
+  }
+  return msg;
+}
+
+std::string trimmed(std::string msg) {
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return msg;
+}
+
 struct Connection {
   PGconn* conn = nullptr;
-  explicit Connection(const std::string& url) : conn(PQconnectdb(url.c_str())) {
+  Connection(const std::string& url, const std::vector<std::string>& passwords) : conn(PQconnectdb(url.c_str())) {
     if (PQstatus(conn) != CONNECTION_OK) {
-      std::string msg = PQerrorMessage(conn);
+      std::string msg = trimmed(PQerrorMessage(conn));
       PQfinish(conn);
-      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-      throw std::runtime_error("postgres: connect: " + msg);
+      // SQLSTATE 08001, sqlclient_unable_to_establish_sqlconnection: libpq gives none itself.
+      throw DatabaseError(scrub("postgres: connect: " + msg, passwords), "08001");
     }
   }
   Connection(const Connection&) = delete;
@@ -49,8 +135,9 @@ class PostgresStore final : public UserStore {
  public:
   PostgresStore(std::string url, std::size_t pool_size)
       : url_(std::move(url)),
+        passwords_(passwords_in(url_)),
         pool_(
-            pool_size, [this] { return std::make_unique<Connection>(url_); },
+            pool_size, [this] { return std::make_unique<Connection>(url_, passwords_); },
             [](const Connection& c) { return PQsocket(c.conn); }) {}
 
   void migrate() override {
@@ -69,10 +156,10 @@ class PostgresStore final : public UserStore {
                     " updated_at TIMESTAMPTZ NOT NULL DEFAULT now());"
                     "COMMIT;"));
     if (PQresultStatus(r.r) != PGRES_COMMAND_OK) {
-      std::string msg = PQerrorMessage(lease->conn);
+      std::string msg = trimmed(PQerrorMessage(lease->conn));
+      const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
       Result rollback(PQexec(lease->conn, "ROLLBACK"));
-      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-      throw std::runtime_error("postgres: migration: " + msg);
+      throw DatabaseError(scrub("postgres: migration: " + msg, passwords_), state != nullptr ? state : "");
     }
   }
 
@@ -126,15 +213,17 @@ class PostgresStore final : public UserStore {
                           nullptr, 0));
     const ExecStatusType st = PQresultStatus(r.r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
-    if (PQstatus(lease->conn) != CONNECTION_OK) lease.discard();  // reconnect next time
+    const bool broken = PQstatus(lease->conn) != CONNECTION_OK;
+    if (broken) lease.discard();  // reconnect next time
     const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
     if (state != nullptr && std::string(state) == "23505") throw Conflict("email is already registered");
-    std::string msg = PQresultErrorMessage(r.r);
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    throw std::runtime_error("postgres: " + msg);
+    const std::string msg = trimmed(PQresultErrorMessage(r.r));
+    // A connection lost on the way has no SQLSTATE from the server: 08006, connection_failure.
+    throw DatabaseError(scrub("postgres: " + msg, passwords_), state != nullptr ? state : broken ? "08006" : "");
   }
 
   std::string url_;
+  std::vector<std::string> passwords_;
   Pool<Connection> pool_;
 };
 
@@ -144,17 +233,52 @@ std::unique_ptr<UserStore> open_postgres_store(const std::string& url, std::size
   return std::make_unique<PostgresStore>(url, pool_size);
 }
 
-std::unique_ptr<UserStore> open_sqlite_store(const std::string& path, std::size_t pool_size);
+namespace {
 
-std::unique_ptr<UserStore> traced_store(std::unique_ptr<UserStore> inner, std::string system);
+// What the database spans say about a PostgreSQL server: libpq's own reading of the URL (no
+// connection is made). A URL libpq cannot read fails here, with the password scrubbed.
+DbInfo postgres_info(const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (options == nullptr) {
+    std::string msg = trimmed(error != nullptr ? error : "out of memory");
+    PQfreemem(error);
+    throw DatabaseError(scrub("postgres: database_url: " + msg, passwords_in(url)), "");
+  }
+  DbInfo info{.system = "postgresql", .network = true};
+  std::string user;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0') continue;
+    const std::string_view key = o->keyword;
+    const std::string value = o->val;
+    if (key == "dbname") info.name = value;
+    if (key == "user") user = value;
+    if (key == "host") info.server_address = value.substr(0, value.find(','));  // the first of several
+    if (key == "port") info.server_port = std::atoll(value.substr(0, value.find(',')).c_str());
+  }
+  PQconninfoFree(options);
+  if (info.name.empty()) info.name = user;  // libpq's default database: the user's name
+  if (info.server_address.empty() || info.server_address.front() == '/') {
+    info.server_address.clear();  // a unix socket directory
+  } else if (info.server_port == 0) {
+    info.server_port = 5432;
+  }
+  return info;
+}
+
+}  // namespace
+
+std::unique_ptr<UserStore> open_sqlite_store(const std::string& path, std::size_t pool_size);
 
 std::unique_ptr<UserStore> open_store(const std::string& url, std::size_t pool_size) {
   if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0)
-    return traced_store(open_postgres_store(url, pool_size), "postgresql");
+    return traced_store(open_postgres_store(url, pool_size), postgres_info(url));
   for (const char* prefix : {"sqlite://", "sqlite:"})
     if (url.rfind(prefix, 0) == 0)
-      return traced_store(open_sqlite_store(url.substr(std::string(prefix).size()), pool_size), "sqlite");
-  throw std::invalid_argument("database_url: expected sqlite:PATH or postgresql://..., got '" + url + "'");
+      return traced_store(open_sqlite_store(url.substr(std::string(prefix).size()), pool_size),
+                          DbInfo{.system = "sqlite", .network = false});
+  throw std::invalid_argument("database_url: expected sqlite:PATH or postgresql://..., got '" +
+                              scrub(url, passwords_in(url)) + "'");
 }
 
 }  // namespace demo

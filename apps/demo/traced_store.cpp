@@ -1,5 +1,11 @@
-// Every database call of the demo as a CLIENT-side child span ("db SELECT users" style names,
-// OpenTelemetry database attributes), whichever backend is behind it.
+// Every database call of the demo as a child span named and described as the OpenTelemetry
+// database semantic conventions say (v1.33, stable): "SELECT users", db.system.name,
+// db.operation.name, db.collection.name, db.query.summary, db.namespace, server.address /
+// server.port for a database server, error.type (and db.response.status_code) when a call fails.
+// A database server (PostgreSQL) is called over the network: kind CLIENT; SQLite runs in the
+// process: kind INTERNAL.
+#include "traced_store.hpp"
+
 #include "keel/trace.hpp"
 #include "store.hpp"
 
@@ -9,23 +15,34 @@ namespace {
 class TracedStore final : public UserStore {
   template <class F>
   auto traced(const char* operation, F&& call) {
-    keel::Span span(std::string(operation) + " users");
-    span.set_attribute("db.system", system_)
-        .set_attribute("db.operation", operation)
-        .set_attribute("db.sql.table", "users");
+    const std::string summary = std::string(operation) + " users";
+    keel::Span span(summary, db_.network ? keel::SpanKind::kClient : keel::SpanKind::kInternal);
+    if (span.recording()) {
+      span.set_attribute("db.system.name", db_.system)
+          .set_attribute("db.operation.name", operation)
+          .set_attribute("db.collection.name", "users")
+          .set_attribute("db.query.summary", summary);
+      if (!db_.name.empty()) span.set_attribute("db.namespace", db_.name);
+      if (!db_.server_address.empty()) span.set_attribute("server.address", db_.server_address);
+      if (db_.server_port > 0) span.set_attribute("server.port", db_.server_port);
+    }
     try {
       return call();
     } catch (const Conflict&) {
       throw;  // an expected outcome (409), not a failed call
-    } catch (const std::exception& e) {
+    } catch (const DatabaseError& e) {
+      if (!e.code().empty()) span.set_attribute("db.response.status_code", e.code());
+      span.set_attribute("error.type", e.code().empty() ? std::string("_OTHER") : e.code());
       span.set_error(e.what());
+      throw;
+    } catch (const std::exception& e) {
+      span.set_attribute("error.type", "_OTHER").set_error(e.what());
       throw;
     }
   }
 
  public:
-  TracedStore(std::unique_ptr<UserStore> inner, std::string system)
-      : inner_(std::move(inner)), system_(std::move(system)) {}
+  TracedStore(std::unique_ptr<UserStore> inner, DbInfo db) : inner_(std::move(inner)), db_(std::move(db)) {}
 
   void migrate() override {
     traced("CREATE", [&] { inner_->migrate(); });
@@ -51,13 +68,13 @@ class TracedStore final : public UserStore {
   void ping() override { inner_->ping(); }  // readiness probes: not worth a span each
 
   std::unique_ptr<UserStore> inner_;
-  std::string system_;
+  DbInfo db_;
 };
 
 }  // namespace
 
-std::unique_ptr<UserStore> traced_store(std::unique_ptr<UserStore> inner, std::string system) {
-  return std::make_unique<TracedStore>(std::move(inner), std::move(system));
+std::unique_ptr<UserStore> traced_store(std::unique_ptr<UserStore> inner, DbInfo db) {
+  return std::make_unique<TracedStore>(std::move(inner), std::move(db));
 }
 
 }  // namespace demo

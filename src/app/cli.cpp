@@ -212,9 +212,20 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
       for (const auto& f : flags)
         if (f.name == key) flag = &f;
       std::string problem;
+      std::string shown = item;  // what the message repeats: never a secret's value
       if (eq == std::string::npos || key.empty()) {
         problem = "expected KEY=VALUE";
+      } else if (flag != nullptr && flag->secret) {
+        // The new generation's command line is every later generation's too, and any local user
+        // reads it with ps: secrets go through a file.
+        shown = key + "=********";
+        problem = "'" + key +
+                  "' is a secret: --set would put its value on the command line of the new generation and of "
+                  "every later one, readable by any local user with ps. Set it in the config file given with "
+                  "--config, or in the file " +
+                  flag->env + "_FILE names";
       } else if (flag == nullptr) {
+        shown = key + "=...";  // perhaps a misspelt secret: its value is not repeated
         const std::string hint = config::suggest(key, names);
         problem = "unknown setting '" + key + "'" + (hint.empty() ? "" : " (did you mean " + hint + "?)");
       } else if (key == "workers" || key == "control_socket" || key == "bind" || key == "pid_file") {
@@ -229,7 +240,7 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
         up.args.push_back(config::to_flag_name(key) + "=" + item.substr(eq + 1));
       }
       if (!problem.empty()) {
-        std::cerr << argv[0] << ": error: upgrade --set " << item << ": " << problem << "\n";
+        std::cerr << argv[0] << ": error: upgrade --set " << shown << ": " << problem << "\n";
         cmd.kind = Command::Kind::kExit;
         cmd.exit_code = 78;
         return cmd;

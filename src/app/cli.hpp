@@ -19,6 +19,7 @@ struct Flag {
   std::string help{};
   std::string env{};           // shown in --help
   std::string default_text{};  // shown in --help (empty for secrets)
+  bool secret = false;         // `upgrade --set` refuses it (it would stay in every later argv)
 };
 
 struct Command {

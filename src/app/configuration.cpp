@@ -12,6 +12,10 @@
 #include "metrics/registry.hpp"
 #include "process/prefork.hpp"
 
+#ifndef KEEL_VERSION
+#define KEEL_VERSION "unknown"
+#endif
+
 namespace keel::app {
 
 Configuration::Configuration(const ServerOptions& defaults, const Settings& app_settings) {
@@ -33,7 +37,11 @@ Configuration::Configuration(const ServerOptions& defaults, const Settings& app_
 std::vector<cli::Flag> Configuration::flags() const {
   std::vector<cli::Flag> out;
   for (const auto& spec : registry_.specs()) {
-    cli::Flag f{.name = spec.name, .type = spec.type, .help = spec.help, .env = registry_.env_name(spec)};
+    cli::Flag f{.name = spec.name,
+                .type = spec.type,
+                .help = spec.help,
+                .env = registry_.env_name(spec),
+                .secret = spec.secret};
     if (spec.default_value && !spec.secret) f.default_text = *spec.default_value;
     for (const auto& s : server_settings())
       if (s.spec.name == spec.name) f.aliases = s.cli_aliases;
@@ -155,12 +163,20 @@ std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& o) {
     e.export_timeout = std::chrono::milliseconds(o.otel_bsp_export_timeout);
     const std::string service =
         o.otel_service_name.empty() ? std::string(program_invocation_short_name) : o.otel_service_name;
+    // The SDK's own attributes, then OTEL_RESOURCE_ATTRIBUTES over them (the later of two equal
+    // keys wins), then OTEL_SERVICE_NAME: each key once (OTLP: attribute keys are unique).
+    std::vector<trace::Attribute> resource = {{"telemetry.sdk.name", std::string("keel")},
+                                              {"telemetry.sdk.language", std::string("cpp")},
+                                              {"telemetry.sdk.version", std::string(KEEL_VERSION)},
+                                              {"process.pid", static_cast<std::int64_t>(::getpid())}};
+    for (auto& kv : key_values(o.otel_resource_attributes)) {
+      const std::string& key = kv.first;  // (clang 14 cannot capture a structured binding)
+      if (key == "service.name") continue;
+      std::erase_if(resource, [&](const trace::Attribute& a) { return a.key == key; });
+      resource.push_back({key, std::move(kv.second)});
+    }
     e.resource.push_back({"service.name", service});
-    for (auto& [k, v] : key_values(o.otel_resource_attributes))
-      if (k != "service.name") e.resource.push_back({k, v});
-    e.resource.push_back({"telemetry.sdk.name", std::string("keel")});
-    e.resource.push_back({"telemetry.sdk.language", std::string("cpp")});
-    e.resource.push_back({"process.pid", static_cast<std::int64_t>(::getpid())});
+    for (auto& a : resource) e.resource.push_back(std::move(a));
     t.exporter = std::move(e);
   }
   return std::make_unique<trace::Tracer>(std::move(t));

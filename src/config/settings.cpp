@@ -263,9 +263,23 @@ std::string Registry::display(std::string_view name) const {
   for (const auto& s : specs_)
     if (s.name == name && s.secret) return r ? "********" : "(unset)";
   if (r == nullptr) return "(unset)";
-  for (const auto& s : specs_)
-    if (s.name == name && s.type == Type::kUrl) return redact_url(r->text);
-  return r->text;
+  // Not only kUrl settings hold URLs (the OTLP endpoints are strings with a URL check, an app may
+  // keep a list of them): any URL-shaped value, or list item, has its password masked.
+  if (r->text.find("://") == std::string::npos) return r->text;
+  for (const auto& s : specs_) {
+    if (s.name != name || s.type != Type::kList) continue;
+    std::string out;
+    std::size_t pos = 0;
+    while (true) {
+      const std::size_t comma = r->text.find(',', pos);
+      out += redact_url(
+          std::string_view(r->text).substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+      if (comma == std::string::npos) return out;
+      out += ',';
+      pos = comma + 1;
+    }
+  }
+  return redact_url(r->text);
 }
 
 }  // namespace keel::config

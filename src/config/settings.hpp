@@ -76,7 +76,8 @@ class Registry {
   std::vector<Problem> resolve(const Layers& layers);
 
   [[nodiscard]] const Resolved* find(std::string_view name) const;
-  // The value for printing: secrets as "********" (or "(unset)").
+  // The value for printing: secrets as "********" (or "(unset)"); the password of any URL in the
+  // value (or in each list item) as "***", whatever the setting's type.
   [[nodiscard]] std::string display(std::string_view name) const;
   [[nodiscard]] const std::vector<Spec>& specs() const noexcept { return specs_; }
   [[nodiscard]] std::string env_name(const Spec& s) const;

@@ -209,6 +209,13 @@ Parsed<std::size_t> parse_enum(std::string_view text, std::initializer_list<std:
 
 namespace {
 
+std::string ascii_lower_copy(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) out += ascii_lower(c);
+  return out;
+}
+
 // Schemes whose URLs name a local path, so an empty host (or no "//" at all) is fine.
 bool is_local_scheme(std::string_view scheme) noexcept {
   return scheme == "file" || scheme == "sqlite" || scheme == "sqlite3";
@@ -254,6 +261,13 @@ Parsed<Url> parse_url(std::string_view text, std::span<const std::string_view> s
 
   const std::size_t colon = text.find(':');
   if (colon == std::string_view::npos || colon == 0) return fail("missing scheme");
+  // Network URLs are percent-decoded by their clients (libpq, hiredis, libcurl), and a malformed
+  // escape makes some of them echo the whole component, a password too, into their error message.
+  if (!is_local_scheme(ascii_lower_copy(text.substr(0, colon)))) {
+    for (std::size_t i = colon; i < text.size(); ++i)
+      if (text[i] == '%' && (i + 2 >= text.size() || !is_hex(text[i + 1]) || !is_hex(text[i + 2])))
+        return fail("'%' must start a percent-escape of two hex digits, such as %25 for '%' itself");
+  }
   Url url;
   for (std::size_t i = 0; i < colon; ++i) {
     const char c = text[i];

@@ -118,8 +118,10 @@ struct Url {
 //    '/', '?' and '#' in a password must be percent-encoded.
 // The file, sqlite and sqlite3 schemes name local paths, so their host may be empty:
 // "sqlite:///var/lib/app.db", "sqlite:./app.db", "file:///etc/keel.toml". Fragments ('#'),
-// spaces and control characters fail. `expected` ends with the problem found, e.g.
-// "... (the port must be from 1 to 65535)", and `got` is the input passed through redact_url.
+// spaces and control characters fail, and so does a '%' that does not start a two-hex-digit
+// escape in any other scheme (clients such as libpq echo such a component, password and all).
+// `expected` ends with the problem found, e.g. "... (the port must be from 1 to 65535)", and `got`
+// is the input passed through redact_url.
 Parsed<Url> parse_url(std::string_view text, std::span<const std::string_view> schemes = {});
 Parsed<Url> parse_url(std::string_view text, std::initializer_list<std::string_view> schemes);
 

@@ -10,6 +10,7 @@
 #include "keel/async.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
+#include "trace/semconv.hpp"
 #include "trace/tracer.hpp"
 
 namespace keel {
@@ -189,13 +190,18 @@ Task<ClientResponse> detail::fetch_owned(ClientRequest request) {
     std::string host;
     std::int64_t port = 80;
     split_url(request.url, host, port);
+    const trace::HttpMethod method = trace::http_method(request.method);
     span.kind = trace::SpanKind::kClient;
-    span.name = request.method;  // OTel: "{method}" for a client span without a url template
+    span.name = std::string(method.span_name());  // OTel: "{method}" for a client span without a url template
     span.end_unix_nano = trace::now_unix_nano();
-    span.attributes = {{"http.request.method", request.method},
-                       {"url.full", request.url},
-                       {"server.address", host},
-                       {"server.port", port}};
+    span.attributes = {{"http.request.method", std::string(method.value)}};
+    if (!method.known) span.attributes.push_back({"http.request.method_original", request.method});
+    // No credentials in url.full: userinfo as REDACTED:REDACTED, signature query values REDACTED.
+    span.attributes.push_back({"url.full", trace::redact_url_full(request.url)});
+    if (!host.empty()) {
+      span.attributes.push_back({"server.address", host});
+      span.attributes.push_back({"server.port", port});
+    }
     if (response.status != 0) {
       span.attributes.push_back({"http.response.status_code", static_cast<std::int64_t>(response.status)});
       if (response.status >= 400) {

@@ -125,6 +125,11 @@ void fill_nonzero(std::span<std::uint8_t> out) {
 
 // ---- traceparent ----------------------------------------------------------------------------
 
+std::optional<TraceParent> parse_traceparent(std::span<const std::string_view> header_values) {
+  if (header_values.size() != 1) return std::nullopt;  // none, or several fields: no parent
+  return parse_traceparent(header_values.front());
+}
+
 std::optional<TraceParent> parse_traceparent(std::string_view value) {
   const std::string_view s = trim_ows(value);
   // Layout (every version): vv-<32>-<16>-ff at offsets 0, 2, 3, 35, 36, 52, 53, 55.
@@ -192,14 +197,16 @@ TraceState parse_tracestate(std::span<const std::string_view> header_values) {
       const std::string_view member =
           trim_ows(field.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos));
       if (!member.empty()) {
-        if (out.size() == kMaxTraceStateMembers) return {};
         const std::size_t eq = member.find('=');
         if (eq == std::string_view::npos) return {};
         const std::string_view key = member.substr(0, eq);
         const std::string_view value = member.substr(eq + 1);
         if (!valid_tracestate_key(key) || !valid_tracestate_value(value)) return {};
-        if (std::any_of(out.begin(), out.end(), [&](const TraceStateMember& m) { return m.key == key; })) return {};
-        out.push_back({std::string(key), std::string(value)});
+        // A key seen before: the left-most member (the most recent vendor's) stays, this one goes.
+        if (std::none_of(out.begin(), out.end(), [&](const TraceStateMember& m) { return m.key == key; })) {
+          if (out.size() == kMaxTraceStateMembers) return {};
+          out.push_back({std::string(key), std::string(value)});
+        }
       }
       if (comma == std::string_view::npos) break;
       pos = comma + 1;

@@ -29,11 +29,15 @@
 //   - value: 1 to 256 printable ASCII characters (0x20-0x7E) except `,` and `=`, not ending in a
 //     space; leading spaces are part of the value (Level 2: they MUST be preserved).
 //   - at most 32 members.
-//   - invalid tracestate: a member that breaks the grammar, a key that appears twice, or more than
-//     32 members makes parse_tracestate() discard the WHOLE tracestate (return an empty list). The
+//   - a key that appears more than once (not allowed by the grammar, but what a careless vendor
+//     sends): the left-most member with that key is kept, the later ones are dropped, the rest of
+//     the tracestate is inherited. The W3C conformance suite (test/test.py, STRICT_LEVEL 2,
+//     test_tracestate_duplicated_keys) expects the tracestate "inherited, and the duplicated keys
+//     either kept as-is or one of them discarded".
+//   - invalid tracestate: a member that breaks the grammar, or more than 32 members (distinct
+//     keys), makes parse_tracestate() discard the WHOLE tracestate (return an empty list). The
 //     specification leaves it to the vendor ("If the tracestate header cannot be parsed the vendor
-//     MAY discard the entire header"; duplicate keys are not allowed); discarding everything is
-//     what the W3C conformance suite (test/test.py, STRICT_LEVEL 2) checks for duplicated keys,
+//     MAY discard the entire header"); discarding everything is what the W3C suite checks for
 //     illegal keys and 33 members. A bad tracestate never affects traceparent.
 //   - size: everything valid is kept (at most 32 members of at most 256 + 1 + 256 characters), so
 //     the Level 2 "SHOULD propagate at least 512 characters" holds.
@@ -79,6 +83,10 @@ struct TraceParent {
 // The traceparent value (see the rules above); nullopt when invalid (the caller then starts a new
 // trace and ignores tracestate).
 std::optional<TraceParent> parse_traceparent(std::string_view value);
+// Every traceparent field value of the request: exactly one is required. Several traceparent
+// fields (even identical ones) are invalid, since a field that is not a list cannot be combined
+// (RFC 9110 section 5.3; the W3C suite's test_traceparent_duplicated): nullopt, a new trace.
+std::optional<TraceParent> parse_traceparent(std::span<const std::string_view> header_values);
 
 // `00-<trace-id>-<parent-id>-<flags>`, lowercase, always 55 characters; flag bits outside
 // kKnownFlags are written as 0.
@@ -96,8 +104,8 @@ using TraceState = std::vector<TraceStateMember>;
 bool valid_tracestate_key(std::string_view key);
 bool valid_tracestate_value(std::string_view value);
 
-// Every tracestate field value of the request, in order. Returns the members, or an empty list when
-// there are none or the tracestate is invalid (discarded as a whole, see above).
+// Every tracestate field value of the request, in order. Returns the members (unique keys), or an
+// empty list when there are none or the tracestate is invalid (discarded as a whole, see above).
 TraceState parse_tracestate(std::span<const std::string_view> header_values);
 // The same for one field value.
 TraceState parse_tracestate(std::string_view header_value);

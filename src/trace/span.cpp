@@ -4,7 +4,25 @@
 #include "trace/tracer.hpp"
 
 namespace keel {
-namespace {}  // namespace
+namespace {
+
+// OTLP: attribute keys are unique within a span; setting one again replaces its value.
+void put(std::vector<trace::Attribute>& attributes, std::string key, trace::AttributeValue value) {
+  for (trace::Attribute& a : attributes) {
+    if (a.key == key) {
+      a.value = std::move(value);
+      return;
+    }
+  }
+  attributes.push_back({std::move(key), std::move(value)});
+}
+
+static_assert(static_cast<int>(SpanKind::kInternal) == static_cast<int>(trace::SpanKind::kInternal) &&
+              static_cast<int>(SpanKind::kClient) == static_cast<int>(trace::SpanKind::kClient) &&
+              static_cast<int>(SpanKind::kProducer) == static_cast<int>(trace::SpanKind::kProducer) &&
+              static_cast<int>(SpanKind::kConsumer) == static_cast<int>(trace::SpanKind::kConsumer));
+
+}  // namespace
 
 struct Span::State {
   log::Context* context = nullptr;
@@ -12,7 +30,9 @@ struct Span::State {
   trace::SpanData data;
 };
 
-Span::Span(std::string name) {
+Span::Span(std::string name) : Span(std::move(name), SpanKind::kInternal) {}
+
+Span::Span(std::string name, SpanKind kind) {
   log::Context* ctx = log::current();
   if (ctx == nullptr || ctx->trace_id.empty()) return;  // outside a request
   state_ = std::make_unique<State>();
@@ -20,7 +40,7 @@ Span::Span(std::string name) {
   state_->saved_span_id = ctx->span_id;
   trace::SpanData& d = state_->data;
   d.name = std::move(name);
-  d.kind = trace::SpanKind::kInternal;
+  d.kind = static_cast<trace::SpanKind>(static_cast<int>(kind));  // the same OTLP numbers
   d.flags = ctx->trace_flags;
   trace::from_hex(ctx->trace_id, d.trace_id.data(), d.trace_id.size());
   trace::from_hex(ctx->span_id, d.parent_span_id.data(), d.parent_span_id.size());
@@ -41,19 +61,19 @@ bool Span::recording() const noexcept {
 }
 
 Span& Span::set_attribute(std::string key, std::string value) {
-  if (recording()) state_->data.attributes.push_back({std::move(key), std::move(value)});
+  if (recording()) put(state_->data.attributes, std::move(key), std::move(value));
   return *this;
 }
 Span& Span::set_attribute(std::string key, std::int64_t value) {
-  if (recording()) state_->data.attributes.push_back({std::move(key), value});
+  if (recording()) put(state_->data.attributes, std::move(key), value);
   return *this;
 }
 Span& Span::set_attribute(std::string key, double value) {
-  if (recording()) state_->data.attributes.push_back({std::move(key), value});
+  if (recording()) put(state_->data.attributes, std::move(key), value);
   return *this;
 }
 Span& Span::set_attribute(std::string key, bool value) {
-  if (recording()) state_->data.attributes.push_back({std::move(key), value});
+  if (recording()) put(state_->data.attributes, std::move(key), value);
   return *this;
 }
 Span& Span::add_event(std::string name) {

@@ -1,10 +1,13 @@
 #include "trace/tracer.hpp"
 
+#include <strings.h>
 #include <array>
+#include <charconv>
 #include <cstring>
 
 #include "keel/request.hpp"
 #include "net/listener.hpp"
+#include "trace/semconv.hpp"
 
 namespace keel::trace {
 namespace {
@@ -23,6 +26,30 @@ std::string_view host_without_port(std::string_view host, std::int64_t& port) {
   if (colon == std::string_view::npos) return host;
   port = std::atoll(std::string(host.substr(colon + 1)).c_str());
   return host.substr(0, colon);
+}
+
+// "203.0.113.7:51234" / "[2001:db8::1]:51234" -> the address and port; empty for a unix socket
+// peer ("unix", "unix:/path") or anything else that is not ip:port.
+std::string_view peer_address(std::string_view peer, std::int64_t& port) {
+  port = 0;
+  if (peer.rfind("unix", 0) == 0) return {};
+  std::string_view ip;
+  std::string_view digits;
+  if (!peer.empty() && peer.front() == '[') {
+    const auto close = peer.find(']');
+    if (close == std::string_view::npos || close + 1 >= peer.size() || peer[close + 1] != ':') return {};
+    ip = peer.substr(1, close - 1);
+    digits = peer.substr(close + 2);
+  } else {
+    const auto colon = peer.rfind(':');
+    if (colon == std::string_view::npos) return {};
+    ip = peer.substr(0, colon);
+    digits = peer.substr(colon + 1);
+  }
+  std::int64_t n = 0;
+  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec == std::errc() && ptr == digits.data() + digits.size() && n > 0 && n <= 65535) port = n;
+  return ip;
 }
 
 }  // namespace
@@ -76,8 +103,16 @@ void Tracer::begin_request(const Request& request, RequestTrace& trace, log::Con
   trace = RequestTrace{};
   trace.active = true;
   trace.start_unix_nano = now_unix_nano();
-  std::optional<TraceParent> parent;
-  if (const auto tp = request.header("traceparent")) parent = parse_traceparent(*tp);
+  // Exactly one traceparent field: several are invalid, a new trace (as parse_traceparent(span)
+  // decides; counted here without building a list on every request).
+  std::string_view traceparent;
+  int traceparents = 0;
+  for (const auto& h : request.headers()) {
+    if (h.name.size() == 11 && strncasecmp(h.name.data(), "traceparent", 11) == 0 && traceparents++ == 0)
+      traceparent = h.value;
+  }
+  const std::optional<TraceParent> parent =
+      traceparents == 1 ? parse_traceparent(traceparent) : std::optional<TraceParent>();
   const bool parent_based = options_.sampler == Sampler::kParentAlwaysOn ||
                             options_.sampler == Sampler::kParentAlwaysOff ||
                             options_.sampler == Sampler::kParentTraceIdRatio;
@@ -118,19 +153,39 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
   s.kind = SpanKind::kServer;
   s.start_unix_nano = trace.start_unix_nano;
   s.end_unix_nano = now_unix_nano();
-  const std::string method(request.method());
+  // Attributes as the stable HTTP semantic conventions name them (semconv v1.23+).
+  const HttpMethod method = http_method(request.method());
   // "GET /api/users/{id:int}"; without a route just the method (never the raw path: cardinality).
-  s.name = route == "unmatched" ? method : method + " " + std::string(route);
+  s.name = std::string(method.span_name());
+  if (route != "unmatched") s.name += " " + std::string(route);
+  s.attributes.reserve(16);
+  s.attributes.push_back({"http.request.method", std::string(method.value)});
+  if (!method.known) s.attributes.push_back({"http.request.method_original", std::string(request.method())});
+  s.attributes.push_back({"url.path", std::string(request.path())});
+  // url.query when a query was received (even an empty one: "/x?").
+  if (request.target().find('?') != std::string_view::npos)
+    s.attributes.push_back({"url.query", redact_query(request.query())});
+  s.attributes.push_back({"url.scheme", std::string("http")});
+  s.attributes.push_back({"http.response.status_code", static_cast<std::int64_t>(status)});
+  // server.address from Host (or an absolute-form target); none at all (HTTP/1.0 without Host):
+  // no server.address and no server.port rather than an empty one.
   std::int64_t port = 80;
-  const std::string host(host_without_port(request.host(), port));
-  s.attributes = {{"http.request.method", method},
-                  {"url.path", std::string(request.path())},
-                  {"url.scheme", std::string("http")},
-                  {"http.response.status_code", static_cast<std::int64_t>(status)},
-                  {"server.address", host},
-                  {"server.port", port},
-                  {"client.address", net::client_ip(request.client_address())},
-                  {"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")}};
+  const std::string_view host = host_without_port(request.host(), port);
+  if (!host.empty()) {
+    s.attributes.push_back({"server.address", std::string(host)});
+    s.attributes.push_back({"server.port", port});
+  }
+  const std::string_view peer = request.client_address();
+  std::int64_t peer_port = 0;
+  const std::string_view peer_ip = peer_address(peer, peer_port);
+  if (!peer_ip.empty()) {
+    s.attributes.push_back({"client.address", std::string(peer_ip)});
+    s.attributes.push_back({"network.peer.address", std::string(peer_ip)});
+    if (peer_port > 0) s.attributes.push_back({"network.peer.port", peer_port});
+  } else {
+    s.attributes.push_back({"client.address", net::client_ip(peer)});  // "unix"
+  }
+  s.attributes.push_back({"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")});
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});
   if (const auto ua = request.header("User-Agent")) s.attributes.push_back({"user_agent.original", std::string(*ua)});
   if (status >= 500) {

@@ -127,6 +127,21 @@ TEST_F(ConfigSettings, UrlsAreRedactedForDisplay) {
   EXPECT_EQ(reg.display("database_url"), "postgresql://app:***@db:5432/app");
 }
 
+TEST_F(ConfigSettings, UrlShapedStringsAndListsAreRedactedForDisplay) {
+  // The OTLP endpoints are kString settings with a URL check: printed in clear before.
+  reg.add({.name = "otlp_endpoint", .type = Type::kString, .optional = true});
+  reg.add({.name = "mirrors", .type = Type::kList, .optional = true});
+  reg.add({.name = "motto", .type = Type::kString, .optional = true});
+  env["KEEL_SECRET_KEY"] = "x";
+  env["KEEL_OTLP_ENDPOINT"] = "https://tenant:t0ken@collector:4318";
+  env["KEEL_MIRRORS"] = "http://a:pw1@m1/,http://m2/,https://b:pw2@m3";
+  env["KEEL_MOTTO"] = "a:b@c";  // not URL-shaped: as it is
+  ASSERT_TRUE(resolve().empty()) << all(resolve());
+  EXPECT_EQ(reg.display("otlp_endpoint"), "https://tenant:***@collector:4318");
+  EXPECT_EQ(reg.display("mirrors"), "http://a:***@m1/,http://m2/,https://b:***@m3");
+  EXPECT_EQ(reg.display("motto"), "a:b@c");
+}
+
 TEST_F(ConfigSettings, FileAndDotenvSyntaxErrorsAreReportedWithLines) {
   env["KEEL_SECRET_KEY"] = "x";
   layers.file = keel::config::parse_toml("workers = \n", "keel.toml");

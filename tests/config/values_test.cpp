@@ -283,6 +283,23 @@ TEST(ConfigValuesUrl, MissingHostAndBadPort) {
   }
 }
 
+TEST(ConfigValuesUrl, RejectsMalformedPercentEscapes) {
+  // libpq echoes a component with a bad escape, password included, into its error message.
+  for (std::string_view bad :
+       {"postgresql://app:pa%zzword@db/app", "postgresql://app:pw%@db/app", "postgresql://app:pw%4@db/app",
+        "http://h/p%", "http://h/p%g0", "redis://h/0?x=%2", "http://us%er@h/"}) {
+    const auto r = parse_url(bad);
+    EXPECT_FALSE(r) << bad;
+    EXPECT_TRUE(contains(r.message(), "percent-escape")) << r.message();
+  }
+  EXPECT_EQ(parse_url("postgresql://app:pa%zzword@db/app").got, "postgresql://app:***@db/app");
+  // Well-formed escapes (any case) are fine; local paths are not percent-decoded, so a '%' is too.
+  for (std::string_view good : {"postgresql://app:p%40ss%2Fw@db/app", "http://h/a%2fb?x=%7E", "http://h%41st/",
+                                "sqlite:./100%.db", "file:///tmp/%zz"}) {
+    EXPECT_TRUE(parse_url(good)) << good << ": " << parse_url(good).message();
+  }
+}
+
 TEST(ConfigValuesUrl, RejectsMalformed) {
   for (std::string_view bad : {"", "localhost", "localhost:5432", "://host", "1http://host", "ht tp://host",
                                "http:/host", "http:host", "http://host name/", "http://host/pa th", "http://host/\t",

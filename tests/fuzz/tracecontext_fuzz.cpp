@@ -6,8 +6,9 @@
 //     formats to 55 characters of version 00 that re-parse to the same value and format again to
 //     the same string (parse -> format -> parse round trip), with the input's own id digits;
 //  2. the input split at '\n' as the field values of several tracestate headers: the result must
-//     equal an independent reference parser and the parse of the comma-joined fields; it has at most
-//     32 valid members with unique keys; format -> parse gives the same members, and format again
+//     equal an independent reference parser and the parse of the comma-joined fields (a duplicated
+//     key keeps its left-most member); it has at most 32 valid members with unique keys;
+//     format -> parse gives the same members, and format again
 //     the same string; update_tracestate() puts our member first, keeps the others in order and at
 //     most 32 members, and its output re-parses;
 //  3. the whole input as an X-Request-ID: valid_request_id() must agree with the definition.
@@ -114,7 +115,8 @@ TraceState ref_parse_tracestate(const std::vector<std::string_view>& fields) {
     if (eq == std::string_view::npos) return {};
     const std::string_view key = member.substr(0, eq);
     const std::string_view value = member.substr(eq + 1);
-    if (!ref_valid_key(key) || !ref_valid_value(value) || !keys.insert(key).second) return {};
+    if (!ref_valid_key(key) || !ref_valid_value(value)) return {};
+    if (!keys.insert(key).second) continue;  // a duplicated key: the left-most member stays
     out.push_back({std::string(key), std::string(value)});
   }
   if (out.size() > 32) return {};

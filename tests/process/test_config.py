@@ -13,6 +13,7 @@ import time
 import unittest
 from pathlib import Path
 
+import deps
 import keelproc
 from keelproc import KeelTestCase
 
@@ -122,6 +123,36 @@ class ConfigTest(KeelTestCase):
                                         cwd=self.dir)
         self.assertEqual(rc, 78)
         self.assertIn("both APP_API_TOKEN and APP_API_TOKEN_FILE are set", err)
+        self.assertNotIn(SECRET, out + err)
+
+    def test_url_passwords_are_never_printed(self):
+        # The OTLP endpoints are URL settings of type string: `config` and the logs showed them whole.
+        dead = deps.free_port()  # no collector: export failures are logged too
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://tenant:{SECRET}@127.0.0.1:{dead}",
+                        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://tenant:{SECRET}@127.0.0.1:{dead}/v1/traces",
+                        OTEL_BSP_SCHEDULE_DELAY="50")
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", env=env, cwd=self.dir)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(SECRET, out + err)
+        self.assertRegex(out, r"otel_exporter_otlp_endpoint\s+= http://tenant:\*\*\*@127\.0\.0\.1:")
+        settings = self.config_json(env=env)
+        self.assertEqual(settings["otel_exporter_otlp_traces_endpoint"]["value"],
+                         f"http://tenant:***@127.0.0.1:{dead}/v1/traces")
+        server = self.start_server("--log-level", "debug", env=env, cwd=self.dir)
+        for _ in range(3):
+            keelproc.get(server.port, "/plaintext")
+        server.stop()
+        logs = "\n".join(server.stdout_snapshot()) + server.stderr_text()
+        self.assertIn("listening", logs)
+        self.assertNotIn(SECRET, logs)
+
+    def test_malformed_percent_escapes_in_urls_are_rejected(self):
+        # libpq and others echo a component with a bad escape, password and all, in their errors.
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), env=clean_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://tenant:{SECRET}%zz@127.0.0.1:4318"), cwd=self.dir)
+        self.assertEqual(rc, 78, err)
+        self.assertIn("otel_exporter_otlp_endpoint (env OTEL_EXPORTER_OTLP_ENDPOINT)", err)
+        self.assertIn("percent-escape", err)
         self.assertNotIn(SECRET, out + err)
 
     # -- .env sets settings only --------------------------------------------------------------

@@ -376,7 +376,7 @@ class DemoTracing(KeelTestCase):
         post = collector.wait(lambda s: s["name"] == "POST /api/users")[0]
         insert = collector.wait(lambda s: s["name"] == "INSERT users")[0]
         self.assertEqual(insert["parentSpanId"], post["spanId"])
-        self.assertEqual(attrs(insert)["db.system"], "sqlite")
+        self.assertEqual(attrs(insert)["db.system.name"], "sqlite")
         get = collector.wait(lambda s: s["name"] == "GET /api/users/{id:int}")[0]
         select = collector.wait(lambda s: s["name"] == "SELECT users" and s["traceId"] == get["traceId"])
         self.assertEqual(len(select), 1)

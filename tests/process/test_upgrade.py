@@ -330,6 +330,22 @@ class BlueGreenAndRollingTest(UpgradeCase):
 
 
 class UpgradeInputTest(UpgradeCase):
+    def test_a_secret_setting_is_refused_and_not_echoed(self):
+        # The new generation's argv is every later generation's too, and `ps` shows it to anyone.
+        secret = "s3cret-in-argv-0123456789"
+        for item, env_file in ((f"secret_key={secret}", "SECRET_KEY_FILE"),
+                               (f"otel-exporter-otlp-headers=x-api-key={secret}", "OTEL_EXPORTER_OTLP_HEADERS_FILE")):
+            rc, _, err = self.upgrade("--set", item)
+            self.assertEqual(rc, 78, err)
+            self.assertIn("is a secret", err)
+            self.assertIn("--config", err)
+            self.assertIn(env_file, err)
+            self.assertNotIn(secret, err)
+        rc, _, err = self.upgrade("--set", f"secret_kye={secret}")  # a misspelt secret: not repeated either
+        self.assertEqual(rc, 78, err)
+        self.assertIn("did you mean secret_key", err)
+        self.assertNotIn(secret, err)
+
     def test_bad_flags_are_named_and_change_nothing(self):
         server = self.start_demo()
         for flags, message in [

@@ -263,6 +263,22 @@ TEST(TraceParent, RuleOtherWhitespaceIsNotOptionalWhitespace) {
   expect_invalid("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7- 1");
 }
 
+TEST(TraceParent, RuleExactlyOneTraceparentField) {
+  // W3C suite test_traceparent_duplicated: two traceparent fields, a new trace.
+  const std::string a = valid_tp("01");
+  const std::string b = tp("00", "12345678901234567890123456789012", kParentId, "01");
+  const auto fields = [](std::initializer_list<std::string_view> f) {
+    const std::vector<std::string_view> v(f);
+    return parse_traceparent(std::span<const std::string_view>(v));
+  };
+  ASSERT_TRUE(fields({a}).has_value());
+  EXPECT_EQ(to_hex(fields({a})->trace_id), kTraceId);
+  EXPECT_FALSE(fields({}).has_value());
+  EXPECT_FALSE(fields({a, b}).has_value());
+  EXPECT_FALSE(fields({a, a}).has_value());  // even the same value twice
+  EXPECT_FALSE(fields({a, "garbage"}).has_value());
+}
+
 TEST(TraceParent, FormatIsLowercaseAndRoundTrips) {
   TraceParent p;
   for (std::size_t i = 0; i < p.trace_id.size(); ++i) p.trace_id[i] = static_cast<std::uint8_t>(0xa0 + i);
@@ -416,13 +432,19 @@ TEST(TraceState, RuleAtMost32Members) {
   EXPECT_EQ(parse_tracestate(",," + s32 + ",,").size(), 32U);
 }
 
-TEST(TraceState, RuleDuplicateKeysDiscardTheWholeTracestate) {
-  // W3C suite test_tracestate_duplicated_keys.
-  EXPECT_TRUE(parse_tracestate("foo=1,foo=1").empty());
-  EXPECT_TRUE(parse_tracestate("foo=1,foo=2").empty());
-  EXPECT_TRUE(parse_fields({"foo=1", "foo=1"}).empty());
-  EXPECT_TRUE(parse_fields({"foo=1", "foo=2"}).empty());
-  EXPECT_TRUE(parse_tracestate("a=1,foo=1,b=2,foo=3").empty());
+TEST(TraceState, RuleDuplicateKeysAreInheritedOnce) {
+  // W3C suite test_tracestate_duplicated_keys (STRICT_LEVEL 2): the tracestate is inherited, the
+  // duplicated keys "either kept as-is or one of them discarded". The left-most one stays.
+  EXPECT_EQ(parse_tracestate("foo=1,foo=1"), members({{"foo", "1"}}));
+  EXPECT_EQ(parse_tracestate("foo=1,foo=2"), members({{"foo", "1"}}));
+  EXPECT_EQ(parse_fields({"foo=1", "foo=1"}), members({{"foo", "1"}}));
+  EXPECT_EQ(parse_fields({"foo=1", "foo=2"}), members({{"foo", "1"}}));
+  EXPECT_EQ(parse_tracestate("a=1,foo=1,b=2,foo=3"), members({{"a", "1"}, {"foo", "1"}, {"b", "2"}}));
+  // A duplicate does not count against the 32 members, and an invalid member still discards all.
+  std::string s32;
+  for (int i = 0; i < 32; ++i) s32 += (i ? "," : "") + std::string("k") + std::to_string(i) + "=v";
+  EXPECT_EQ(parse_fields({s32, "k0=again"}).size(), 32U);
+  EXPECT_TRUE(parse_tracestate("foo=1,foo=2,BAD=3").empty());
 }
 
 TEST(TraceState, RuleAnInvalidMemberDiscardsTheWholeTracestate) {
