@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -271,8 +272,15 @@ class RealPrometheus(KeelTestCase):
                 return json.load(r)["data"]["result"]
 
         def targets():
-            with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=5) as r:
-                return json.load(r)["data"]["activeTargets"]
+            # Prometheus accepts connections before it is ready and answers 503 until then
+            # ("Service Unavailable"): no targets yet, not an error.
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=5) as r:
+                    return json.load(r)["data"]["activeTargets"]
+            except urllib.error.HTTPError as e:
+                if e.code == 503:
+                    return []
+                raise
 
         # Started, and scraping keel already: rate() over a window must not reach back to before
         # the series existed.
