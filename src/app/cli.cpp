@@ -122,7 +122,10 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags, const Progr
       program.description.empty() ? name + ": an HTTP service built on keel" : name + ": " + program.description, name};
   app.footer("Every flag is also a config file key and an environment variable (shown as [env ...]); `" + name +
              " config` prints the effective value and origin of each.");
-  app.set_version_flag("--version,-V", [&program, name] {
+  // An application setting named `version` keeps --version: then only -V prints the version.
+  bool version_taken = false;
+  for (const auto& f : flags) version_taken = version_taken || f.name == "version";
+  app.set_version_flag(version_taken ? "-V" : "--version,-V", [&program, name] {
     std::string text = name + (program.service_version.empty() ? "" : " " + program.service_version);
     return text + "\nkeel " KEEL_VERSION " (commit " KEEL_COMMIT ")";
   });
@@ -146,7 +149,8 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags, const Progr
       const std::string negated = "--no-" + config::to_flag_name(f.name).substr(2);
       known.insert(negated);
       const bool on = config::parse_bool(f.default_text).value.value_or(false);
-      app.add_flag(names, bool_counts[f.name], help + " (default: " + (on ? "on" : "off") + "; " + negated + ": off)")
+      app.add_flag(names, bool_counts[f.name],
+                   help + " (default: " + (on ? "on" : "off") + "; negate with " + negated + ")")
           ->group(group);
       app.add_flag(negated, bool_negations[f.name])->group("");  // hidden: named in the line above
       continue;
