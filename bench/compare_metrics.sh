@@ -3,7 +3,7 @@
 # binary with them off (B, --metrics-path ''), same workers, same run, alternating A B A B.
 #   bench/compare_metrics.sh [WORKERS]          default: 1
 # Also times a scrape of /metrics. Environment (defaults): ROUNDS (5), DURATION (5),
-#   CONNECTIONS (64), PORT_ON (18094), PORT_OFF (18095), KEEL_DEMO (build/release/apps/demo/keel-demo).
+#   CONNECTIONS (64), PORT_ON (18094), PORT_OFF (18095), BENCH_DEMO (build/release/apps/demo/keel-demo).
 set -euo pipefail
 export SECRET_KEY=${SECRET_KEY:-bench-secret-key-not-for-production}
 export DATABASE_URL=${DATABASE_URL:-sqlite:/tmp/keel-bench-demo.db}
@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 peers=${SHARED_PEERS:-$root/../shared/peers}
 workers=${1:-1}
-demo=${KEEL_DEMO:-$root/build/release/apps/demo/keel-demo}
+demo=${BENCH_DEMO:-$root/build/release/apps/demo/keel-demo}
 on=${PORT_ON:-18094}
 off=${PORT_OFF:-18095}
 [ -x "$demo" ] || (cd "$root" && cmake --preset release >/dev/null && cmake --build --preset release --target keel-demo)

@@ -8,8 +8,8 @@
 #   - with $DEPTH-deep pipelining: wrk -t1 -c$CONNECTIONS -s bench/pipeline.lua.
 # The summary goes to stdout and, as markdown, to build/bench/results.md (raw output next to it).
 # Environment (defaults): ROUNDS (3), DURATION seconds per wrk run (5), CONNECTIONS (64),
-#   DEPTH (16), KEEL_PORT (18090), NGINX_PORT (18091; not peers.sh's 18081, whose reuseport
-#   listener would share the load), KEEL_DEMO (build/release/apps/demo/keel-demo),
+#   DEPTH (16), BENCH_KEEL_PORT (18090), NGINX_PORT (18091; not peers.sh's 18081, whose reuseport
+#   listener would share the load), BENCH_DEMO (build/release/apps/demo/keel-demo),
 #   BUILD=1 rebuild keel-demo even when it exists,
 #   SELF_TEST=1 measure nginx against itself (A = B = nginx; checks this script without keel).
 # keel-demo takes its settings from the environment as usual, e.g. KEEL_ACCESS_LOG=false to
@@ -27,9 +27,9 @@ rounds=${ROUNDS:-3}
 secs=${DURATION:-5}
 conns=${CONNECTIONS:-64}
 depth=${DEPTH:-16}
-keel_port=${KEEL_PORT:-18090}
+keel_port=${BENCH_KEEL_PORT:-18090}
 nginx_port=${NGINX_PORT:-18091}
-demo=${KEEL_DEMO:-$root/build/release/apps/demo/keel-demo}
+demo=${BENCH_DEMO:-$root/build/release/apps/demo/keel-demo}
 self_test=${SELF_TEST:-0}
 out=$root/build/bench
 lua=$here/pipeline.lua

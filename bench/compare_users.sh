@@ -4,13 +4,13 @@
 # ../shared/peers/compare.sh; then keel-demo with its Redis cache (A) against the same B.
 #   bench/compare_users.sh [WORKERS]       default 2
 # Environment (defaults): ROUNDS (5), DURATION (5), CONNECTIONS (64), USERS (1000 rows),
-#   KEEL_DEMO (build/release/apps/demo/keel-demo).
+#   BENCH_DEMO (build/release/apps/demo/keel-demo).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 peers=${SHARED_PEERS:-$root/../shared/peers}
 workers=${1:-2}
-demo=${KEEL_DEMO:-$root/build/release/apps/demo/keel-demo}
+demo=${BENCH_DEMO:-$root/build/release/apps/demo/keel-demo}
 tmp=$(mktemp -d /tmp/keel-users-bench.XXXXXX)
 db=$tmp/users.db
 pids=()

@@ -11,7 +11,7 @@ of connections is the cost of an idle connection in user space (kernel socket me
 RSS, for either server). Prints one line per server and the ratio; exits 1 when keel's cost is
 above GOAL_BYTES (2048, issue 14's goal) unless GOAL_BYTES=0.
 
-Environment: KEEL_BIN (build/release/tests/keel-testapp, else build/debug/...), KEEL_PORT
+Environment: BENCH_KEEL_BIN (build/release/tests/keel-testapp, else build/debug/...), BENCH_KEEL_PORT
 (18090), NGINX_PORT (18091), SHARED_PEERS (../shared/peers).
 """
 
@@ -30,15 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = Path(os.environ.get("SHARED_PEERS", ROOT.parent / "shared" / "peers"))
-KEEL_PORT = int(os.environ.get("KEEL_PORT", "18090"))
+BENCH_KEEL_PORT = int(os.environ.get("BENCH_KEEL_PORT", "18090"))
 NGINX_PORT = int(os.environ.get("NGINX_PORT", "18091"))
 GOAL_BYTES = int(os.environ.get("GOAL_BYTES", "2048"))
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
 def keel_binary() -> str:
-    if os.environ.get("KEEL_BIN"):
-        return os.environ["KEEL_BIN"]
+    if os.environ.get("BENCH_KEEL_BIN"):
+        return os.environ["BENCH_KEEL_BIN"]
     for preset in ("release", "debug"):
         p = ROOT / "build" / preset / "tests" / "keel-testapp"
         if p.is_file():
@@ -121,17 +121,17 @@ def main() -> int:
         nginx = subprocess.Popen(["nginx", "-e", str(tmp / "nginx.err"), "-c", str(tmp / "nginx.conf"),
                                   "-g", "daemon off;"], start_new_session=True)
         procs.append(nginx)
-        keel = subprocess.Popen([keel_binary(), "--bind", f"127.0.0.1:{KEEL_PORT}", "--workers", "1",
+        keel = subprocess.Popen([keel_binary(), "--bind", f"127.0.0.1:{BENCH_KEEL_PORT}", "--workers", "1",
                                  "--keep-alive", "120s", "--worker-connections", str(count + 512),
                                  "--no-access-log", "--log-level", "warning"],
                                 stdout=subprocess.DEVNULL, start_new_session=True)
         procs.append(keel)
         wait_port(NGINX_PORT)
-        wait_port(KEEL_PORT)
+        wait_port(BENCH_KEEL_PORT)
         nginx_workers = children(nginx.pid)
         if len(nginx_workers) != 1:
             sys.exit(f"expected one nginx worker, found {nginx_workers}")
-        keel_cost = measure("keel", KEEL_PORT, keel.pid, count)
+        keel_cost = measure("keel", BENCH_KEEL_PORT, keel.pid, count)
         nginx_cost = measure("nginx", NGINX_PORT, nginx_workers[0], count)
         print(f"keel/nginx bytes per idle connection: {keel_cost / max(nginx_cost, 1):.2f}")
         if GOAL_BYTES and keel_cost > GOAL_BYTES:

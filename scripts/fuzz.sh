@@ -18,7 +18,7 @@
 # unprefixed), the logs to build/fuzz/fuzz-<target>.log. Every target runs; the script exits
 # non-zero when the fuzzer found something in any of them, and prints how to reproduce it:
 #   build/fuzz/tests/fuzz/fuzz_<target> build/fuzz/artifacts/<target>-crash-...
-# (KEEL_DIFF_VERBOSE=1 in front for the differential target prints both parsers' view.)
+# (FUZZ_DIFF_VERBOSE=1 in front for the differential target prints both parsers' view.)
 set -euo pipefail
 secs=${1:-60}
 case $secs in
@@ -114,7 +114,7 @@ for t in "${targets[@]}"; do
     grep -E '^(==[0-9]+==ERROR|SUMMARY|[a-z_]+: check failed|[a-z_]+: unexplained|.*runtime error|artifact_prefix|Test unit written)' "$log" >&2 || true
     grep -oE 'Test unit written to [^ ]+' "$log" | awk '{print $5}' | while read -r f; do
       if [ "$t" = parser_differential ]; then
-        echo "reproduce: KEEL_DIFF_VERBOSE=1 $bin $f" >&2
+        echo "reproduce: FUZZ_DIFF_VERBOSE=1 $bin $f" >&2
       else
         echo "reproduce: $bin $f" >&2
       fi
@@ -125,7 +125,7 @@ for t in "${targets[@]}"; do
   if [ "$t" = parser_differential ]; then
     # The disagreements the documented rules explain, over the corpus the run produced.
     echo "explained keel / http-parser disagreements in the corpus, by rule:"
-    KEEL_DIFF_RULES=1 "$bin" "$work" -runs=0 2>&1 | sed -n 's/^diff-rule: //p' | sort | uniq -c | sort -rn || true
+    FUZZ_DIFF_RULES=1 "$bin" "$work" -runs=0 2>&1 | sed -n 's/^diff-rule: //p' | sort | uniq -c | sort -rn || true
   fi
   echo "no findings ($t)"
 done

@@ -17,7 +17,11 @@
 
 int main(int argc, char** argv) {
   keel::App app;
+  app.name("keel-demo").description("keel's demo service: a users API on SQLite or PostgreSQL with a Redis cache");
   using keel::SettingType;
+  // The deployment files (deploy/) name the demo's settings APP_*: keep that prefix rather than
+  // the one derived from the name (KEEL_DEMO_).
+  app.settings().env_prefix("APP_");
   app.settings()
       .add({.name = "database_url",
             .type = SettingType::kUrl,

@@ -71,7 +71,8 @@ TARGET_LABELS = {"job", "instance", "namespace", "pod", "track", "slot", "node"}
 # Series Prometheus itself writes per target, allowed in rules (not in the dashboard).
 PROMETHEUS_SERIES = {"up": set()}
 
-# keel's own settings: each is --x-y, file key x_y and env KEEL_X_Y; keel rejects any other KEEL_*.
+# keel's own settings: each is --x-y, file key x_y and env KEEL_X_Y; keel warns about any other
+# KEEL_* (an error with strict_env), and a manifest should not carry one.
 KEEL_SETTINGS = {
     "bind", "unix_socket_mode", "workers", "backlog", "reuse_port", "keep_alive", "header_timeout",
     "body_timeout", "body_deadline", "write_timeout", "graceful_timeout", "shutdown_delay", "timeout", "max_requests",
@@ -80,7 +81,7 @@ KEEL_SETTINGS = {
     "limit_request_fields", "limit_request_field_size", "limit_request_header_size",
     "limit_request_body", "request_buffer_budget", "limit_json_depth", "limit_fetch_response", "server_header", "threads",
     "thread_queue", "health_path", "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind",
-    "service_version",
+    "service_version", "strict_env",
 }
 KEEL_ENV = {"KEEL_" + s.upper() for s in KEEL_SETTINGS} | {"KEEL_CONFIG", "KEEL_ENV_FILE"}
 # keel-demo's settings (apps/demo/main.cpp): their own names, or the APP_ prefix.
@@ -388,7 +389,7 @@ def check_env_names(names, where, problems):
         if name.startswith("KEEL_") and name not in KEEL_ENV and name[:-5] not in KEEL_ENV:
             problems.add(where, f"{name}: not a keel setting (keel exits 78 on unknown KEEL_* variables)")
         if name.startswith("APP_") and name not in DEMO_ENV and name[:-5] not in DEMO_ENV:
-            problems.add(where, f"{name}: not a keel-demo setting (unknown APP_* variables are errors)")
+            problems.add(where, f"{name}: not a keel-demo setting (keel ignores it with a warning)")
         if name in SECRET_SETTINGS_ENV:
             problems.add(where, f"{name}: a secret passed as a value; use {name}_FILE and a mounted secret")
 

@@ -64,6 +64,7 @@ struct ServerOptions {
   std::string service_version;                       // the `version` label of metrics, `status`
   bool reload = false;                               // --reload: re-exec when the binary changes (dev)
   std::vector<std::string> reload_extra_files;       // --reload-extra-file: more files to watch
+  bool strict_env = false;                           // --strict-env: unknown prefixed variables are errors
   int threads = 4;                                   // --threads: blocking-call pool per worker
   std::size_t thread_queue = 1024;                   // --thread-queue: pending blocking calls
   std::string health_path = "/health";               // liveness ("" : not served)
@@ -194,6 +195,20 @@ class App {
   }
   LifecycleHooks& hooks() noexcept { return hooks_; }
 
+  // The application's name and one-line description, shown by --help and --version. The name
+  // (default: the program's file name, e.g. "keel-demo") also gives the application settings'
+  // environment prefix unless settings().env_prefix() was set: "users-api" -> USERS_API_.
+  App& name(std::string name) {
+    name_ = std::move(name);
+    return *this;
+  }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  App& description(std::string text) {
+    description_ = std::move(text);
+    return *this;
+  }
+  [[nodiscard]] const std::string& description() const noexcept { return description_; }
+
   ServerOptions& options() noexcept { return options_; }
   // The application's own settings: declare before run(), read after (startup hooks, handlers).
   Settings& settings() noexcept { return settings_; }
@@ -213,6 +228,8 @@ class App {
 
  private:
   ServerOptions options_;
+  std::string name_;
+  std::string description_;
   Settings settings_;
   Health health_;
   bool started_ = false;                 // this worker's startup hooks finished

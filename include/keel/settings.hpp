@@ -10,7 +10,8 @@
 //   const std::string url = app.settings().string("database_url");
 //
 // One name per setting, used everywhere: flag --database-url, file key app.database_url, and the
-// environment variable `env` (default: the app prefix + NAME, e.g. APP_DATABASE_URL).
+// environment variable `env` (default: the app prefix + NAME, e.g. USERS_API_DATABASE_URL for a
+// program named users-api).
 #pragma once
 
 #include <chrono>
@@ -45,9 +46,14 @@ struct Setting {
 // The application's settings: declarations, then resolved values.
 class Settings {
  public:
-  // Environment prefix of settings declared without `env` (default "APP_").
+  // Environment prefix of settings declared without `env`. Unset (empty), App::run() derives it
+  // from the application's name: prefix_for("keel-demo") == "KEEL_DEMO_".
   Settings& env_prefix(std::string prefix);
   [[nodiscard]] const std::string& env_prefix() const noexcept { return prefix_; }
+  // The prefix for a program name: upper case, every run of other characters than A-Z and 0-9 one
+  // '_', none at either end, then '_' ("users-api" -> "USERS_API_", "my.app2" -> "MY_APP2_"). A
+  // name that leaves nothing, or starts with a digit, gives "APP_".
+  [[nodiscard]] static std::string prefix_for(std::string_view program_name);
 
   // Declares a setting. Throws std::invalid_argument for a malformed or duplicate name or a
   // default that fails its own validation.
@@ -71,7 +77,7 @@ class Settings {
 
  private:
   const Setting& find(std::string_view name, SettingType expected) const;
-  std::string prefix_ = "APP_";
+  std::string prefix_;
   std::vector<Setting> declared_;
   std::map<std::string, std::string, std::less<>> values_;
   bool resolved_ = false;

@@ -87,6 +87,8 @@ App& App::use(Middleware m) {
 
 int App::run(int argc, char** argv) {
   const ServerOptions defaults = options_;  // what the application set: the defaults
+  if (name_.empty()) name_ = program_invocation_short_name;
+  if (settings_.env_prefix().empty()) settings_.env_prefix(Settings::prefix_for(name_));
   std::optional<app::Configuration> configuration;
   try {
     configuration.emplace(defaults, settings_);
@@ -94,12 +96,18 @@ int App::run(int argc, char** argv) {
     std::cerr << argv[0] << ": error: " << e.what() << "\n";
     return 78;
   }
-  const cli::Command cmd = cli::parse(argc, argv, configuration->flags());
+  const cli::Command cmd =
+      cli::parse(argc, argv, configuration->flags(),
+                 {.name = name_, .description = description_, .service_version = defaults.service_version});
   if (cmd.kind == cli::Command::Kind::kExit) return cmd.exit_code;
   if (cmd.kind == cli::Command::Kind::kStatus) return process::print_status(cmd.control_socket, cmd.json);
   if (cmd.kind == cli::Command::Kind::kUpgrade) return process::run_upgrade(cmd.upgrade);
   const config::Loaded loaded = configuration->load(cmd.sources);
   if (!loaded.problems.empty()) {
+    // `config` still shows every setting it could resolve, the faulty ones marked.
+    if (cmd.kind == cli::Command::Kind::kConfig && !cmd.check)
+      std::cout << (cmd.json ? config::report_json(configuration->registry(), loaded)
+                             : config::report_text(configuration->registry(), loaded));
     std::cerr << config::format_problems(argv[0], loaded.problems);
     return 78;  // EX_CONFIG: nothing started
   }
@@ -111,6 +119,8 @@ int App::run(int argc, char** argv) {
   if (cmd.kind == cli::Command::Kind::kHealthcheck) return app::healthcheck(options_, cmd.url);
   if (cmd.kind == cli::Command::Kind::kConfig) {
     for (const auto& p : loaded.ignored) std::cerr << argv[0] << ": warning: " << p.to_string() << "\n";
+    for (const auto& v : loaded.unknown_env)
+      std::cerr << argv[0] << ": warning: (" << v.origin << ") " << v.message() << "; ignored\n";
     if (cmd.check) {
       std::cout << "configuration ok (" << configuration->registry().specs().size()
                 << " settings; config file: " << (loaded.config_file.empty() ? "none" : loaded.config_file)
@@ -127,7 +137,7 @@ int App::run(int argc, char** argv) {
     std::cerr << argv[0] << ": invalid configuration: log_file: " << e.what() << "\n";
     return 78;
   }
-  app::log_ignored_dotenv(loaded);
+  app::log_config_warnings(loaded);
   config::export_dotenv(loaded);
   for (const auto* f : {&loaded.config_file, &loaded.env_file})
     if (!f->empty()) options_.config_files.push_back(*f);  // --reload watches them too

@@ -8,6 +8,13 @@
 
 #include "config/values.hpp"
 
+#ifndef KEEL_VERSION
+#define KEEL_VERSION "unknown"
+#endif
+#ifndef KEEL_COMMIT
+#define KEEL_COMMIT "unknown"
+#endif
+
 namespace keel::cli {
 namespace {
 
@@ -40,13 +47,39 @@ std::set<std::string> long_flags(const CLI::App& app) {
   return out;
 }
 
-// Flags people reach for that keel spells differently; edit distance would not find these.
+// Flags people reach for that keel spells differently; edit distance would not find these. The
+// hint is the whole parenthesised remark.
 std::string known_hint(std::string_view arg, const std::set<std::string>& known) {
   static const std::pair<std::string_view, std::string_view> kHints[] = {
       {"--pid", "--control-socket"}, {"--pid-file", "--control-socket"}, {"--socket", "--control-socket"}};
   for (const auto& [from, to] : kHints)
-    if (arg == from && known.contains(std::string(to))) return std::string(to);
+    if (arg == from && known.contains(std::string(to))) return "did you mean " + std::string(to) + "?";
+  if ((arg == "--port" || arg == "--host") && known.contains("--bind"))
+    return "keel takes one --bind HOST:PORT, e.g. --bind 0.0.0.0:8000";
+  // gunicorn's --preload loads the application in the master before forking; edit distance would
+  // offer --reload, which is something else entirely.
+  if (arg == "--preload")
+    return "keel has no --preload: the application is built before the workers fork, and startup hooks run in "
+           "each worker";
   return {};
+}
+
+// The --help section of a server setting, from its name.
+std::string server_group(std::string_view n) {
+  auto starts = [n](std::string_view p) { return n.substr(0, p.size()) == p; };
+  if (starts("otel_") || starts("trace_")) return "Tracing";
+  if (starts("log_") || starts("access_log") || n == "request_id_header") return "Logging";
+  if (starts("health") || starts("readiness") || starts("startup_path") || starts("metrics_"))
+    return "Health and metrics";
+  if (starts("limit_") || n == "worker_connections" || n == "request_buffer_budget" || n == "output_buffer_limit" ||
+      n == "header_timeout" || n == "body_timeout" || n == "body_deadline" || n == "write_timeout")
+    return "Limits and timeouts";
+  if (n == "workers" || n == "threads" || n == "thread_queue" || n == "timeout" || starts("max_") ||
+      n == "graceful_timeout" || n == "shutdown_delay")
+    return "Workers";
+  if (n == "pid_file" || n == "control_socket" || n == "service_version" || starts("reload") || n == "strict_env")
+    return "Process";
+  return "Server";
 }
 
 // "--wrkers" -> "unknown flag --wrkers (did you mean --workers?)"; empty when every flag is known.
@@ -72,23 +105,34 @@ std::string unknown_flags(int argc, char** argv, const std::set<std::string>& ma
     if (hint.empty()) {
       const std::vector<std::string_view> candidates(known->begin(), known->end());
       hint = config::suggest(arg, candidates);
+      if (!hint.empty()) hint = "did you mean " + hint + "?";
     }
     out += (out.empty() ? "" : "; ") + where + "unknown flag " + std::string(arg) +
-           (hint.empty() ? "" : " (did you mean " + hint + "?)");
+           (hint.empty() ? "" : " (" + hint + ")");
   }
   return out;
 }
 
 }  // namespace
 
-Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
+Command parse(int argc, char** argv, const std::vector<Flag>& flags, const Program& program) {
   Command cmd;
+  const std::string name = program.name.empty() ? std::string("keel") : program.name;
   CLI::App app{
-      "keel HTTP application server. Every flag is also a config file key and a KEEL_* variable "
-      "(see `config`)."};
-  std::set<std::string> known{"--help", "--config", "--env-file", "--json", "--check", "--control-socket", "--url"};
+      program.description.empty() ? name + ": an HTTP service built on keel" : name + ": " + program.description, name};
+  app.footer("Every flag is also a config file key and an environment variable (shown as [env ...]); `" + name +
+             " config` prints the effective value and origin of each.");
+  // An application setting named `version` keeps --version: then only -V prints the version.
+  bool version_taken = false;
+  for (const auto& f : flags) version_taken = version_taken || f.name == "version";
+  app.set_version_flag(version_taken ? "-V" : "--version,-V", [&program, name] {
+    std::string text = name + (program.service_version.empty() ? "" : " " + program.service_version);
+    return text + "\nkeel " KEEL_VERSION " (commit " KEEL_COMMIT ")";
+  });
+  std::set<std::string> known{"--help",  "--config", "--env-file", "--json",
+                              "--check", "--url",    "--version",  "--control-socket"};
   std::map<std::string, std::vector<std::string>> values;  // setting name -> values in order
-  std::map<std::string, std::int64_t> bool_counts;
+  std::map<std::string, std::int64_t> bool_counts, bool_negations;
   for (const auto& f : flags) {
     std::string names;
     for (const auto& a : f.aliases) names += a + ",";
@@ -97,29 +141,39 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
       if (a.rfind("--", 0) == 0) known.insert(a);
     known.insert(config::to_flag_name(f.name));
     std::string help = f.help + " [env " + f.env + "]";
+    const std::string group = f.group.empty() ? server_group(f.name) : f.group;
     if (f.type == SettingType::kBool) {
       // --reuse-port sets it, --no-reuse-port clears it (a setting on by default: --no-access-log).
+      // Two flags, the negation listed in the help of the first: CLI11's own "!--no-x" would show
+      // the negation's value, {false}, as if it were the default.
       const std::string negated = "--no-" + config::to_flag_name(f.name).substr(2);
       known.insert(negated);
-      app.add_flag(names + ",!" + negated, bool_counts[f.name], help + " (" + negated + ": false)");
+      const bool on = config::parse_bool(f.default_text).value.value_or(false);
+      app.add_flag(names, bool_counts[f.name],
+                   help + " (default: " + (on ? "on" : "off") + "; negate with " + negated + ")")
+          ->group(group);
+      app.add_flag(negated, bool_negations[f.name])->group("");  // hidden: named in the line above
       continue;
     }
     auto* opt = app.add_option(names, values[f.name], help)
                     ->type_name(type_label(f.type))
                     ->expected(1)
-                    ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+                    ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                    ->group(group);
     if (!f.default_text.empty()) opt->default_str(f.default_text);
   }
   bool no_server_header = false;
-  app.add_flag("--no-server-header", no_server_header, "send no Server header");
+  app.add_flag("--no-server-header", no_server_header, "send no Server header")->group("Server");
   known.insert("--no-server-header");
   // The last one wins: `upgrade --config` appends one to the running command line.
   app.add_option("--config", cmd.sources.config_file, "TOML config file [env KEEL_CONFIG]")
       ->type_name("FILE")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->group("Configuration files");
   app.add_option("--env-file", cmd.sources.env_file, ".env file [env KEEL_ENV_FILE] (default ./.env when present)")
       ->type_name("FILE")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->group("Configuration files");
 
   auto* config = app.add_subcommand("config", "print the effective configuration with the source of every value");
   config->add_flag("--json", cmd.json, "as JSON");
@@ -164,6 +218,10 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
     cmd.kind = Command::Kind::kExit;
     cmd.exit_code = app.exit(e);
     return cmd;
+  } catch (const CLI::CallForVersion& e) {
+    cmd.kind = Command::Kind::kExit;
+    cmd.exit_code = app.exit(e);
+    return cmd;
   } catch (const CLI::ParseError& e) {
     const CLI::App* active = nullptr;
     for (const CLI::App* sub : {config, status, healthcheck, upgrade})
@@ -181,7 +239,8 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags) {
   }
   for (const auto& f : flags) {
     if (f.type == SettingType::kBool) {
-      if (bool_counts[f.name] != 0) cmd.sources.flags.emplace_back(f.name, bool_counts[f.name] > 0 ? "true" : "false");
+      const std::int64_t count = bool_counts[f.name] - bool_negations[f.name];
+      if (count != 0) cmd.sources.flags.emplace_back(f.name, count > 0 ? "true" : "false");
       continue;
     }
     const auto& v = values[f.name];

@@ -20,12 +20,20 @@ struct Flag {
   std::string env{};           // shown in --help
   std::string default_text{};  // shown in --help (empty for secrets)
   bool secret = false;         // `upgrade --set` refuses it (it would stay in every later argv)
+  std::string group{};         // --help section: "Server", "Workers", ..., "App settings"
+};
+
+// What --help and --version say about the program.
+struct Program {
+  std::string name{};             // usage line and --version ("keel-demo")
+  std::string description{};      // first line of --help
+  std::string service_version{};  // the application's service_version, printed by --version when set
 };
 
 struct Command {
   enum class Kind { kServe, kConfig, kStatus, kHealthcheck, kUpgrade, kExit };
   Kind kind = Kind::kServe;
-  int exit_code = 0;  // kExit: --help (0) or a command-line error (78, already printed)
+  int exit_code = 0;  // kExit: --help, --version (0) or a command-line error (78, already printed)
   config::Sources sources;
   bool json = false;                // config --json, status --json
   bool check = false;               // config --check
@@ -36,6 +44,7 @@ struct Command {
 
 // Parses argv. Bool settings are plain flags (--reuse-port); list settings may repeat (--bind a
 // --bind b). Values are not checked here: the configuration loader validates every source alike.
-Command parse(int argc, char** argv, const std::vector<Flag>& flags);
+// --version / -V prints the program's name and service_version, and keel's version and commit.
+Command parse(int argc, char** argv, const std::vector<Flag>& flags, const Program& program = {});
 
 }  // namespace keel::cli

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 
@@ -45,6 +46,7 @@ std::vector<cli::Flag> Configuration::flags() const {
     if (spec.default_value && !spec.secret) f.default_text = *spec.default_value;
     for (const auto& s : server_settings())
       if (s.spec.name == spec.name) f.aliases = s.cli_aliases;
+    if (std::find(app_names_.begin(), app_names_.end(), spec.name) != app_names_.end()) f.group = "App settings";
     out.push_back(std::move(f));
   }
   return out;
@@ -127,10 +129,16 @@ std::vector<std::pair<std::string, std::string>> key_values(const std::vector<st
 
 }  // namespace
 
-void log_ignored_dotenv(const config::Loaded& loaded) {
+void log_config_warnings(const config::Loaded& loaded) {
   for (const auto& p : loaded.ignored)
     log::write(log::Level::kWarning, "keel.config", "env_file_entry_ignored",
                {{"origin", p.origin}, {"reason", p.message}});
+  for (const auto& v : loaded.unknown_env)
+    log::write(log::Level::kWarning, "keel.config", "unknown_variable",
+               {{"variable", v.name},
+                {"origin", v.origin},
+                {"did_you_mean", v.suggestion},
+                {"hint", "not a setting; ignored (strict_env makes this an error)"}});
 }
 
 std::vector<std::string> operational_paths(const ServerOptions& o) {
@@ -220,7 +228,7 @@ bool reload(const ServerOptions& defaults, const config::Sources& sources, Serve
   if (!needs_restart.empty())
     log::write(log::Level::kWarning, "keel.config", "config_needs_restart",
                {{"settings", needs_restart}, {"hint", "send USR2 (binary upgrade) to apply these"}});
-  log_ignored_dotenv(loaded);
+  log_config_warnings(loaded);
   config::export_dotenv(loaded);
   return true;
 }

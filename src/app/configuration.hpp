@@ -37,9 +37,10 @@ class Configuration {
 // std::runtime_error naming the file when log_file cannot be opened.
 void apply_logging(const ServerOptions& options);
 
-// Logs the .env entries the loader dropped (hand-over, PATH, LD_*, proxy variables), one warning
-// each naming the file and line.
-void log_ignored_dotenv(const config::Loaded& loaded);
+// Logs the loader's warnings: the .env entries it dropped (hand-over, PATH, LD_*, proxy
+// variables), one warning each naming the file and line; and the prefixed variables that name no
+// setting (unknown_variable, with the closest known variable).
+void log_config_warnings(const config::Loaded& loaded);
 
 // The health and metrics paths that are served (empty ones left out): kept out of the access log,
 // traces and the upgrade analysis unless asked for.

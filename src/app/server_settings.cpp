@@ -366,6 +366,8 @@ std::vector<ServerSetting> build() {
                            "development: restart (re-exec) when the binary or a reload_extra_files changes")));
   all.push_back(restart_only(list("reload_extra_files", &ServerOptions::reload_extra_files,
                                   "more files whose change triggers reload (repeatable)", {"--reload-extra-file"})));
+  all.push_back(boolean("strict_env", &ServerOptions::strict_env,
+                        "an unknown KEEL_* or app-prefixed variable is an error (exit 78), not a warning"));
   return all;
 }
 

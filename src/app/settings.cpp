@@ -12,6 +12,22 @@ Settings& Settings::env_prefix(std::string prefix) {
   return *this;
 }
 
+std::string Settings::prefix_for(std::string_view program_name) {
+  std::string out;
+  for (const char c : program_name) {
+    if (c >= 'a' && c <= 'z') {
+      out += static_cast<char>(c - 'a' + 'A');
+    } else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+      out += c;
+    } else if (!out.empty() && out.back() != '_') {
+      out += '_';
+    }
+  }
+  while (!out.empty() && out.back() == '_') out.pop_back();
+  if (out.empty() || (out[0] >= '0' && out[0] <= '9')) return "APP_";
+  return out + "_";
+}
+
 Settings& Settings::add(Setting setting) {
   for (const auto& s : declared_)
     if (s.name == setting.name) throw std::invalid_argument("setting '" + setting.name + "' is declared twice");

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "config/values.hpp"
+
 extern char** environ;  // NOLINT: POSIX
 
 namespace keel::config {
@@ -117,6 +119,13 @@ Loaded load(Registry& registry, const Sources& sources) {
   }
   layers.flags = sources.flags;
   out.problems = registry.resolve(layers);
+  // Unknown prefixed variables: warnings, unless strict_env asks for today's exit 78.
+  const Resolved* strict = registry.find(kStrictEnvSetting);
+  if (strict != nullptr && parse_bool(strict->text).value.value_or(false)) {
+    for (const auto& v : registry.unknown_variables()) out.problems.push_back({"", v.origin, v.message()});
+  } else {
+    out.unknown_env = registry.unknown_variables();
+  }
   std::set<std::string, std::less<>> settings_env;
   for (const auto& s : registry.specs()) {
     settings_env.insert(registry.env_name(s));
@@ -148,6 +157,8 @@ std::string report_text(const Registry& registry, const Loaded& loaded) {
     std::string line = s.name + std::string(name_width - s.name.size(), ' ') + " = " + value;
     if (value.size() < value_width) line += std::string(value_width - value.size(), ' ');
     line += "  # " + (r ? r->origin : std::string("unset")) + ", env " + registry.env_name(s);
+    for (const auto& p : loaded.problems)
+      if (p.setting == s.name) line += "  <-- ERROR: " + p.message;
     out += line + "\n";
   }
   return out;
@@ -164,6 +175,8 @@ std::string report_json(const Registry& registry, const Loaded& loaded) {
                            {"env", registry.env_name(s)},
                            {"file_key", registry.file_key(s)},
                            {"secret", s.secret}};
+    for (const auto& p : loaded.problems)
+      if (p.setting == s.name) item["error"] = p.message;
     settings.push_back(std::move(item));
   }
   nlohmann::json doc = {

@@ -20,6 +20,8 @@ struct Sources {
 
 inline constexpr const char* kConfigFileEnv = "KEEL_CONFIG";
 inline constexpr const char* kEnvFileEnv = "KEEL_ENV_FILE";
+// The bool setting that turns unknown prefixed variables from warnings into problems.
+inline constexpr const char* kStrictEnvSetting = "strict_env";
 
 struct Loaded {
   std::string config_file;  // the file that was read, empty when none
@@ -29,6 +31,9 @@ struct Loaded {
   // .env entries that were dropped: keel's hand-over variables (set only by a keel master in the
   // real environment) and PATH, LD_* and proxy variables. `origin` is ".env:LINE".
   std::vector<Problem> ignored;
+  // Prefixed variables (environment, .env) that name no setting: warnings unless strict_env is
+  // on, then they are in `problems` instead.
+  std::vector<UnknownVariable> unknown_env;
   // The .env entries export_dotenv puts into the environment: registered settings' variables and
   // their NAME_FILE forms, nothing else.
   std::vector<DotenvEntry> exportable;
@@ -49,7 +54,8 @@ Loaded load(Registry& registry, const Sources& sources);
 // "<program>: invalid configuration (2 problems):\n  workers (env KEEL_WORKERS): expected ...\n ..."
 std::string format_problems(const std::string& program, const std::vector<Problem>& problems);
 
-// The effective configuration: one line per setting — name, display value, origin — after a
+// The effective configuration: one line per setting — name, display value, origin, and the
+// problem with it when `loaded` has one (a required setting unset, an invalid value) — after a
 // header naming the files; or the same as a JSON document.
 std::string report_text(const Registry& registry, const Loaded& loaded);
 std::string report_json(const Registry& registry, const Loaded& loaded);

@@ -45,6 +45,10 @@ std::string Problem::to_string() const {
   return out + (out.empty() ? "" : ": ") + message;
 }
 
+std::string UnknownVariable::message() const {
+  return "unknown variable " + name + (suggestion.empty() ? "" : " (did you mean " + suggestion + "?)");
+}
+
 const Registry::Placement& Registry::placement(const Spec& s) const {
   return placements_[static_cast<std::size_t>(&s - specs_.data())];
 }
@@ -158,6 +162,7 @@ void Registry::add(Spec spec, Placement placement) {
 std::vector<Problem> Registry::resolve(const Layers& layers) {
   std::vector<Problem> problems;
   values_.clear();
+  unknown_env_.clear();
 
   // Unknown keys: reported with a suggestion instead of silently ignored (a typo must not fall
   // back to a default without a word).
@@ -194,8 +199,7 @@ std::vector<Problem> Registry::resolve(const Layers& layers) {
       if (k == var) return;
     for (const auto& k : allowed_env_)
       if (k == var) return;
-    const std::string hint = suggest(var, env_known_views);
-    problems.push_back({"", origin, "unknown variable " + var + (hint.empty() ? "" : " (did you mean " + hint + "?)")});
+    unknown_env_.push_back({var, origin, suggest(var, env_known_views)});
   };
   for (const auto& e : layers.dotenv.entries)
     check_unknown_env(e.key, layers.dotenv_name + ":" + std::to_string(e.line));

@@ -40,6 +40,15 @@ struct Problem {
   [[nodiscard]] std::string to_string() const;  // "graceful_timeout (env KEEL_GRACEFUL_TIMEOUT): expected ..."
 };
 
+// A prefixed variable (environment or .env) that names no setting: a warning, or a problem when
+// strict_env is on.
+struct UnknownVariable {
+  std::string name;                           // "APP_ENV"
+  std::string origin;                         // "env APP_ENV", ".env:3"
+  std::string suggestion;                     // the known variable it is closest to, empty when none is close
+  [[nodiscard]] std::string message() const;  // "unknown variable APP_ENV (did you mean APP_ENVS?)"
+};
+
 // What the sources hold; each may be empty.
 struct Layers {
   FileResult file;
@@ -72,8 +81,10 @@ class Registry {
   void allow_env(std::string name) { allowed_env_.push_back(std::move(name)); }
 
   // Resolves every setting; returns all problems (empty: every value is valid). Unknown file
-  // keys and unknown prefixed environment variables are problems too, with a did-you-mean.
+  // keys are problems too, with a did-you-mean. Unknown prefixed variables (environment, .env)
+  // are not: platforms set APP_ENV and the like; they are in unknown_variables().
   std::vector<Problem> resolve(const Layers& layers);
+  [[nodiscard]] const std::vector<UnknownVariable>& unknown_variables() const noexcept { return unknown_env_; }
 
   [[nodiscard]] const Resolved* find(std::string_view name) const;
   // The value for printing: secrets as "********" (or "(unset)"); the password of any URL in the
@@ -92,6 +103,7 @@ class Registry {
   std::vector<Placement> placements_;  // parallel to specs_
   std::vector<std::string> allowed_env_;
   std::map<std::string, Resolved, std::less<>> values_;
+  std::vector<UnknownVariable> unknown_env_;
 };
 
 }  // namespace keel::config

@@ -15,7 +15,7 @@
 // is intended. Only a disagreement that no rule explains calls __builtin_trap(), so libFuzzer
 // records it. docs/fuzzing.md has the same list.
 //
-// Environment: KEEL_DIFF_VERBOSE=1 prints both parses of every request; KEEL_DIFF_RULES=1 prints
+// Environment: FUZZ_DIFF_VERBOSE=1 prints both parses of every request; FUZZ_DIFF_RULES=1 prints
 // one "diff-rule: <rule>" line per explained disagreement (scripts/fuzz.sh tallies them).
 
 #include <http_parser.h>
@@ -49,8 +49,8 @@ bool env_flag(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' && *v != '0';
 }
-const bool g_verbose = env_flag("KEEL_DIFF_VERBOSE");
-const bool g_print_rules = env_flag("KEEL_DIFF_RULES");
+const bool g_verbose = env_flag("FUZZ_DIFF_VERBOSE");
+const bool g_print_rules = env_flag("FUZZ_DIFF_RULES");
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 

@@ -191,7 +191,7 @@ class Keel:
         self._err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
                                      start_new_session=True, preexec_fn=preexec_fn,
-                                     env=dict(os.environ if env is None else env))
+                                     env=keelproc.server_env(env))
         self.pid = self.proc.pid
         self.workers_expected = workers
         _live.append(self)

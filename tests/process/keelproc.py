@@ -159,7 +159,7 @@ class Server:
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: stop() can reach every worker
             preexec_fn=preexec_fn,
-            env=env,
+            env=server_env(env),
             pass_fds=pass_fds,
             cwd=cwd,
         )
@@ -314,6 +314,23 @@ def port_of(address: str) -> int:
     return int(m.group(1))
 
 
+# Prefixes of the variables a keel binary reads as configuration: keel's own, keel-demo's APP_ and
+# keel-testapp's (its prefix comes from its name, KEEL_TESTAPP_ being covered by KEEL_).
+CONFIG_PREFIXES = ("KEEL_", "APP_")
+
+
+def server_env(env=None) -> dict:
+    """The environment a server under test gets: the caller's (os.environ when env is None)
+    without the KEEL_* / APP_* variables of whoever runs the tests (TEST_PRESETS used to be
+    KEEL_TEST_PRESETS; a developer's shell may export KEEL_WORKERS). Such a variable stays when the
+    test set it: present in env with another value than in os.environ, or absent from os.environ."""
+    env = dict(os.environ if env is None else env)
+    for name in [k for k in env if k.startswith(CONFIG_PREFIXES)]:
+        if os.environ.get(name) == env[name]:
+            del env[name]
+    return env
+
+
 _demo_dir: str | None = None
 
 
@@ -363,7 +380,8 @@ def run_cli(binary: str, *flags: str, timeout: float = 10.0, env=None, pass_fds=
     rc is None if it had to be killed after timeout."""
     env = demo_env(binary, env)
     proc = subprocess.Popen([binary, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, env=env, pass_fds=pass_fds, cwd=cwd)
+                            stderr=subprocess.PIPE, start_new_session=True, env=server_env(env), pass_fds=pass_fds,
+                            cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode

@@ -1,9 +1,11 @@
 """The process as a whole: command-line flags, JSON logs, pre-fork workers, signals and graceful
 shutdown."""
 
+import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -62,6 +64,92 @@ class BadFlagsTest(KeelTestCase):
         self.assertIsNotNone(rc, "server started on a port already in use")
         self.assertNotEqual(rc, 0)
         self.assertTrue(err.strip() or out.strip(), "no message about the bind failure")
+
+
+class HelpAndVersionTest(KeelTestCase):
+    """--help names the application and groups its flags; --version; hints for flags from other
+    servers (issue 14, point 15)."""
+
+    def help_text(self, binary):
+        rc, out, err = keelproc.run_cli(binary, "--help")
+        self.assertEqual(rc, 0, err)
+        return out
+
+    def test_help_names_the_application_and_groups_the_flags(self):
+        out = self.help_text(keelproc.demo())
+        self.assertTrue(out.startswith("keel-demo: keel's demo service"), out[:200])
+        self.assertIn("Usage: keel-demo", out)
+        positions = []
+        for section in ("Server:", "Workers:", "Limits and timeouts:", "Health and metrics:", "Logging:", "Tracing:",
+                        "Process:", "App settings:"):
+            self.assertIn("\n" + section + "\n", out, f"no {section} section")
+            positions.append(out.index("\n" + section + "\n"))
+        # A flag is listed in its section: --workers under Workers, --fault-latency under App settings.
+        workers = out.index("\n" + "Workers:" + "\n")
+        self.assertLess(workers, out.index("--workers"))
+        self.assertLess(out.index("\nApp settings:\n"), out.index("--fault-latency"))
+        # keel-testapp sets no name: its file name.
+        self.assertIn("Usage: keel-testapp", self.help_text(keelproc.testapp()))
+
+    def test_help_shows_boolean_defaults_as_they_are(self):
+        out = self.help_text(keelproc.testapp())
+        lines = {}
+        for line in out.splitlines():
+            words = line.split()
+            if words and words[0].startswith("--"):
+                lines[words[0].rstrip(",")] = line
+        self.assertIn("default: on", lines["--access-log"])
+        self.assertIn("negate with --no-access-log", lines["--access-log"])
+        self.assertIn("default: off", lines["--reuse-port"])
+        self.assertNotIn("{false}", out)
+        self.assertNotIn("{true}", out)
+        # The negation still works: --no-access-log turns the access log off.
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--json", "--no-access-log")
+        self.assertEqual(rc, 0, err)
+        self.assertIn('"value": "false"', out.split('"name": "access_log"', 1)[1].split("}", 1)[0])
+
+    def test_version(self):
+        for flag in ("--version", "-V"):
+            rc, out, err = keelproc.run_cli(keelproc.demo(), flag)
+            self.assertEqual(rc, 0, err)
+            lines = out.strip().splitlines()
+            self.assertEqual(lines[0], "keel-demo")
+            self.assertRegex(lines[1], r"^keel \d+\.\d+\.\d+ \(commit ([0-9a-f]{7,}|unknown)\)$")
+        # keel-testapp has a setting named version: --version is that setting's flag, -V prints.
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "-V")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(out.startswith("keel-testapp\nkeel "), out)
+
+    def test_hints_for_flags_of_other_servers(self):
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--port", "8000")
+        self.assertEqual(rc, 78)
+        self.assertIn("unknown flag --port (keel takes one --bind HOST:PORT", err)
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--host", "0.0.0.0")
+        self.assertEqual(rc, 78)
+        self.assertIn("unknown flag --host (keel takes one --bind HOST:PORT", err)
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "--preload")
+        self.assertEqual(rc, 78)
+        self.assertIn("unknown flag --preload (keel has no --preload", err)
+        self.assertNotIn("--reload", err)
+
+    def test_config_prints_every_setting_while_a_required_one_is_missing(self):
+        env = keelproc.server_env({k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "SECRET_KEY_FILE")})
+        env["DATABASE_URL"] = "sqlite:/nonexistent/never-opened.db"
+        proc = subprocess.run([keelproc.demo(), "config"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=10, env=env, cwd="/")
+        self.assertEqual(proc.returncode, 78, proc.stderr)
+        self.assertIn("secret_key: required, but not set", proc.stderr)
+        settings = {line.split()[0]: line for line in proc.stdout.splitlines() if line and not line.startswith("#")}
+        self.assertIn("workers", settings)
+        self.assertIn("database_url", settings)
+        self.assertIn("ERROR: required, but not set", settings["secret_key"])
+        self.assertNotIn("ERROR", settings["workers"])
+        proc = subprocess.run([keelproc.demo(), "config", "--json"], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=10, env=env, cwd="/")
+        self.assertEqual(proc.returncode, 78, proc.stderr)
+        doc = {s["name"]: s for s in json.loads(proc.stdout)["settings"]}
+        self.assertIn("required", doc["secret_key"]["error"])
+        self.assertNotIn("error", doc["workers"])
 
 
 class GoodFlagsTest(KeelTestCase):

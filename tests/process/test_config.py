@@ -50,14 +50,14 @@ class ConfigTest(KeelTestCase):
         config = self.write("keel.toml", "keep_alive = \"2s\"\nlimit_request_body = \"2KiB\"\nworkers = 3\n"
                                          "[app]\nmessage = \"from file\"\n")
         # The implicit ./.env: in the working directory, read without --env-file.
-        self.write(".env", "# dev settings\nexport KEEL_LIMIT_REQUEST_BODY=3KiB\nAPP_MESSAGE=\"from \\\"dotenv\\\"\"\n")
-        env = clean_env(KEEL_CONFIG=config, APP_MESSAGE="from env", KEEL_WORKERS="2")
+        self.write(".env", "# dev settings\nexport KEEL_LIMIT_REQUEST_BODY=3KiB\nKEEL_TESTAPP_MESSAGE=\"from \\\"dotenv\\\"\"\n")
+        env = clean_env(KEEL_CONFIG=config, KEEL_TESTAPP_MESSAGE="from env", KEEL_WORKERS="2")
         settings = self.config_json("--workers", "1", env=env)
         self.assertEqual((settings["keep_alive"]["value"], settings["keep_alive"]["origin"]),
                          ("2s", f"{config}:1"))
         self.assertEqual((settings["limit_request_body"]["value"], settings["limit_request_body"]["origin"]),
                          ("3KiB", ".env:2"))
-        self.assertEqual((settings["message"]["value"], settings["message"]["origin"]), ("from env", "env APP_MESSAGE"))
+        self.assertEqual((settings["message"]["value"], settings["message"]["origin"]), ("from env", "env KEEL_TESTAPP_MESSAGE"))
         self.assertEqual((settings["workers"]["value"], settings["workers"]["origin"]), ("1", "flag --workers"))
         self.assertEqual(settings["backlog"]["origin"], "default")
         self.assertEqual(settings["message"]["file_key"], "app.message")
@@ -68,7 +68,7 @@ class ConfigTest(KeelTestCase):
         self.assertEqual(opts["keep_alive_ms"], 2000)
         self.assertEqual(opts["limit_request_body"], 3072)
         self.assertEqual(keelproc.get(server.port, "/settings/message").text, "from env")
-        env.pop("APP_MESSAGE")
+        env.pop("KEEL_TESTAPP_MESSAGE")
         server.stop()
         server = self.start_server("--workers", "1", env=env, cwd=self.dir)
         self.assertEqual(keelproc.get(server.port, "/settings/message").text, 'from "dotenv"')
@@ -103,11 +103,11 @@ class ConfigTest(KeelTestCase):
 
     def test_file_secrets_are_used_and_never_printed(self):
         secret_file = self.write("token", SECRET + "\n")
-        env = clean_env(APP_API_TOKEN_FILE=secret_file)
+        env = clean_env(KEEL_TESTAPP_API_TOKEN_FILE=secret_file)
         rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", env=env, cwd=self.dir)
         self.assertEqual(rc, 0, err)
         self.assertNotIn(SECRET, out + err)
-        self.assertRegex(out, r"api_token\s+= \*{8}\s+# env APP_API_TOKEN_FILE \(" + str(secret_file))
+        self.assertRegex(out, r"api_token\s+= \*{8}\s+# env KEEL_TESTAPP_API_TOKEN_FILE \(" + str(secret_file))
         rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--json", env=env, cwd=self.dir)
         self.assertNotIn(SECRET, out + err)
         self.assertEqual({s["name"]: s for s in json.loads(out)["settings"]}["api_token"]["value"], "********")
@@ -119,10 +119,10 @@ class ConfigTest(KeelTestCase):
 
     def test_a_secret_set_twice_is_an_error_that_does_not_show_it(self):
         rc, out, err = keelproc.run_cli(keelproc.testapp(), "config", "--json",
-                                        env=clean_env(APP_API_TOKEN=SECRET, APP_API_TOKEN_FILE="/nonexistent"),
+                                        env=clean_env(KEEL_TESTAPP_API_TOKEN=SECRET, KEEL_TESTAPP_API_TOKEN_FILE="/nonexistent"),
                                         cwd=self.dir)
         self.assertEqual(rc, 78)
-        self.assertIn("both APP_API_TOKEN and APP_API_TOKEN_FILE are set", err)
+        self.assertIn("both KEEL_TESTAPP_API_TOKEN and KEEL_TESTAPP_API_TOKEN_FILE are set", err)
         self.assertNotIn(SECRET, out + err)
 
     def test_url_passwords_are_never_printed(self):
@@ -189,6 +189,79 @@ class ConfigTest(KeelTestCase):
         settings = self.config_json(env=clean_env())
         self.assertEqual((settings["keep_alive"]["value"], settings["keep_alive"]["origin"]), ("7s", ".env:4"))
 
+    # -- unknown variables, the app prefix, the harness and scripts (issue 14, point 15) -------
+
+    def test_an_unknown_prefixed_variable_is_a_warning_with_a_suggestion(self):
+        # APP_ENV is set by many platforms; keel-demo's settings use the APP_ prefix.
+        server = keelproc.start(keelproc.demo(), "--log-format", "json",
+                                env=clean_env(APP_ENV="production", KEEL_WORKRS="2", KEEL_TEST_PRESETS="debug"))
+        self.addCleanup(server.stop)
+        warnings = {}
+        for name in ("APP_ENV", "KEEL_WORKRS", "KEEL_TEST_PRESETS"):
+            event = server.wait_for_stdout(lambda e, n=name: e.get("event") == "unknown_variable" and
+                                           e.get("variable") == n)
+            self.assertIsNotNone(event, f"no unknown_variable warning for {name}\n" + server.output_tail())
+            warnings[name] = event
+        self.assertEqual(warnings["KEEL_WORKRS"]["level"], "warning")
+        self.assertEqual(warnings["KEEL_WORKRS"]["did_you_mean"], "KEEL_WORKERS")
+        self.assertEqual(warnings["KEEL_WORKRS"]["origin"], "env KEEL_WORKRS")
+        self.assertEqual(keelproc.get(server.port, "/health").status, 200)
+        # `config` says the same on stderr and still exits 0.
+        rc, _, err = keelproc.run_cli(keelproc.testapp(), "config", env=clean_env(KEEL_WORKRS="2"))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: (env KEEL_WORKRS) unknown variable KEEL_WORKRS (did you mean KEEL_WORKERS?)", err)
+
+    def test_strict_env_makes_an_unknown_variable_fatal(self):
+        for flags, extra in ((["--strict-env"], {}), ([], {"KEEL_STRICT_ENV": "true"})):
+            with self.subTest(flags=flags, env=extra):
+                rc, out, err = keelproc.run_cli(keelproc.testapp(), *flags,
+                                                env=clean_env(KEEL_WORKRS="2", **extra), cwd=self.dir)
+                self.assertEqual(rc, 78, err)
+                self.assertIn("(env KEEL_WORKRS): unknown variable KEEL_WORKRS (did you mean KEEL_WORKERS?)", err)
+                self.assertEqual(out, "")
+
+    def test_the_app_prefix_comes_from_the_program_name(self):
+        # keel-testapp sets no prefix: KEEL_TESTAPP_; keel-demo keeps APP_ explicitly.
+        settings = self.config_json(env=clean_env(KEEL_TESTAPP_MESSAGE="from env"))
+        self.assertEqual(settings["message"]["env"], "KEEL_TESTAPP_MESSAGE")
+        self.assertEqual(settings["message"]["value"], "from env")
+        rc, out, err = keelproc.run_cli(keelproc.demo(), "config", "--json", env=clean_env(), cwd=self.dir)
+        self.assertEqual(rc, 0, err)
+        demo = {s["name"]: s for s in json.loads(out)["settings"]}
+        self.assertEqual(demo["fault_latency"]["env"], "APP_FAULT_LATENCY")
+
+    def test_the_harness_starts_servers_without_the_callers_keel_variables(self):
+        # What `KEEL_TEST_PRESETS=debug scripts/test.sh` used to export into every server.
+        for name, value in (("KEEL_TEST_PRESETS", "debug"), ("APP_ENV", "production"), ("KEEL_WORKERS", "7")):
+            self.addCleanup(os.environ.pop, name, None)
+            os.environ[name] = value
+        server = keelproc.start(keelproc.testapp(), "--strict-env", env=dict(os.environ, KEEL_TESTAPP_MESSAGE="set"))
+        self.addCleanup(server.stop)
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+        names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+        self.assertFalse({"KEEL_TEST_PRESETS", "APP_ENV", "KEEL_WORKERS"} & names, sorted(names))
+        self.assertIn("KEEL_TESTAPP_MESSAGE", names)  # what the test itself sets stays
+        self.assertEqual(keelproc.get(server.port, "/settings/message").text, "set")
+
+    def test_scripts_use_no_variable_keel_would_read(self):
+        # A KEEL_* (or APP_*) knob of a script, exported, would be an unknown variable to every server.
+        known = {"KEEL_CONFIG", "KEEL_ENV_FILE"}
+        for binary in (keelproc.testapp(), keelproc.demo()):
+            rc, out, err = keelproc.run_cli(binary, "config", "--json", env=clean_env(), cwd=self.dir)
+            self.assertEqual(rc, 0, err)
+            known |= {s["env"] for s in json.loads(out)["settings"]}
+        root = Path(keelproc.REPO_ROOT)
+        files = [root / ".ci" / "run", *sorted((root / "scripts").glob("*.sh")), *sorted((root / "bench").glob("*.sh")),
+                 *sorted((root / "bench").glob("*.py"))]
+        self.assertGreater(len(files), 5)
+        import re
+        found = {}
+        for f in files:
+            for name in re.findall(r"\b((?:KEEL|APP)_[A-Z0-9_]*[A-Z0-9])", f.read_text()):
+                if name not in known and name.removesuffix("_FILE") not in known:
+                    found.setdefault(name, f.relative_to(root).as_posix())
+        self.assertEqual(found, {}, "script knobs keel would read as (unknown) configuration")
+
     # -- errors -------------------------------------------------------------------------------
 
     def test_every_problem_at_once_then_exit_78(self):
@@ -196,7 +269,7 @@ class ConfigTest(KeelTestCase):
         self.write("bad.env", "GOOD=1\nthis line is not an assignment\nKEEL_BACKLOG=lots\n")
         env = clean_env(KEEL_GRACEFUL_TIMEOUT="soon", KEEL_WORKRS="2", KEEL_CONFIG=config)
         t0 = time.monotonic()
-        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--env-file", str(self.dir / "bad.env"),
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--strict-env", "--env-file", str(self.dir / "bad.env"),
                                         "--keep-alive", "5q", "--bind", "127.0.0.1:99999", env=env, cwd=self.dir)
         self.assertEqual(rc, 78, err)
         self.assertLess(time.monotonic() - t0, 5)

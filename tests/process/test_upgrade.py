@@ -49,7 +49,7 @@ class UpgradeCase(SupervisorCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.ctl = os.path.join(self.dir, "ctl")
         self.pidfile = os.path.join(self.dir, "keel.pid")
-        self.env = keelproc.demo_env(keelproc.demo(), dict(os.environ, DATABASE_URL=f"sqlite:{self.dir}/demo.db"))
+        self.env = keelproc.server_env(keelproc.demo_env(keelproc.demo(), dict(os.environ, DATABASE_URL=f"sqlite:{self.dir}/demo.db")))
 
     def start_demo(self, *flags, workers: int = 2):
         # --reuse-port: the kernel spreads new connections over every worker's socket, so a canary's
