@@ -201,7 +201,9 @@ class RequestContextTest(KeelTestCase):
 
 
 class LogDestinations(KeelTestCase):
-    def test_file_with_usr1_reopen(self):
+    def start_logging_to_a_file(self):
+        """Two workers logging to <tmp>/keel.log; returns (server, log path, port from the
+        file's listening line)."""
         work = tempfile.mkdtemp(prefix="keel-logs-")
         self.addCleanup(shutil.rmtree, work, True)
         path = os.path.join(work, "keel.log")
@@ -211,12 +213,17 @@ class LogDestinations(KeelTestCase):
         port = None
         while port is None and time.monotonic() < deadline:
             if os.path.exists(path):
-                for line in open(path):
-                    e = json.loads(line)
-                    if e.get("event") == "listening":
-                        port = keelproc.port_of(e["address"])
+                with open(path) as f:
+                    for line in f:
+                        e = json.loads(line)
+                        if e.get("event") == "listening":
+                            port = keelproc.port_of(e["address"])
             time.sleep(0.05)
         self.assertIsNotNone(port)
+        return server, path, port
+
+    def test_file_with_usr1_reopen(self):
+        server, path, port = self.start_logging_to_a_file()
         keelproc.get(port, "/users/1")
         os.rename(path, path + ".1")  # what logrotate does
         server.send_signal(signal.SIGUSR1)
@@ -252,22 +259,7 @@ class LogDestinations(KeelTestCase):
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to plant a file owned by another user")
     def test_reopen_refuses_a_file_planted_by_another_user(self):
-        work = tempfile.mkdtemp(prefix="keel-logs-")
-        self.addCleanup(shutil.rmtree, work, True)
-        path = os.path.join(work, "keel.log")
-        server = self.start_server("--log-file", path, "--workers", "2", pin_workers=False,
-                                   bind="127.0.0.1:0", listening=0, expect_port=False)
-        deadline = time.monotonic() + 5
-        port = None
-        while port is None and time.monotonic() < deadline:
-            if os.path.exists(path):
-                with open(path) as f:
-                    for line in f:
-                        e = json.loads(line)
-                        if e.get("event") == "listening":
-                            port = keelproc.port_of(e["address"])
-            time.sleep(0.05)
-        self.assertIsNotNone(port)
+        server, path, port = self.start_logging_to_a_file()
         # Someone else's file in its place (a directory others can write to, or a planted link
         # target): the processes keep their old file and say why there.
         os.rename(path, path + ".1")
