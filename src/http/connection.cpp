@@ -180,13 +180,19 @@ bool Connection::read_some() {
       if (Observer* o = server_.observer()) o->rejected(Rejection::kTooLarge);
       send_error(413, "request too large");
       return true;
-    case Grow::kOverBudget:
+    case Grow::kOverBudget: {
       if (Observer* o = server_.observer()) o->rejected(Rejection::kBufferBudget);
-      log::write(
-          log::Level::kWarning, "keel.http", "request_buffer_budget_exhausted",
-          {{"buffered_bytes", server_.buffered_request_bytes()}, {"budget", server_.options().request_buffer_budget}});
+      // One line per 5 s at most: under a flood the metric counts, the log says it is happening.
+      static net::Clock::time_point last_warning{};
+      if (const auto now = net::Clock::now(); now - last_warning > std::chrono::seconds(5)) {
+        last_warning = now;
+        log::write(log::Level::kWarning, "keel.http", "request_buffer_budget_exhausted",
+                   {{"buffered_bytes", server_.buffered_request_bytes()},
+                    {"budget", server_.options().request_buffer_budget}});
+      }
       send_error(503, "the server is short of memory for request bodies; retry later");
       return true;
+    }
   }
   const std::size_t space = rcap_ - rend_;
   const ssize_t n = ::recv(fd_, rbuf_.get() + rend_, space, 0);
