@@ -204,21 +204,25 @@ int Upgrade::parse_flags() {
     return bad("--control-socket", "required (or KEEL_CONTROL_SOCKET): the running master's control_socket");
   // The running master executes the binary and the new generation reads the config file from the
   // master's working directory, not ours: both are sent as absolute paths, checked here first.
-  if (!r_.binary.empty()) {
-    const std::string path = absolute_path(r_.binary);
+  // The problem with `raw` as a regular file we may access with `mode` ("" when none); `path`
+  // becomes its absolute form.
+  auto file_problem = [](const std::string& raw, int mode, const char* not_what, std::string& path) {
+    path = absolute_path(raw);
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return bad("--binary", path + ": " + std::strerror(errno));
-    if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0)
-      return bad("--binary", path + ": not an executable file");
+    if (::stat(path.c_str(), &st) != 0) return path + ": " + std::strerror(errno);
+    if (!S_ISREG(st.st_mode) || ::access(path.c_str(), mode) != 0) return path + ": " + not_what;
+    return std::string();
+  };
+  std::string path;
+  if (!r_.binary.empty()) {
+    if (auto why = file_problem(r_.binary, X_OK, "not an executable file", path); !why.empty())
+      return bad("--binary", why);
     binary_ = path;
   }
   args_ = r_.args;
   if (!r_.config_file.empty()) {
-    const std::string path = absolute_path(r_.config_file);
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return bad("--config", path + ": " + std::strerror(errno));
-    if (!S_ISREG(st.st_mode) || ::access(path.c_str(), R_OK) != 0)
-      return bad("--config", path + ": not a readable file");
+    if (auto why = file_problem(r_.config_file, R_OK, "not a readable file", path); !why.empty())
+      return bad("--config", why);
     args_.push_back("--config=" + path);
   }
   if (!duration(r_.analysis_window, window_) || window_.count() <= 0)
