@@ -48,7 +48,10 @@ detail::Detached open_when_ready(Health& health, http::Server& server, std::vect
       log::write(log::Level::kInfo, "keel.worker", "readiness_gate_open", {{"generation", process::generation()}});
       std::vector<net::Listener> own;
       try {
-        for (const auto& l : reuse_port) own.push_back(net::open_listener(l.bound, server.options().backlog, true));
+        for (const auto& l : reuse_port) {
+          own.push_back(net::open_listener(l.bound, server.options().backlog, true));
+          own.back().exclusive = true;
+        }
       } catch (const std::exception& e) {  // the shared sockets still work
         log::write(log::Level::kError, "keel.worker", "reuse_port_socket_failed", {{"error", e.what()}});
       }
@@ -333,7 +336,10 @@ int App::serve() {
       for (const auto& l : ls)
         if (l.bound.kind == net::BindAddress::Kind::kTcp && !l.admin) own.push_back(l);
     if (!gated)
-      for (const auto& l : own) ls.push_back(net::open_listener(l.bound, options_.backlog, true));
+      for (const auto& l : own) {
+        ls.push_back(net::open_listener(l.bound, options_.backlog, true));
+        ls.back().exclusive = true;
+      }
     Request::json_max_depth() = options_.limit_json_depth;  // before the pool threads start
     // Owned here, but left undestroyed (the process ends with _exit) when a pool thread is still
     // running application code at shutdown: that code may still use the request's state.

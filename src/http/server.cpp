@@ -441,18 +441,25 @@ void Server::begin_shutdown(bool graceful, bool whole_service) {
     loop_.stop();
     return;
   }
-  if (stopping_service_ && accepting_ && !draining_) {
-    // The listening sockets are about to close for good: stop new connections first, then keep
-    // accepting briefly so that handshakes already under way are served, not reset by the close.
-    for (const auto& l : listeners_)
-      if (l.fd >= 0 && (l.bound.kind == net::BindAddress::Kind::kTcp || l.bound.kind == net::BindAddress::Kind::kFd))
+  // A socket closed for good resets the connections in its queue: the whole service's sockets,
+  // or a retiring worker's own SO_REUSEPORT ones (a shared socket lives on in the siblings, so
+  // closing this worker's copy loses nothing). Those stop taking new connections first (their
+  // SYNs are retried and land on a socket that stays), and are accepted from briefly so that
+  // handshakes already under way are served.
+  bool refused = false;
+  if (accepting_ && !draining_) {
+    for (const auto& l : listeners_) {
+      const bool tcp = l.bound.kind == net::BindAddress::Kind::kTcp || l.bound.kind == net::BindAddress::Kind::kFd;
+      if (l.fd >= 0 && tcp && (stopping_service_ || l.exclusive)) {
         refuse_new_connections(l.fd);
-    listeners_close_at_ = loop_.now() + std::chrono::milliseconds(100);
-  } else if (!draining_) {
-    // Only this worker retires: the other workers keep accepting from the shared sockets, so
-    // closing our copies loses nothing.
-    close_listeners();
+        refused = true;
+      }
+    }
   }
+  if (refused)
+    listeners_close_at_ = loop_.now() + std::chrono::milliseconds(100);
+  else if (!draining_)
+    close_listeners();
   draining_ = true;
   drain_deadline_ = loop_.now() + options_.graceful_timeout;
   // Copy: drain() may release connections, which edits all_.

@@ -497,6 +497,22 @@ class RecyclingTest(SupervisorCase):
         self.assertFalse(final & initial, f"initial workers {initial} still running: {final}")
         self.assertServing(server)
 
+    def test_recycling_with_reuse_port_resets_no_queued_connection(self):
+        # --reuse-port: each worker listens on a socket of its own, and closing it would reset the
+        # connections in its queue. A new connection per request (--keep-alive-requests 1) keeps
+        # those queues busy while workers retire every few dozen requests. (A retiring worker
+        # drops new SYNs for 100 ms before it closes: those clients connect a second later, to
+        # another worker, which is why this takes ~10 s rather than 2.)
+        server = self.start_master("--reuse-port", "--max-requests", "30", "--max-requests-jitter", "5",
+                                   "--keep-alive-requests", "1", "--no-access-log", workers=2)
+        load = LoadLoop(server.port, threads=8, requests_per_thread=150, pid_every=0, pause=0.01).start()
+        self.addCleanup(load.stop)
+        finished = load.join(60)
+        self.assertTrue(finished, "the client threads did not finish within 60 s\n" + server.output_tail())
+        self.assertNoFailures(load, server)
+        self.assertEqual(load.ok, 1200)
+        self.assertGreaterEqual(len(self.wait_events(server, "worker_exited", 4, timeout=5, reason="recycled")), 4)
+
 
 class SignalsTest(SupervisorCase):
     def test_sighup_rolling_restart_under_load(self):
