@@ -16,7 +16,7 @@ namespace keel {
 
 namespace http {
 struct ParsedRequest;
-class Connection;
+class Exchange;
 }  // namespace http
 
 struct HeaderField {
@@ -64,8 +64,8 @@ class Request {
   [[nodiscard]] std::string_view client_address() const noexcept { return client_address_; }
 
  private:
-  friend class http::Connection;
-  friend class Router;
+  friend class http::Exchange;  // the protocol side: a new request's head, body and peer
+  friend class Router;          // route template and parameters
   const http::ParsedRequest* parsed_ = nullptr;
   std::string_view route_ = "unmatched";
   std::vector<std::pair<std::string_view, std::string>> params_;

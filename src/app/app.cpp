@@ -15,6 +15,7 @@
 #include "app/cli.hpp"
 #include "app/configuration.hpp"
 #include "app/detached.hpp"
+#include "app/dispatcher.hpp"
 #include "app/healthcheck.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
@@ -29,6 +30,7 @@
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
 #include "process/upgrade.hpp"
+#include "trace/fetch_limits.hpp"
 #include "trace/tracer.hpp"
 
 namespace keel {
@@ -40,7 +42,8 @@ constexpr std::chrono::milliseconds kPoolStopGrace{100};
 
 // A worker of a generation started by `upgrade` accepts connections only once its readiness
 // checks pass (a canary that cannot serve must never take a request); until then it retries.
-detail::Detached open_when_ready(Health& health, http::Server& server, std::vector<net::Listener> reuse_port) {
+detail::Detached open_when_ready(Health& health, http::Server& server, std::vector<net::Listener> reuse_port,
+                                 int backlog) {
   for (;;) {
     if (server.shutting_down()) co_return;
     const HealthReport report = co_await health.readiness();
@@ -49,7 +52,7 @@ detail::Detached open_when_ready(Health& health, http::Server& server, std::vect
       std::vector<net::Listener> own;
       try {
         for (const auto& l : reuse_port) {
-          own.push_back(net::open_listener(l.bound, server.options().backlog, true));
+          own.push_back(net::open_listener(l.bound, backlog, true));
           own.back().exclusive = true;
         }
       } catch (const std::exception& e) {  // the shared sockets still work
@@ -60,6 +63,34 @@ detail::Detached open_when_ready(Health& health, http::Server& server, std::vect
     }
     co_await keel::sleep(std::chrono::milliseconds(250));
   }
+}
+
+const std::vector<Middleware> kNoMiddleware;
+
+// The HTTP core's part of the configuration.
+http::ServerConfig http_config(const ServerOptions& o) {
+  http::ServerConfig c;
+  c.limit_request_line = o.limit_request_line;
+  c.limit_request_fields = o.limit_request_fields;
+  c.limit_request_field_size = o.limit_request_field_size;
+  c.limit_request_header_size = o.limit_request_header_size;
+  c.limit_request_body = o.limit_request_body;
+  c.keep_alive = o.keep_alive;
+  c.header_timeout = o.header_timeout;
+  c.body_timeout = o.body_timeout;
+  c.body_deadline = o.body_deadline;
+  c.write_timeout = o.write_timeout;
+  c.keep_alive_requests = o.keep_alive_requests;
+  c.output_buffer_limit = o.output_buffer_limit;
+  c.request_buffer_budget = o.request_buffer_budget;
+  c.worker_connections = o.worker_connections;
+  c.reuse_port = o.reuse_port;
+  c.server_header = o.server_header;
+  c.shutdown_delay = o.shutdown_delay;
+  c.graceful_timeout = o.graceful_timeout;
+  c.threads = o.threads;
+  c.thread_queue = o.thread_queue;
+  return c;
 }
 
 }  // namespace
@@ -341,12 +372,20 @@ int App::serve() {
         ls.back().exclusive = true;
       }
     Request::json_max_depth() = options_.limit_json_depth;  // before the pool threads start
+    detail::fetch_response_limit() = options_.limit_fetch_response;
     // Owned here, but left undestroyed (the process ends with _exit) when a pool thread is still
     // running application code at shutdown: that code may still use the request's state.
-    auto server_owner =
-        std::make_unique<http::Server>(options_, *router_, middleware_, std::move(ls), slot, max_requests);
+    auto server_owner = std::make_unique<http::Server>(http_config(options_), std::move(ls), slot, max_requests);
     http::Server& server = *server_owner;
-    server.set_admin_router(admin_router_.get());
+    // The application behind the request seam: the traffic listeners' routes and middleware, and
+    // the admin listener's operational routes (no middleware, no concurrency limit).
+    app::Dispatcher traffic(*router_, middleware_, options_.limit_concurrency);
+    std::optional<app::Dispatcher> admin;
+    server.set_handler(&traffic);
+    if (admin_router_) {
+      admin.emplace(*admin_router_, kNoMiddleware, 0);
+      server.set_admin_handler(&*admin);
+    }
     // One process rotates the log file: worker 0 (replacements keep the id), or the single process.
     log::set_rotator(slot == nullptr || worker_id == 0);
     log::set_synchronous(false);  // this process serves and never forks: log from a thread
@@ -361,7 +400,11 @@ int App::serve() {
       access_log.emplace(options_.access_log_health ? std::vector<std::string>{} : app::operational_paths(options_));
       observers.add(&*access_log);
     }
-    if (!observers.empty()) server.set_observer(&observers);
+    if (!observers.empty()) {
+      server.set_observer(&observers);
+      traffic.set_observer(&observers);
+      if (admin) admin->set_observer(&observers);
+    }
     // Tracing lives per worker: the exporter owns a thread, which a fork would not carry over.
     if (!options_.otel_sdk_disabled) trace::set_tracer(app::make_tracer(options_));
     for (const auto& hook : hooks_.startup) {
@@ -378,8 +421,9 @@ int App::serve() {
     if (slot == nullptr && hooks_.when_ready) hooks_.when_ready();  // single process: no master to say it
     if (gated) {
       server.gate_accepting();
-      server.loop().post(
-          [this, &server, own = std::move(own)]() mutable { open_when_ready(health_, server, std::move(own)); });
+      server.loop().post([this, &server, own = std::move(own)]() mutable {
+        open_when_ready(health_, server, std::move(own), options_.backlog);
+      });
     }
     const int code = server.run();
     // Offloaded work is bounded too: the drain waited for it up to --graceful-timeout (a SIGINT

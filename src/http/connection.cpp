@@ -1,10 +1,5 @@
 #include "http/connection.hpp"
 
-#include <cxxabi.h>
-
-#include <cstdlib>
-#include <typeinfo>
-
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,13 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "app/detached.hpp"
-#include "app/router.hpp"
 #include "http/response_writer.hpp"
-#include "keel/async.hpp"
-#include "keel/errors.hpp"
 #include "log/log.hpp"
-#include "net/listener.hpp"
 
 namespace keel::http {
 namespace {
@@ -27,13 +17,16 @@ constexpr std::size_t kInitialBuffer = Server::kReadBufferSize;
 constexpr std::size_t kMinRead = 1024;  // a recv() gets at least this much room
 constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 
-using detail::Detached;  // drives a handler's Task to completion for its connection
-
 }  // namespace
 
-Connection::Connection(Server& server, int fd, std::string peer, bool admin)
-    : server_(server), fd_(fd), peer_(std::move(peer)), parser_(server.parser_limits()), admin_(admin) {
-  request_.client_address_ = peer_;
+Connection::Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin)
+    : server_(server),
+      handler_(handler),
+      fd_(fd),
+      peer_(std::move(peer)),
+      parser_(server.parser_limits()),
+      admin_(admin) {
+  set_peer_address(peer_);
 }
 
 Connection::~Connection() {
@@ -71,7 +64,7 @@ void Connection::drive() {
       continue;
     }
     if (!busy() && !closing_) progress |= process_buffered();
-    if (streaming_ && out_pending() < server_.options().output_buffer_limit) progress |= pump_stream();
+    if (streaming_ && out_pending() < server_.config().output_buffer_limit) progress |= pump_stream();
     if (dead_) return;
     // Drained output may let buffered pipelined requests proceed: that is progress too.
     if (out_pending() > 0) progress |= flush();
@@ -89,7 +82,7 @@ void Connection::drive() {
         return;
       }
     }
-    const bool can_read = !busy() && !closing_ && !peer_eof_ && out_pending() < server_.options().output_buffer_limit;
+    const bool can_read = !busy() && !closing_ && !peer_eof_ && out_pending() < server_.config().output_buffer_limit;
     if (can_read && want_read_) progress |= read_some();
     if (!progress) break;
   }
@@ -121,7 +114,7 @@ Connection::Grow Connection::ensure_capacity(std::size_t needed, std::size_t lim
     fresh = server_.take_read_buffer();
   } else {
     std::size_t& held = server_.buffered_request_bytes();
-    if (held - rcap_ + cap > server_.options().request_buffer_budget) return Grow::kOverBudget;
+    if (held - rcap_ + cap > server_.config().request_buffer_budget) return Grow::kOverBudget;
     fresh = std::make_unique_for_overwrite<char[]>(cap);  // no zero-fill: pages are touched as bytes arrive
   }
   if (rend_ > rstart_) std::memcpy(fresh.get(), rbuf_.get() + rstart_, rend_ - rstart_);
@@ -186,9 +179,9 @@ bool Connection::read_some() {
       static net::Clock::time_point last_warning{};
       if (const auto now = net::Clock::now(); now - last_warning > std::chrono::seconds(5)) {
         last_warning = now;
-        log::write(log::Level::kWarning, "keel.http", "request_buffer_budget_exhausted",
-                   {{"buffered_bytes", server_.buffered_request_bytes()},
-                    {"budget", server_.options().request_buffer_budget}});
+        log::write(
+            log::Level::kWarning, "keel.http", "request_buffer_budget_exhausted",
+            {{"buffered_bytes", server_.buffered_request_bytes()}, {"budget", server_.config().request_buffer_budget}});
       }
       send_error(503, "the server is short of memory for request bodies; retry later");
       return true;
@@ -204,7 +197,7 @@ bool Connection::read_some() {
       // The idle timer restarts with every byte; the whole body also has a deadline, so a byte
       // now and then cannot hold the connection (and its buffer) for ever.
       if (body_started_ != net::Clock::time_point{} &&
-          net::Clock::now() - body_started_ > server_.options().body_deadline) {
+          net::Clock::now() - body_started_ > server_.config().body_deadline) {
         if (Observer* o = server_.observer()) o->rejected(Rejection::kTimeout);
         send_error(408, "timed out reading the body");
         return true;
@@ -233,7 +226,7 @@ bool Connection::read_some() {
 // backpressure bound and no handler is suspended.
 bool Connection::process_buffered() {
   bool progress = false;
-  while (!dead_ && !busy() && !closing_ && rend_ > rstart_ && out_pending() < server_.options().output_buffer_limit) {
+  while (!dead_ && !busy() && !closing_ && rend_ > rstart_ && out_pending() < server_.config().output_buffer_limit) {
     const ParseStatus st = parser_.parse(rbuf_.get() + rstart_, rend_ - rstart_);
     if (st == ParseStatus::kIncomplete) {
       if (parser_.head_complete()) {
@@ -266,218 +259,60 @@ bool Connection::process_buffered() {
 
 void Connection::handle_request() {
   const ParsedRequest& p = parser_.request();
-  request_.parsed_ = &p;
-  request_.route_ = "unmatched";
-  request_.params_.clear();
-  request_.request_id_.clear();
-  // Every request has an id (the client's X-Request-ID when valid): logs, error bodies and the
-  // response carry it.
-  log_context_.request_id = request_.request_id();
-  log_context_.trace_id.clear();
-  log_context_.span_id.clear();
-  log_context_.fields.clear();
-  log_context_.trace_flags = 0;
-  log_context_.trace_state.clear();
-  log_context_.fields.emplace_back("client_ip", net::client_ip(peer_));
-  if (trace::Tracer* t = trace::tracer()) t->begin_request(request_, trace_, log_context_);
-  log::ScopedContext scoped_context(&log_context_);
+  begin_request(p);
   head_request_ = p.method == "HEAD";
   // keep_alive_requests (nginx's keepalive_requests): a long-lived connection is closed now and
   // then, so clients spread over new workers (scale-up, a canary generation) instead of staying
   // pinned to the workers they first reached.
   ++requests_on_connection_;
-  const std::uint64_t max_on_connection = server_.options().keep_alive_requests;
+  const std::uint64_t max_on_connection = server_.config().keep_alive_requests;
   keep_alive_ =
       p.keep_alive && !server_.draining() && (max_on_connection == 0 || requests_on_connection_ < max_on_connection);
-
-  if (Observer* o = server_.observer()) {
-    started_ = std::chrono::steady_clock::now();
-    o->request_started();
-  }
-  // --limit-concurrency is for traffic: admin requests (probes, scrapes) neither take a slot nor
-  // wait for one.
-  const ServerOptions& opt = server_.options();
-  if (!admin_) {
-    if (opt.limit_concurrency > 0 && server_.in_flight() >= opt.limit_concurrency) {
-      if (Observer* o = server_.observer()) o->rejected(Rejection::kConcurrencyLimit);
-      Response r = problem_response(503, "concurrency limit reached", request_.request_id());
-      finish_request(r, 0);
-      return;
-    }
-    ++server_.in_flight();
-    counted_ = true;
-  }
-
-  // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6): it is
-  // answered 405 below (or by middleware). Whatever the target form and the answer, the connection
-  // closes after any CONNECT: a client or a proxy in front may treat what follows the head as
-  // tunnel bytes, none of which may be read here as a body or as another request.
-  const bool connect_tunnel = p.method == "CONNECT" && (p.path.empty() || p.path.front() != '/');
+  // Whatever the target form and the answer, the connection closes after any CONNECT: a client or
+  // a proxy in front may treat what follows the head as tunnel bytes, none of which may be read
+  // here as a body or as another request.
   if (p.method == "CONNECT") keep_alive_ = false;
-
-  // Route first, so middleware sees the route template (auth rules, labels).
-  const Router& router = admin_ ? *server_.admin_router() : server_.router();
-  const Router::Match match = router.match(p.method, p.path, request_);
-  log_context_.fields.emplace_back("route", request_.route_);
-  static const std::vector<Middleware> kNoMiddleware;
-  const auto& middleware = admin_ ? kNoMiddleware : server_.middleware();
-  std::optional<Response> early;
-  std::size_t ran = 0;
-  try {
-    for (const Middleware& m : middleware) {
-      if (m.before) {
-        early = m.before(request_);
-        if (early) break;
-      }
-      ++ran;
-    }
-  } catch (...) {
-    early = error_response(std::current_exception());
-  }
-  if (early) {
-    finish_request(*early, ran);
-    return;
-  }
-
-  if (match.status != 200) {
-    Response r;
-    if (p.method == "OPTIONS" && p.path == "*") {
-      r = Response(204);
-      r.add_header("Allow", router.all_methods());
-    } else if (connect_tunnel) {
-      // The empty Allow: no method applies to a tunnel target (RFC 9110 §10.2.1).
-      r = problem_response(405, "CONNECT is not supported", request_.request_id());
-      r.add_header("Allow", "");
-    } else if (match.status == 405 && p.method == "OPTIONS") {
-      r = Response(204);
-      r.add_header("Allow", match.allow);
-    } else if (match.status == 405) {
-      r = problem_response(405, "method not allowed", request_.request_id());
-      r.add_header("Allow", match.allow);
-    } else if (match.status == 400) {
-      r = problem_response(400, "malformed percent-encoding in path", request_.request_id());
-    } else {
-      r = problem_response(404, "no route matches this path", request_.request_id());
-    }
-    finish_request(r, ran);
-    return;
-  }
-
-  const Handler& h = match.route->handler;
-  if (h.sync()) {
-    Response r;
-    try {
-      r = h.sync()(request_);
-    } catch (...) {
-      r = error_response(std::current_exception());
-    }
-    finish_request(r, ran);
-    return;
-  }
-
-  // Coroutine handler: run it until it first suspends. If it completes without suspending, the
-  // result comes back inline; otherwise the connection waits (reading paused) for complete_async.
-  in_handler_ = true;
-  inline_dispatch_ = true;
-  inline_result_.reset();
-  auto drive_task = [](Connection* c, Task<Response> task, std::size_t mw) -> Detached {
-    Response r;
-    try {
-      r = co_await std::move(task);
-    } catch (...) {
-      r = c->error_response(std::current_exception());
-    }
-    c->complete_async(std::move(r), mw);
-  };
-  try {
-    drive_task(this, h.async()(request_), ran);
-  } catch (...) {
-    complete_async(error_response(std::current_exception()), ran);
-  }
-  inline_dispatch_ = false;
-  if (inline_result_) {
-    in_handler_ = false;
-    Response r = std::move(*inline_result_);
-    inline_result_.reset();
-    finish_request(r, inline_ran_);
-  }
+  // Reading pauses until finish(): a handler that suspends keeps its request's views valid.
+  in_exchange_ = true;
+  dispatching_ = true;
+  handler_.handle(*this);
+  dispatching_ = false;
 }
 
-void Connection::complete_async(Response response, std::size_t middleware_ran) {
-  log::ScopedContext scoped_context(&log_context_);
-  if (inline_dispatch_) {
-    inline_result_ = std::move(response);
-    inline_ran_ = middleware_ran;
-    return;
-  }
-  in_handler_ = false;
-  if (dead_) {  // the client went away while the handler ran
-    if (Observer* o = server_.observer()) {
-      RequestRecord record;  // nginx's 499: the client closed the connection before the answer
-      record.request = &request_;
-      record.method = parser_.request().method;
-      record.route = request_.route_;
-      record.status = 499;
-      record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-      record.bytes_in = parser_.consumed();
-      o->request_finished(record);
-    }
-    if (trace::Tracer* t = trace::tracer()) t->end_request(trace_, request_, request_.route_, 499);
-    if (counted_) --server_.in_flight();
-    counted_ = false;
+Delivery Connection::respond(Response& response) {
+  Delivery d;
+  d.bytes_in = parser_.consumed();
+  if (dead_) return d;  // the client went away while the handler ran
+  send_response(response);
+  server_.request_done();
+  d.delivered = true;
+  d.bytes_out = bytes_out_;
+  return d;
+}
+
+// Consumes the request from the buffer and moves on: the next pipelined request, more reading,
+// or the close a dead connection waited for.
+void Connection::finish() noexcept {
+  in_exchange_ = false;
+  end_request();
+  if (dead_) {
     parser_.reset();
     server_.release(this);
     return;
   }
-  finish_request(response, middleware_ran);
-  drive();
-}
-
-// Runs the `after` middleware, writes the response and consumes the request from the buffer.
-void Connection::finish_request(Response& response, std::size_t middleware_ran) {
-  const auto& middleware = server_.middleware();  // middleware_ran is 0 on admin connections
-  for (std::size_t i = middleware_ran; i-- > 0;) {
-    if (!middleware[i].after) continue;
-    try {
-      middleware[i].after(request_, response);
-    } catch (...) {
-      response = error_response(std::current_exception());
-    }
-  }
-  if (counted_) {
-    --server_.in_flight();
-    counted_ = false;
-  }
-  send_response(response);
-  if (Observer* o = server_.observer()) {
-    const ParsedRequest& p = parser_.request();
-    RequestRecord record;
-    record.request = &request_;
-    record.method = p.method;
-    record.route = request_.route_;
-    record.status = response.status();
-    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    record.bytes_in = parser_.consumed();
-    record.bytes_out = bytes_out_;
-    if (trace_.active && trace_.context.sampled() && trace::tracer() != nullptr && trace::tracer()->exporting())
-      record.trace_id = trace_.context.trace_id.data();
-    o->request_finished(record);
-  }
-  if (trace::Tracer* t = trace::tracer()) t->end_request(trace_, request_, request_.route_, response.status());
-  server_.request_done();
   rstart_ += parser_.consumed();
   parser_.reset();
   sent_continue_ = false;
   body_started_ = {};
-  request_.parsed_ = nullptr;
   // Every timer restarts after a request: update_deadline arms the one that fits.
   server_.set_deadline(*this, Deadline::kNone);
+  if (!dispatching_) drive();
 }
 
 void Connection::send_response(Response& response) {
   if (!headers_are_safe(response)) {
     log::write(log::Level::kError, "keel.http", "invalid_response_header",
-               {{"route", request_.route_}, {"request_id", request_.request_id()}});
+               {{"route", request_.route()}, {"request_id", request_.request_id()}});
     response = problem_response(500, "the handler produced an invalid response header", request_.request_id());
   }
   ResponseContext ctx;
@@ -489,9 +324,9 @@ void Connection::send_response(Response& response) {
   raw_stream_ = stream && parser_.request().version_minor == 0;
   ctx.close = !keep_alive_ || response.closes_connection() || server_.draining() || raw_stream_;
   ctx.keep_alive_10 = !ctx.close && ctx.version_minor == 0;
-  ctx.server = server_.options().server_header;
+  ctx.server = server_.config().server_header;
   ctx.date = server_.date().get();
-  ctx.request_id = request_.request_id_;
+  ctx.request_id = request_id_if_any();
   std::string& out = output();
   const std::size_t before = out.size();
   write_response(out, response, ctx);
@@ -506,7 +341,7 @@ void Connection::send_response(Response& response) {
 bool Connection::pump_stream() {
   bool more = true;
   std::string piece;
-  const std::size_t limit = server_.options().output_buffer_limit;
+  const std::size_t limit = server_.config().output_buffer_limit;
   while (more && out_pending() < limit) {
     piece.clear();
     try {
@@ -558,37 +393,12 @@ void Connection::send_error(int status, std::string_view detail) {
   ResponseContext ctx;
   ctx.version_minor = 1;
   ctx.close = true;
-  ctx.server = server_.options().server_header;
+  ctx.server = server_.config().server_header;
   ctx.date = server_.date().get();
   write_response(output(), r, ctx);
   closing_ = true;
   rstart_ = rend_ = 0;  // the framing can no longer be trusted: drop what was buffered
   release_read_buffer();
-}
-
-Response Connection::error_response(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const HttpError& err) {
-    return problem_response(err.status(), err.detail(), request_.request_id());
-  } catch (const PoolSaturated&) {
-    if (Observer* o = server_.observer()) o->rejected(Rejection::kThreadPoolFull);
-    return problem_response(503, "server is overloaded", request_.request_id());
-  } catch (const std::exception& err) {
-    log::write(log::Level::kError, "keel.http", "handler_exception",
-               {{"route", request_.route_}, {"request_id", request_.request_id()}, {"error", err.what()}});
-    if (trace_.active) {
-      int status = 0;
-      char* name = abi::__cxa_demangle(typeid(err).name(), nullptr, nullptr, &status);
-      trace_.exception_type = status == 0 && name != nullptr ? name : typeid(err).name();
-      std::free(name);
-      trace_.exception_message = err.what();
-    }
-  } catch (...) {
-    log::write(log::Level::kError, "keel.http", "handler_exception",
-               {{"route", request_.route_}, {"request_id", request_.request_id()}, {"error", "unknown exception"}});
-  }
-  return problem_response(500, "internal server error", request_.request_id());
 }
 
 // After a final response on a closing connection: stop sending, then read and discard until the
@@ -613,7 +423,7 @@ void Connection::close_now() {
   ::close(fd_);
   fd_ = -1;
   server_.set_deadline(*this, Deadline::kNone);
-  if (!in_handler_) server_.release(this);
+  if (!in_exchange_) server_.release(this);
 }
 
 void Connection::update_deadline() {

@@ -1,30 +1,27 @@
-// One client connection: reads into a buffer, parses requests in place, runs them through the
-// router and middleware (inline for sync handlers, suspended for coroutines), and writes the
-// responses in order, with backpressure, deadlines and lingering close.
+// One HTTP/1 client connection: reads into a buffer, parses requests in place, hands each to the
+// server's RequestHandler as an Exchange (one at a time: a pipelined request waits until the one
+// before is finished), and writes the responses in order, with backpressure, deadlines and
+// lingering close.
 #pragma once
 
 #include <chrono>
 
 #include <cstddef>
-#include <exception>
 #include <memory>
-#include <optional>
 #include <string>
 
+#include "http/handler.hpp"
 #include "http/request_parser.hpp"
 #include "http/server.hpp"
-#include "keel/request.hpp"
 #include "keel/response.hpp"
-#include "log/log.hpp"
 #include "net/event_loop.hpp"
-#include "trace/tracer.hpp"
 
 namespace keel::http {
 
-class Connection final : public net::IoHandler {
+class Connection final : public net::IoHandler, public Exchange {
  public:
-  // admin: accepted on the admin listener; routed by the server's admin router, no middleware.
-  Connection(Server& server, int fd, std::string peer, bool admin = false);
+  // admin: accepted on the admin listener (counted apart from traffic).
+  Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin = false);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -34,8 +31,11 @@ class Connection final : public net::IoHandler {
   void on_deadline(Deadline kind);
   // Graceful shutdown: close now if idle, else close after the current response.
   void drain();
-  // Completion of a coroutine handler (called by the driver coroutine).
-  void complete_async(Response response, std::size_t middleware_ran);
+
+  // Exchange
+  bool peer_gone() const noexcept override { return dead_; }
+  Delivery respond(Response& response) override;
+  void finish() noexcept override;
 
  private:
   friend class Server;
@@ -46,10 +46,8 @@ class Connection final : public net::IoHandler {
   bool pump_stream();
   bool flush();  // true when bytes were written
   void handle_request();
-  void finish_request(Response& response, std::size_t middleware_ran);
   void send_response(Response& response);
   void send_error(int status, std::string_view detail);
-  Response error_response(std::exception_ptr e);
   void start_linger();
   void close_now();
   void update_deadline();
@@ -60,13 +58,13 @@ class Connection final : public net::IoHandler {
   void release_read_buffer();
   std::string& output();  // out_, with a recycled buffer when it has none
   std::size_t out_pending() const noexcept { return out_.size() - out_off_; }
-  bool busy() const noexcept { return in_handler_ || streaming_; }
+  bool busy() const noexcept { return in_exchange_ || streaming_; }
 
   Server& server_;
+  RequestHandler& handler_;
   int fd_;
   std::string peer_;
   RequestParser parser_;
-  Request request_;
 
   std::unique_ptr<char[]> rbuf_;
   std::size_t rcap_ = 0, rstart_ = 0, rend_ = 0;
@@ -76,9 +74,9 @@ class Connection final : public net::IoHandler {
 
   bool want_read_ = true;
   bool peer_eof_ = false;
-  bool peer_hup_ = false;    // epoll reported the peer's FIN (EOF not read yet)
-  bool in_handler_ = false;  // a coroutine handler is suspended
-  bool inline_dispatch_ = false;
+  bool peer_hup_ = false;     // epoll reported the peer's FIN (EOF not read yet)
+  bool in_exchange_ = false;  // a request was handed to the handler and is not finished
+  bool dispatching_ = false;  // inside handler_.handle(): finish() must not re-enter drive()
   bool streaming_ = false;
   bool raw_stream_ = false;  // HTTP/1.0 streamed body: no chunk framing, ends with close
   bool closing_ = false;     // close after the output is flushed
@@ -88,15 +86,9 @@ class Connection final : public net::IoHandler {
   bool keep_alive_ = true;
   std::uint64_t requests_on_connection_ = 0;
   bool sent_continue_ = false;
-  bool counted_ = false;  // holds an in-flight slot (--limit-concurrency)
   bool admin_ = false;
-  log::Context log_context_;                         // current while this connection's request is handled
-  trace::RequestTrace trace_;                        // the request's trace context and SERVER span
-  std::chrono::steady_clock::time_point started_{};  // this request's head was parsed (observer only)
-  net::Clock::time_point body_started_{};            // the head was complete, the body not (--body-deadline)
-  std::size_t bytes_out_ = 0;                        // size of the last response written
-  std::optional<Response> inline_result_;
-  std::size_t inline_ran_ = 0;
+  net::Clock::time_point body_started_{};  // the head was complete, the body not (--body-deadline)
+  std::size_t bytes_out_ = 0;              // size of the last response written
   std::size_t lingered_bytes_ = 0;
 
   // Deadline list links (owned by Server).

@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include <stdexcept>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -94,37 +96,35 @@ Server* Server::current() noexcept {
   return t_server;
 }
 
-Server::Server(const ServerOptions& options, const Router& router, const std::vector<Middleware>& middleware,
-               std::vector<net::Listener> listeners, process::WorkerSlot* slot, std::uint64_t max_requests)
-    : options_(options),
-      router_(router),
-      middleware_(middleware),
-      pool_(options.threads, options.thread_queue),
+Server::Server(ServerConfig config, std::vector<net::Listener> listeners, process::WorkerSlot* slot,
+               std::uint64_t max_requests)
+    : config_(std::move(config)),
+      pool_(config_.threads, config_.thread_queue),
       listeners_(std::move(listeners)),
       slot_(slot),
       master_pid_(::getppid()),
       max_requests_(max_requests) {
-  parser_limits_.max_request_line = options.limit_request_line;
-  parser_limits_.max_header_field = options.limit_request_field_size;
-  parser_limits_.max_header_count = options.limit_request_fields;
-  parser_limits_.max_header_block = options.limit_request_header_size;
-  parser_limits_.max_body = options.limit_request_body;
+  parser_limits_.max_request_line = config_.limit_request_line;
+  parser_limits_.max_header_field = config_.limit_request_field_size;
+  parser_limits_.max_header_count = config_.limit_request_fields;
+  parser_limits_.max_header_block = config_.limit_request_header_size;
+  parser_limits_.max_body = config_.limit_request_body;
   const auto set = [this](Deadline d, auto dur) {
     lists_[static_cast<std::size_t>(d)].duration = std::chrono::duration_cast<net::Clock::duration>(dur);
   };
-  set(Deadline::kKeepAlive, options.keep_alive);
-  set(Deadline::kHeader, options.header_timeout);
-  set(Deadline::kBody, options.body_timeout);
-  set(Deadline::kWrite, options.write_timeout);
+  set(Deadline::kKeepAlive, config_.keep_alive);
+  set(Deadline::kHeader, config_.header_timeout);
+  set(Deadline::kBody, config_.body_timeout);
+  set(Deadline::kWrite, config_.write_timeout);
   set(Deadline::kLinger, std::chrono::seconds(2));
   // While draining, an idle keep-alive connection stays open this long: a client that sends
   // within it is answered with Connection: close (a clean end), instead of racing our close.
-  set(Deadline::kDrainIdle, std::min<std::chrono::milliseconds>(options.keep_alive, std::chrono::seconds(1)));
+  set(Deadline::kDrainIdle, std::min<std::chrono::milliseconds>(config_.keep_alive, std::chrono::seconds(1)));
   reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (slot_ == nullptr) watchdog_ = process::sd_watchdog_interval();
   ResponseContext ctx;
   ctx.close = true;
-  ctx.server = options.server_header;
+  ctx.server = config_.server_header;
   ctx.date = date_.get();
   write_response(over_capacity_, problem_response(503, "too many connections", {}), ctx);
 }
@@ -276,11 +276,10 @@ net::Clock::time_point Server::tick() {
   }
   if (shutdown_requested_ && !draining_) next = std::min(next, shutdown_at_);
   if (draining_) {
-    if (connections_ == 0 && admin_connections_ == 0 && in_flight_ == 0 && listeners_closed_) {
+    if (connections_ == 0 && admin_connections_ == 0 && listeners_closed_) {
       loop_.stop();
     } else if (now >= drain_deadline_) {
-      log::write(log::Level::kWarning, "keel.server", "drain_timeout",
-                 {{"open_connections", connections_}, {"in_flight", in_flight_}});
+      log::write(log::Level::kWarning, "keel.server", "drain_timeout", {{"open_connections", connections_}});
       loop_.stop();
     } else {
       next = std::min(next, drain_deadline_);
@@ -298,7 +297,7 @@ net::Clock::time_point Server::tick() {
 // is full do new connections get the 503. (With --reuse-port a connection in this worker's own
 // queue can only be taken here, so it never steps aside.)
 bool Server::should_step_aside() const noexcept {
-  return connections_ >= options_.worker_connections && !options_.reuse_port && sibling_has_room();
+  return connections_ >= config_.worker_connections && !config_.reuse_port && sibling_has_room();
 }
 
 bool Server::sibling_has_room() const noexcept {
@@ -306,7 +305,7 @@ bool Server::sibling_has_room() const noexcept {
     if (&s == slot_ || s.pid.load(std::memory_order_relaxed) == 0) continue;
     const auto state = s.get_state();
     if ((state == process::WorkerState::kReady || state == process::WorkerState::kRetiring) &&
-        s.connections.load(std::memory_order_relaxed) < options_.worker_connections)
+        s.connections.load(std::memory_order_relaxed) < config_.worker_connections)
       return true;
   }
   return false;
@@ -323,7 +322,7 @@ void Server::pause_accepting(std::chrono::milliseconds for_how_long) {
 
 bool Server::on_accept(int listen_fd, bool admin) {
   constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
-  admin = admin && admin_router_ != nullptr;
+  admin = admin && admin_handler_ != nullptr;
   for (int i = 0; i < kBatch && (accepting_ || admin); ++i) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -353,7 +352,7 @@ bool Server::on_accept(int listen_fd, bool admin) {
       }
       return false;
     }
-    if (admin ? admin_connections_ >= kAdminConnections : connections_ >= options_.worker_connections) {
+    if (admin ? admin_connections_ >= kAdminConnections : connections_ >= config_.worker_connections) {
       // Over --worker-connections (or the admin cap): an explicit, cheap answer, then close.
       if (observer_ != nullptr) observer_->rejected(Rejection::kConnectionLimit);
       [[maybe_unused]] const ssize_t n = ::send(fd, over_capacity_.data(), over_capacity_.size(), MSG_NOSIGNAL);
@@ -364,7 +363,7 @@ bool Server::on_accept(int listen_fd, bool admin) {
     const int one = 1;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto* c = new Connection(*this, fd, net::format_address(ss), admin);
+    auto* c = new Connection(*this, admin ? *admin_handler_ : *handler_, fd, net::format_address(ss), admin);
     c->all_index_ = all_.size();
     all_.push_back(c);
     if (admin) {
@@ -419,19 +418,19 @@ void Server::close_listeners() {
 void Server::begin_shutdown(bool graceful, bool whole_service) {
   // Without a master this process is the whole service.
   stopping_service_ = whole_service || slot_ == nullptr;
-  if (graceful && !shutdown_requested_ && !draining_ && options_.shutdown_delay.count() > 0 && !orphaned_) {
+  if (graceful && !shutdown_requested_ && !draining_ && config_.shutdown_delay.count() > 0 && !orphaned_) {
     // Load balancers need time to notice the failing readiness and stop sending: keep serving
     // normally until then (tick() starts the drain).
     shutdown_requested_ = true;
-    shutdown_at_ = loop_.now() + options_.shutdown_delay;
+    shutdown_at_ = loop_.now() + config_.shutdown_delay;
     log::write(log::Level::kInfo, "keel.server", "shutdown_delay",
-               {{"delay_ms", static_cast<std::int64_t>(options_.shutdown_delay.count())}});
+               {{"delay_ms", static_cast<std::int64_t>(config_.shutdown_delay.count())}});
     return;
   }
   shutdown_requested_ = true;
   if (!draining_) {
     log::write(log::Level::kInfo, "keel.server", graceful ? "graceful_shutdown" : "fast_shutdown",
-               {{"open_connections", connections_}, {"in_flight", in_flight_}});
+               {{"open_connections", connections_}});
     if (slot_ == nullptr) process::sd_notify("STOPPING=1");
     if (slot_ != nullptr) slot_->set_state(process::WorkerState::kDraining);
   }
@@ -461,7 +460,7 @@ void Server::begin_shutdown(bool graceful, bool whole_service) {
   else if (!draining_)
     close_listeners();
   draining_ = true;
-  drain_deadline_ = loop_.now() + options_.graceful_timeout;
+  drain_deadline_ = loop_.now() + config_.graceful_timeout;
   // Copy: drain() may release connections, which edits all_.
   const std::vector<Connection*> live = all_;
   for (Connection* c : live) c->drain();
@@ -484,6 +483,7 @@ void Server::start_accepting(std::vector<net::Listener> more) {
 }
 
 int Server::run() {
+  if (handler_ == nullptr) throw std::logic_error("http::Server::run() without a request handler");
   t_server = this;
   signals_ = std::make_unique<SignalWatcher>(*this);
   for (const auto& l : listeners_) acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));

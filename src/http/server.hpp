@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "app/router.hpp"
 #include "app/thread_pool.hpp"
+#include "http/handler.hpp"
 #include "http/observer.hpp"
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
-#include "keel/app.hpp"
+#include "http/server_config.hpp"
 #include "net/event_loop.hpp"
 #include "net/listener.hpp"
 #include "process/worker_table.hpp"
@@ -31,8 +31,8 @@ class Server {
  public:
   // slot: this worker's entry in the master's table (heartbeat, requests, state), or nullptr
   // when running without a master. max_requests: recycle after this many (0: never).
-  Server(const ServerOptions& options, const Router& router, const std::vector<Middleware>& middleware,
-         std::vector<net::Listener> listeners, process::WorkerSlot* slot = nullptr, std::uint64_t max_requests = 0);
+  Server(ServerConfig config, std::vector<net::Listener> listeners, process::WorkerSlot* slot = nullptr,
+         std::uint64_t max_requests = 0);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -46,13 +46,13 @@ class Server {
   // Opens the gate, adding `more` listeners (no-op once shutting down, or when not gated).
   void start_accepting(std::vector<net::Listener> more = {});
 
+  // Who answers the requests of the traffic listeners, and of the admin listener (metrics,
+  // health; null: its connections are not accepted). Set before run(); they outlive the server.
+  void set_handler(RequestHandler* handler) noexcept { handler_ = handler; }
+  void set_admin_handler(RequestHandler* handler) noexcept { admin_handler_ = handler; }
+
   // Server-wide state the connections use.
-  const ServerOptions& options() const noexcept { return options_; }
-  const Router& router() const noexcept { return router_; }
-  // Routes of the admin listener (metrics, health); null: there is none. Set before run().
-  void set_admin_router(const Router* router) noexcept { admin_router_ = router; }
-  const Router* admin_router() const noexcept { return admin_router_; }
-  const std::vector<Middleware>& middleware() const noexcept { return middleware_; }
+  const ServerConfig& config() const noexcept { return config_; }
   net::EventLoop& loop() noexcept { return loop_; }
   const DateCache& date() const noexcept { return date_; }
   ThreadPool& pool() noexcept { return pool_; }
@@ -61,7 +61,6 @@ class Server {
   bool shutting_down() const noexcept { return shutdown_requested_ || draining_; }
   // SIGINT, SIGQUIT or a second SIGTERM stopped the loop: whatever follows must not wait.
   bool stopped_fast() const noexcept { return stopped_fast_; }
-  std::size_t& in_flight() noexcept { return in_flight_; }
   const ParserLimits& parser_limits() const noexcept { return parser_limits_; }
   // Metrics / access logs; null: none. Set before run().
   void set_observer(Observer* observer) noexcept { observer_ = observer; }
@@ -110,9 +109,9 @@ class Server {
   bool should_step_aside() const noexcept;
   void unlink(Connection& c);
 
-  const ServerOptions& options_;
-  const Router& router_;
-  const std::vector<Middleware>& middleware_;
+  const ServerConfig config_;
+  RequestHandler* handler_ = nullptr;
+  RequestHandler* admin_handler_ = nullptr;
   ParserLimits parser_limits_;
   net::EventLoop loop_;
   DateCache date_;
@@ -130,7 +129,6 @@ class Server {
   // Admin connections per worker: probes and scrapes need a handful; the cap only bounds abuse
   // of a port that should not be reachable from outside anyway.
   static constexpr std::size_t kAdminConnections = 32;
-  std::size_t in_flight_ = 0;
   int reserve_fd_ = -1;
   std::string over_capacity_;  // canned 503 for connections over --worker-connections
   bool accepting_ = true;
@@ -149,7 +147,6 @@ class Server {
   pid_t master_pid_ = 0;  // the parent at start: another parent means the master died
   bool orphaned_ = false;
   Observer* observer_ = nullptr;
-  const Router* admin_router_ = nullptr;
   std::uint64_t max_requests_ = 0;
   std::uint64_t requests_ = 0;
   std::optional<std::chrono::milliseconds> watchdog_;  // systemd WatchdogSec, single process only

@@ -6,14 +6,20 @@
 #include <cctype>
 #include <mutex>
 
-#include "http/server.hpp"
 #include "keel/async.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
+#include "trace/fetch_limits.hpp"
 #include "trace/semconv.hpp"
 #include "trace/tracer.hpp"
 
 namespace keel {
+
+std::uint64_t& detail::fetch_response_limit() noexcept {
+  static std::uint64_t limit = 8u << 20;  // the setting's default, until a worker sets it
+  return limit;
+}
+
 namespace {
 
 std::once_flag g_curl_init;
@@ -162,9 +168,7 @@ Task<ClientResponse> detail::fetch_owned(ClientRequest request) {
                                    : "URL scheme '" + scheme + "' is not allowed (http and https only)";
     co_return refused;
   }
-  const http::Server* server = http::Server::current();
-  const std::uint64_t max_response =
-      server != nullptr ? server->options().limit_fetch_response : ServerOptions{}.limit_fetch_response;
+  const std::uint64_t max_response = fetch_response_limit();
   std::vector<std::string> extra;
   trace::SpanData span;
   bool recording = false;

@@ -1,0 +1,221 @@
+#include "app/dispatcher.hpp"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <optional>
+#include <typeinfo>
+
+#include "app/detached.hpp"
+#include "app/router.hpp"
+#include "http/response_writer.hpp"
+#include "keel/async.hpp"
+#include "keel/errors.hpp"
+#include "net/listener.hpp"
+
+namespace keel::app {
+
+Dispatcher::Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency)
+    : router_(router), middleware_(middleware), limit_concurrency_(limit_concurrency) {}
+
+// A scope still out belongs to a handler suspended at shutdown: it is left to the process's end
+// rather than freed under the coroutine.
+Dispatcher::~Dispatcher() = default;
+
+Dispatcher::Scope* Dispatcher::take_scope() {
+  if (spare_.empty()) return new Scope;
+  Scope* s = spare_.back().release();
+  spare_.pop_back();
+  return s;
+}
+
+void Dispatcher::handle(http::Exchange& exchange) noexcept {
+  Scope& s = *take_scope();
+  s.exchange = &exchange;
+  s.middleware_ran = 0;
+  s.counted = false;
+  Request& request = exchange.request();
+  // Every request has an id (the client's X-Request-ID when valid): logs, error bodies and the
+  // response carry it.
+  log::Context& lc = s.log_context;
+  lc.request_id = request.request_id();
+  lc.trace_id.clear();
+  lc.span_id.clear();
+  lc.trace_state.clear();
+  lc.trace_flags = 0;
+  lc.fields.clear();
+  lc.fields.emplace_back("client_ip", net::client_ip(request.client_address()));
+  if (trace::Tracer* t = trace::tracer()) t->begin_request(request, s.trace, lc);
+  log::ScopedContext scoped(&lc);
+  if (observer_ != nullptr) {
+    s.started = std::chrono::steady_clock::now();
+    observer_->request_started();
+  }
+  if (limit_concurrency_ > 0) {
+    if (in_flight_ >= limit_concurrency_) {
+      if (observer_ != nullptr) observer_->rejected(http::Rejection::kConcurrencyLimit);
+      Response r = http::problem_response(503, "concurrency limit reached", request.request_id());
+      finish(s, r);
+      return;
+    }
+    ++in_flight_;
+    s.counted = true;
+  }
+  route_and_run(s);
+}
+
+// Drives a coroutine handler's task to its end, then finishes the exchange. Runs inline until the
+// handler first suspends.
+detail::Detached Dispatcher::run_async(Dispatcher* self, Scope* scope, Task<Response> task) {
+  Response r;
+  try {
+    r = co_await std::move(task);
+  } catch (...) {
+    r = self->error_response(*scope, std::current_exception());
+  }
+  log::ScopedContext scoped(&scope->log_context);
+  self->finish(*scope, r);
+}
+
+void Dispatcher::route_and_run(Scope& s) {
+  Request& request = s.exchange->request();
+  const std::string_view method = request.method();
+  const std::string_view path = request.path();
+  // Route first, so middleware sees the route template (auth rules, labels).
+  const Router::Match match = router_.match(method, path, request);
+  s.log_context.fields.emplace_back("route", request.route());
+  std::optional<Response> early;
+  try {
+    for (const Middleware& m : middleware_) {
+      if (m.before) {
+        early = m.before(request);
+        if (early) break;
+      }
+      ++s.middleware_ran;
+    }
+  } catch (...) {
+    early = error_response(s, std::current_exception());
+  }
+  if (early) {
+    finish(s, *early);
+    return;
+  }
+
+  if (match.status != 200) {
+    // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6).
+    const bool connect_tunnel = method == "CONNECT" && (path.empty() || path.front() != '/');
+    Response r;
+    if (method == "OPTIONS" && path == "*") {
+      r = Response(204);
+      r.add_header("Allow", router_.all_methods());
+    } else if (connect_tunnel) {
+      // The empty Allow: no method applies to a tunnel target (RFC 9110 §10.2.1).
+      r = http::problem_response(405, "CONNECT is not supported", request.request_id());
+      r.add_header("Allow", "");
+    } else if (match.status == 405 && method == "OPTIONS") {
+      r = Response(204);
+      r.add_header("Allow", match.allow);
+    } else if (match.status == 405) {
+      r = http::problem_response(405, "method not allowed", request.request_id());
+      r.add_header("Allow", match.allow);
+    } else if (match.status == 400) {
+      r = http::problem_response(400, "malformed percent-encoding in path", request.request_id());
+    } else {
+      r = http::problem_response(404, "no route matches this path", request.request_id());
+    }
+    finish(s, r);
+    return;
+  }
+
+  const Handler& h = match.route->handler;
+  if (h.sync()) {
+    Response r;
+    try {
+      r = h.sync()(request);
+    } catch (...) {
+      r = error_response(s, std::current_exception());
+    }
+    finish(s, r);
+    return;
+  }
+  std::optional<Task<Response>> task;
+  try {
+    task.emplace(h.async()(request));
+  } catch (...) {
+    Response r = error_response(s, std::current_exception());
+    finish(s, r);
+    return;
+  }
+  run_async(this, &s, std::move(*task));
+}
+
+// Runs the `after` middleware, hands the answer to the protocol, reports the request, and ends
+// the exchange.
+void Dispatcher::finish(Scope& s, Response& response) {
+  http::Exchange& exchange = *s.exchange;
+  Request& request = exchange.request();
+  const bool gone = exchange.peer_gone();
+  if (!gone) {
+    for (std::size_t i = s.middleware_ran; i-- > 0;) {
+      if (!middleware_[i].after) continue;
+      try {
+        middleware_[i].after(request, response);
+      } catch (...) {
+        response = error_response(s, std::current_exception());
+      }
+    }
+  }
+  if (s.counted) {
+    --in_flight_;
+    s.counted = false;
+  }
+  const http::Delivery sent = exchange.respond(response);
+  // nginx's 499: the client closed the connection before the answer.
+  const int status = sent.delivered ? response.status() : 499;
+  trace::Tracer* tracer = trace::tracer();
+  if (observer_ != nullptr) {
+    http::RequestRecord record;
+    record.request = &request;
+    record.method = request.method();
+    record.route = request.route();
+    record.status = status;
+    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.started).count();
+    record.bytes_in = sent.bytes_in;
+    record.bytes_out = sent.bytes_out;
+    if (sent.delivered && s.trace.active && s.trace.context.sampled() && tracer != nullptr && tracer->exporting())
+      record.trace_id = s.trace.context.trace_id.data();
+    observer_->request_finished(record);
+  }
+  if (tracer != nullptr) tracer->end_request(s.trace, request, request.route(), status);
+  s.exchange = nullptr;
+  spare_.emplace_back(&s);
+  exchange.finish();  // may start the next pipelined request at once
+}
+
+Response Dispatcher::error_response(Scope& s, std::exception_ptr error) {
+  const Request& request = s.exchange->request();
+  try {
+    std::rethrow_exception(error);
+  } catch (const HttpError& err) {
+    return http::problem_response(err.status(), err.detail(), request.request_id());
+  } catch (const PoolSaturated&) {
+    if (observer_ != nullptr) observer_->rejected(http::Rejection::kThreadPoolFull);
+    return http::problem_response(503, "server is overloaded", request.request_id());
+  } catch (const std::exception& err) {
+    log::write(log::Level::kError, "keel.http", "handler_exception",
+               {{"route", request.route()}, {"request_id", request.request_id()}, {"error", err.what()}});
+    if (s.trace.active) {
+      int status = 0;
+      char* name = abi::__cxa_demangle(typeid(err).name(), nullptr, nullptr, &status);
+      s.trace.exception_type = status == 0 && name != nullptr ? name : typeid(err).name();
+      std::free(name);
+      s.trace.exception_message = err.what();
+    }
+  } catch (...) {
+    log::write(log::Level::kError, "keel.http", "handler_exception",
+               {{"route", request.route()}, {"request_id", request.request_id()}, {"error", "unknown exception"}});
+  }
+  return http::problem_response(500, "internal server error", request.request_id());
+}
+
+}  // namespace keel::app
