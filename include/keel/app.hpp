@@ -84,6 +84,7 @@ struct ServerOptions {
   std::uint64_t log_buffer = 4u << 20;               // in-memory log buffer; beyond it lines are dropped
   bool access_log = true;                            // one request_handled line per request
   bool access_log_health = false;                    // also for health and metrics requests
+  bool operational_middleware = false;               // run the app's middleware on health and metrics too
   std::string request_id_header = "X-Request-ID";    // read and echoed
   // Tracing (OpenTelemetry's standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, ...).
   bool otel_sdk_disabled = false;
@@ -104,7 +105,8 @@ struct ServerOptions {
 };
 
 // A route handler. Accepts callables taking Request& and returning Response, std::string
-// (text/plain), nlohmann::json (application/json) or Task<Response> (coroutine).
+// (text/plain; charset=utf-8), nlohmann::json (application/json), or a coroutine's
+// Task<Response>, Task<nlohmann::json> or Task<std::string>.
 class Handler {
  public:
   using Sync = std::function<Response(Request&)>;
@@ -115,6 +117,11 @@ class Handler {
   Handler(F fn) {  // NOLINT(google-explicit-constructor): handlers are written as lambdas
     if constexpr (std::is_same_v<R, Task<Response>>) {
       async_ = std::move(fn);
+    } else if constexpr (std::is_same_v<R, Task<nlohmann::json>>) {
+      // The closure lives in the router for the program's life: the coroutine may refer to it.
+      async_ = [f = std::move(fn)](Request& r) -> Task<Response> { co_return Response::json(co_await f(r)); };
+    } else if constexpr (std::is_same_v<R, Task<std::string>>) {
+      async_ = [f = std::move(fn)](Request& r) -> Task<Response> { co_return Response::text(co_await f(r)); };
     } else if constexpr (std::is_same_v<R, Response>) {
       sync_ = std::move(fn);
     } else if constexpr (std::is_same_v<std::decay_t<R>, nlohmann::json>) {  // before string: json converts to it
@@ -122,7 +129,8 @@ class Handler {
     } else if constexpr (std::is_convertible_v<R, std::string>) {
       sync_ = [f = std::move(fn)](Request& r) { return Response::text(std::string(f(r))); };
     } else {
-      static_assert(sizeof(F) == 0, "handler must return Response, std::string, nlohmann::json or Task<Response>");
+      static_assert(sizeof(F) == 0,
+                    "handler must return Response, std::string, nlohmann::json, or Task<> of one of them");
     }
   }
   [[nodiscard]] const Sync& sync() const noexcept { return sync_; }
@@ -134,12 +142,46 @@ class Handler {
   Async async_;
 };
 
-// Middleware: `before` runs ahead of the handler and may answer instead of it (short-circuit);
-// `after` runs on every response the request produces (handler, error, 404, short-circuit by a
-// later middleware), in reverse order of registration.
+namespace app {
+class Dispatcher;
+}
+
+// The rest of the chain, as an "around" middleware sees it: the later middleware, then the
+// route's handler (or keel's 404/405 answer). Call it with the request you were given, at most
+// once. It never throws: an exception from further in arrives as its problem+json response, as
+// `after` middleware see it.
+class Next {
+ public:
+  Task<Response> operator()(Request& request) const { return call_(*this, request); }
+
+ private:
+  friend class app::Dispatcher;
+  using Call = Task<Response> (*)(const Next&, Request&);
+  Call call_ = nullptr;
+  void* owner_ = nullptr;
+  void* state_ = nullptr;
+  std::size_t index_ = 0;
+};
+
+// Middleware, run in the order of registration around every route's handler (and around keel's
+// 404/405 answers). Each sets one or more of:
+//   before: runs ahead of the handler and may answer instead of it (short-circuit);
+//   after:  runs on every response the request produces (handler, error, 404, short-circuit by a
+//           later middleware), in reverse order of registration;
+//   around: a coroutine that decides what happens: `co_await next(req)` runs the rest, and it may
+//           answer without calling it, look at or change the answer, or co_await something first
+//           (an API key checked against a cache):
+//             app.use({.around = [](keel::Request& req, keel::Next next) -> keel::Task<keel::Response> {
+//               if (!co_await valid_key(req.header("X-API-Key"))) co_return keel::Response(401);
+//               co_return co_await next(req);
+//             }});
+// The health and metrics endpoints skip the application's middleware unless the
+// operational_middleware setting is on: a liveness probe must not need an API key.
 struct Middleware {
-  std::function<std::optional<Response>(Request&)> before;
-  std::function<void(Request&, Response&)> after;
+  // The {} initializers let `{.before = ...}` leave the others out without a -Wextra warning.
+  std::function<std::optional<Response>(Request&)> before{};
+  std::function<void(Request&, Response&)> after{};
+  std::function<Task<Response>(Request&, Next)> around{};
 };
 
 class Router;

@@ -25,7 +25,7 @@ class Response {
 
   static Response text(std::string body, int status = 200) {
     Response r(status);
-    r.content_type_ = "text/plain";
+    r.content_type_ = "text/plain; charset=utf-8";
     r.body_ = std::move(body);
     return r;
   }

@@ -14,12 +14,10 @@
 #include "app/access_log.hpp"
 #include "app/cli.hpp"
 #include "app/configuration.hpp"
-#include "app/detached.hpp"
 #include "app/dispatcher.hpp"
 #include "app/healthcheck.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
-#include "app/thread_pool.hpp"
 #include "http/gzip.hpp"
 #include "http/server.hpp"
 #include "keel/async.hpp"
@@ -30,6 +28,8 @@
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
 #include "process/upgrade.hpp"
+#include "runtime/detached.hpp"
+#include "runtime/thread_pool.hpp"
 #include "trace/fetch_limits.hpp"
 #include "trace/tracer.hpp"
 
@@ -42,8 +42,8 @@ constexpr std::chrono::milliseconds kPoolStopGrace{100};
 
 // A worker of a generation started by `upgrade` accepts connections only once its readiness
 // checks pass (a canary that cannot serve must never take a request); until then it retries.
-detail::Detached open_when_ready(Health& health, http::Server& server, std::vector<net::Listener> reuse_port,
-                                 int backlog) {
+runtime::Detached open_when_ready(Health& health, http::Server& server, std::vector<net::Listener> reuse_port,
+                                  int backlog) {
   for (;;) {
     if (server.shutting_down()) co_return;
     const HealthReport report = co_await health.readiness();
@@ -88,8 +88,6 @@ http::ServerConfig http_config(const ServerOptions& o) {
   c.server_header = o.server_header;
   c.shutdown_delay = o.shutdown_delay;
   c.graceful_timeout = o.graceful_timeout;
-  c.threads = o.threads;
-  c.thread_queue = o.thread_queue;
   return c;
 }
 
@@ -192,29 +190,38 @@ void App::add_health_routes(Router& router, bool admin) {
     return true;
   };
   if (free(options_.health_path))
-    router.add("GET", options_.health_path, [](Request&) {
-      Response r = Response::json({{"status", "ok"}});
-      r.add_header("Cache-Control", "no-store");
-      return r;
-    });
+    router
+        .add("GET", options_.health_path,
+             [](Request&) {
+               Response r = Response::json({{"status", "ok"}});
+               r.add_header("Cache-Control", "no-store");
+               return r;
+             })
+        .operational = true;
   if (free(options_.startup_path))
-    router.add("GET", options_.startup_path, [this](Request&) {
-      Response r = Response::json({{"status", started_ ? "started" : "starting"}}, started_ ? 200 : 503);
-      r.add_header("Cache-Control", "no-store");
-      return r;
-    });
+    router
+        .add("GET", options_.startup_path,
+             [this](Request&) {
+               Response r = Response::json({{"status", started_ ? "started" : "starting"}}, started_ ? 200 : 503);
+               r.add_header("Cache-Control", "no-store");
+               return r;
+             })
+        .operational = true;
   if (free(options_.readiness_path))
-    router.add("GET", options_.readiness_path, [this, admin](Request&) -> Task<Response> {
-      HealthReport report;
-      if (!started_) {
-        report.status = HealthReport::Status::kFailing;
-      } else if (!shutting_down()) {
-        report = co_await health_.readiness();
-      }
-      // Draining wins: load balancers must stop sending before the listeners close.
-      if (shutting_down()) report.status = HealthReport::Status::kDraining;
-      co_return Health::to_response(report, admin);
-    });
+    router
+        .add("GET", options_.readiness_path,
+             [this, admin](Request&) -> Task<Response> {
+               HealthReport report;
+               if (!started_) {
+                 report.status = HealthReport::Status::kFailing;
+               } else if (!shutting_down()) {
+                 report = co_await health_.readiness();
+               }
+               // Draining wins: load balancers must stop sending before the listeners close.
+               if (shutting_down()) report.status = HealthReport::Status::kDraining;
+               co_return Health::to_response(report, admin);
+             })
+        .operational = true;
 }
 
 void App::add_metrics_route(Router& router) {
@@ -222,7 +229,7 @@ void App::add_metrics_route(Router& router) {
   if (path.empty()) return;
   for (const auto& r : router.routes())
     if (r.pattern == path && (r.method == "GET" || r.method == "*")) return;  // the application's own
-  router.add("GET", path, [](Request& req) {
+  Router::Route& route = router.add("GET", path, [](Request& req) {
     const auto format = metrics_detail::negotiate(req.header("Accept").value_or(""));
     std::string body = metrics_detail::Registry::instance().render(format);
     Response r(200);
@@ -236,6 +243,7 @@ void App::add_metrics_route(Router& router) {
     r.set_body(std::move(body));
     return r;
   });
+  route.operational = true;
 }
 
 int App::serve() {
@@ -375,11 +383,15 @@ int App::serve() {
     detail::fetch_response_limit() = options_.limit_fetch_response;
     // Owned here, but left undestroyed (the process ends with _exit) when a pool thread is still
     // running application code at shutdown: that code may still use the request's state.
+    // The pool serves keel::offload from this thread (the event loop's).
+    auto pool_owner = std::make_unique<runtime::ThreadPool>(options_.threads, options_.thread_queue);
+    runtime::ThreadPool& pool = *pool_owner;
+    runtime::ThreadPool::set_current(&pool);
     auto server_owner = std::make_unique<http::Server>(http_config(options_), std::move(ls), slot, max_requests);
     http::Server& server = *server_owner;
     // The application behind the request seam: the traffic listeners' routes and middleware, and
     // the admin listener's operational routes (no middleware, no concurrency limit).
-    app::Dispatcher traffic(*router_, middleware_, options_.limit_concurrency);
+    app::Dispatcher traffic(*router_, middleware_, options_.limit_concurrency, options_.operational_middleware);
     std::optional<app::Dispatcher> admin;
     server.set_handler(&traffic);
     if (admin_router_) {
@@ -392,7 +404,7 @@ int App::serve() {
     http::ObserverList observers;
     std::optional<metrics_detail::HttpMetrics> metrics;
     if (!options_.metrics_path.empty()) {
-      metrics.emplace([&server] { return server.pool().queued(); });
+      metrics.emplace([&pool] { return pool.queued(); });
       observers.add(&*metrics);
     }
     std::optional<app::AccessLog> access_log;
@@ -428,12 +440,14 @@ int App::serve() {
     const int code = server.run();
     // Offloaded work is bounded too: the drain waited for it up to --graceful-timeout (a SIGINT
     // waits for nothing); a pool thread still blocked now is left behind, not joined.
-    const std::size_t abandoned = server.pool().stop(std::chrono::steady_clock::now() + kPoolStopGrace);
+    const std::size_t abandoned = pool.stop(std::chrono::steady_clock::now() + kPoolStopGrace);
+    runtime::ThreadPool::set_current(nullptr);
     if (abandoned != 0) {
       log::write(log::Level::kWarning, "keel.worker", "threads_abandoned",
                  {{"threads", abandoned},
                   {"detail", "offloaded calls still running at shutdown; the process exits without them"}});
       (void)server_owner.release();
+      (void)pool_owner.release();
     }
     if (trace::Tracer* t = trace::tracer()) {  // send what is queued, within the graceful time
       const std::chrono::milliseconds budget =
@@ -457,7 +471,7 @@ int App::serve() {
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on
   log::flush();
-  if (ThreadPool::any_abandoned()) {
+  if (runtime::ThreadPool::any_abandoned()) {
     // A thread still runs application code: exit() would destroy statics under it.
     std::fflush(nullptr);
     std::_Exit(code);

@@ -69,7 +69,8 @@ std::string server_group(std::string_view n) {
   auto starts = [n](std::string_view p) { return n.substr(0, p.size()) == p; };
   if (starts("otel_") || starts("trace_")) return "Tracing";
   if (starts("log_") || starts("access_log") || n == "request_id_header") return "Logging";
-  if (starts("health") || starts("readiness") || starts("startup_path") || starts("metrics_"))
+  if (starts("health") || starts("readiness") || starts("startup_path") || starts("metrics_") ||
+      n == "operational_middleware")
     return "Health and metrics";
   if (starts("limit_") || n == "worker_connections" || n == "request_buffer_budget" || n == "output_buffer_limit" ||
       n == "header_timeout" || n == "body_timeout" || n == "body_deadline" || n == "write_timeout")

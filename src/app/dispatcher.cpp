@@ -6,17 +6,27 @@
 #include <optional>
 #include <typeinfo>
 
-#include "app/detached.hpp"
 #include "app/router.hpp"
 #include "http/response_writer.hpp"
 #include "keel/async.hpp"
 #include "keel/errors.hpp"
 #include "net/listener.hpp"
+#include "runtime/detached.hpp"
 
 namespace keel::app {
 
-Dispatcher::Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency)
-    : router_(router), middleware_(middleware), limit_concurrency_(limit_concurrency) {}
+Dispatcher::Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency,
+                       bool operational_middleware)
+    : router_(router),
+      middleware_(middleware),
+      limit_concurrency_(limit_concurrency),
+      operational_middleware_(operational_middleware) {
+  for (const Middleware& m : middleware_) has_around_ = has_around_ || static_cast<bool>(m.around);
+}
+
+namespace {
+const std::vector<Middleware> kNoMiddleware;
+}  // namespace
 
 // A scope still out belongs to a handler suspended at shutdown: it is left to the process's end
 // rather than freed under the coroutine.
@@ -66,7 +76,7 @@ void Dispatcher::handle(http::Exchange& exchange) noexcept {
 
 // Drives a coroutine handler's task to its end, then finishes the exchange. Runs inline until the
 // handler first suspends.
-detail::Detached Dispatcher::run_async(Dispatcher* self, Scope* scope, Task<Response> task) {
+runtime::Detached Dispatcher::run_async(Dispatcher* self, Scope* scope, Task<Response> task) {
   Response r;
   try {
     r = co_await std::move(task);
@@ -79,14 +89,23 @@ detail::Detached Dispatcher::run_async(Dispatcher* self, Scope* scope, Task<Resp
 
 void Dispatcher::route_and_run(Scope& s) {
   Request& request = s.exchange->request();
-  const std::string_view method = request.method();
-  const std::string_view path = request.path();
   // Route first, so middleware sees the route template (auth rules, labels).
-  const Router::Match match = router_.match(method, path, request);
+  Router::Match match = router_.match(request.method(), request.path(), request);
   s.log_context.fields.emplace_back("route", request.route());
+  s.route = match.route;
+  s.match_status = match.status;
+  s.allow = std::move(match.allow);
+  // Health and metrics answer whatever the application's middleware would say (an API key
+  // check must not fail a liveness probe), unless asked otherwise.
+  const bool operational = match.route != nullptr && match.route->operational && !operational_middleware_;
+  if (has_around_ && !operational) {
+    run_async(this, &s, run_chain(&s, 0));
+    return;
+  }
+  const std::vector<Middleware>& middleware = operational ? kNoMiddleware : middleware_;
   std::optional<Response> early;
   try {
-    for (const Middleware& m : middleware_) {
+    for (const Middleware& m : middleware) {
       if (m.before) {
         early = m.before(request);
         if (early) break;
@@ -100,34 +119,12 @@ void Dispatcher::route_and_run(Scope& s) {
     finish(s, *early);
     return;
   }
-
-  if (match.status != 200) {
-    // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6).
-    const bool connect_tunnel = method == "CONNECT" && (path.empty() || path.front() != '/');
-    Response r;
-    if (method == "OPTIONS" && path == "*") {
-      r = Response(204);
-      r.add_header("Allow", router_.all_methods());
-    } else if (connect_tunnel) {
-      // The empty Allow: no method applies to a tunnel target (RFC 9110 §10.2.1).
-      r = http::problem_response(405, "CONNECT is not supported", request.request_id());
-      r.add_header("Allow", "");
-    } else if (match.status == 405 && method == "OPTIONS") {
-      r = Response(204);
-      r.add_header("Allow", match.allow);
-    } else if (match.status == 405) {
-      r = http::problem_response(405, "method not allowed", request.request_id());
-      r.add_header("Allow", match.allow);
-    } else if (match.status == 400) {
-      r = http::problem_response(400, "malformed percent-encoding in path", request.request_id());
-    } else {
-      r = http::problem_response(404, "no route matches this path", request.request_id());
-    }
+  if (s.route == nullptr) {
+    Response r = unmatched(s);
     finish(s, r);
     return;
   }
-
-  const Handler& h = match.route->handler;
+  const Handler& h = s.route->handler;
   if (h.sync()) {
     Response r;
     try {
@@ -147,6 +144,94 @@ void Dispatcher::route_and_run(Scope& s) {
     return;
   }
   run_async(this, &s, std::move(*task));
+}
+
+Response Dispatcher::unmatched(Scope& s) {
+  const Request& request = s.exchange->request();
+  const std::string_view method = request.method();
+  const std::string_view path = request.path();
+  // CONNECT in authority-form asks for a tunnel, which keel never opens (RFC 9110 §9.3.6).
+  const bool connect_tunnel = method == "CONNECT" && (path.empty() || path.front() != '/');
+  Response r;
+  if (method == "OPTIONS" && path == "*") {
+    r = Response(204);
+    r.add_header("Allow", router_.all_methods());
+  } else if (connect_tunnel) {
+    // The empty Allow: no method applies to a tunnel target (RFC 9110 §10.2.1).
+    r = http::problem_response(405, "CONNECT is not supported", request.request_id());
+    r.add_header("Allow", "");
+  } else if (s.match_status == 405 && method == "OPTIONS") {
+    r = Response(204);
+    r.add_header("Allow", s.allow);
+  } else if (s.match_status == 405) {
+    r = http::problem_response(405, "method not allowed", request.request_id());
+    r.add_header("Allow", s.allow);
+  } else if (s.match_status == 400) {
+    r = http::problem_response(400, "malformed percent-encoding in path", request.request_id());
+  } else {
+    r = http::problem_response(404, "no route matches this path", request.request_id());
+  }
+  return r;
+}
+
+// Middleware i, around the rest of the chain. Never throws: errors become problem responses, so
+// every `after` and `around` sees an answer.
+Task<Response> Dispatcher::run_chain(Scope* s, std::size_t i) {
+  if (i == middleware_.size()) co_return co_await run_route(s);
+  Request& request = s->exchange->request();
+  const Middleware& m = middleware_[i];
+  Response r;
+  if (m.around) {
+    Next next;
+    next.call_ = &Dispatcher::call_next;
+    next.owner_ = this;
+    next.state_ = s;
+    next.index_ = i + 1;
+    try {
+      r = co_await m.around(request, next);
+    } catch (...) {
+      r = error_response(*s, std::current_exception());
+    }
+    co_return r;
+  }
+  std::optional<Response> early;
+  if (m.before) {
+    try {
+      early = m.before(request);
+    } catch (...) {
+      early = error_response(*s, std::current_exception());
+    }
+  }
+  if (early) co_return std::move(*early);  // a short-circuit: its own `after` does not run
+  r = co_await run_chain(s, i + 1);
+  if (m.after) {
+    try {
+      m.after(request, r);
+    } catch (...) {
+      r = error_response(*s, std::current_exception());
+    }
+  }
+  co_return r;
+}
+
+Task<Response> Dispatcher::run_route(Scope* s) {
+  if (s->route == nullptr) co_return unmatched(*s);
+  Request& request = s->exchange->request();
+  const Handler& h = s->route->handler;
+  Response r;
+  try {
+    if (h.sync())
+      r = h.sync()(request);
+    else
+      r = co_await h.async()(request);
+  } catch (...) {
+    r = error_response(*s, std::current_exception());
+  }
+  co_return r;
+}
+
+Task<Response> Dispatcher::call_next(const Next& next, Request&) {
+  return static_cast<Dispatcher*>(next.owner_)->run_chain(static_cast<Scope*>(next.state_), next.index_);
 }
 
 // Runs the `after` middleware, hands the answer to the protocol, reports the request, and ends
@@ -197,7 +282,7 @@ Response Dispatcher::error_response(Scope& s, std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
   } catch (const HttpError& err) {
-    return http::problem_response(err.status(), err.detail(), request.request_id());
+    return http::problem_response(err.status(), err.detail(), request.request_id(), err.extensions());
   } catch (const PoolSaturated&) {
     if (observer_ != nullptr) observer_->rejected(http::Rejection::kThreadPoolFull);
     return http::problem_response(503, "server is overloaded", request.request_id());

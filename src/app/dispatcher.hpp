@@ -9,26 +9,27 @@
 #include <cstddef>
 #include <exception>
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "app/detached.hpp"
+#include "app/router.hpp"
 #include "http/handler.hpp"
 #include "http/observer.hpp"
 #include "keel/app.hpp"
 #include "keel/task.hpp"
 #include "log/log.hpp"
+#include "runtime/detached.hpp"
 #include "trace/tracer.hpp"
-
-namespace keel {
-class Router;
-}
 
 namespace keel::app {
 
 class Dispatcher final : public http::RequestHandler {
  public:
-  // limit_concurrency: requests handled at once (0: no limit). The router and middleware outlive this.
-  Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency);
+  // limit_concurrency: requests handled at once (0: no limit). operational_middleware: the
+  // middleware also runs on operational routes (health, metrics). The router and middleware
+  // outlive this.
+  Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency,
+             bool operational_middleware = false);
   ~Dispatcher() override;
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -46,19 +47,30 @@ class Dispatcher final : public http::RequestHandler {
     log::Context log_context;  // current while the request is handled, across co_await
     trace::RequestTrace trace;
     std::chrono::steady_clock::time_point started{};
-    std::size_t middleware_ran = 0;  // their `after` runs, in reverse
-    bool counted = false;            // holds a --limit-concurrency slot
+    std::size_t middleware_ran = 0;        // their `after` runs, in reverse
+    bool counted = false;                  // holds a --limit-concurrency slot
+    const Router::Route* route = nullptr;  // the match, or null (then match_status, allow)
+    int match_status = 404;
+    std::string allow;
   };
 
   Scope* take_scope();
   void route_and_run(Scope& scope);
   void finish(Scope& scope, Response& response);
   Response error_response(Scope& scope, std::exception_ptr error);
-  static detail::Detached run_async(Dispatcher* self, Scope* scope, Task<Response> task);
+  static runtime::Detached run_async(Dispatcher* self, Scope* scope, Task<Response> task);
+  // The whole chain as a coroutine (when an `around` middleware is registered), from middleware i.
+  Task<Response> run_chain(Scope* scope, std::size_t i);
+  Task<Response> run_route(Scope* scope);
+  static Task<Response> call_next(const Next& next, Request& request);
+  // keel's answer when no route matched (404, 405, OPTIONS, CONNECT).
+  Response unmatched(Scope& scope);
 
   const Router& router_;
   const std::vector<Middleware>& middleware_;
   std::size_t limit_concurrency_;
+  bool operational_middleware_;
+  bool has_around_ = false;
   std::size_t in_flight_ = 0;
   http::Observer* observer_ = nullptr;
   std::vector<std::unique_ptr<Scope>> spare_;

@@ -37,7 +37,7 @@ int rank(Router::SegmentKind k) {
 
 }  // namespace
 
-void Router::add(std::string_view method, std::string_view pattern, Handler handler) {
+Router::Route& Router::add(std::string_view method, std::string_view pattern, Handler handler) {
   const std::string where = std::string(method) + " " + std::string(pattern);
   if (method.empty()) throw std::invalid_argument("route " + where + ": empty method");
   if (pattern.empty() || pattern.front() != '/')
@@ -93,7 +93,7 @@ void Router::add(std::string_view method, std::string_view pattern, Handler hand
     }
     if (same) throw std::invalid_argument("route " + where + ": duplicate of " + existing.pattern);
   }
-  routes_.push_back(std::move(r));
+  return routes_.emplace_back(std::move(r));
 }
 
 bool Router::match_route(const Route& r, const std::vector<std::string_view>& segs, Request* req) const {
@@ -171,10 +171,9 @@ Router::Match Router::match(std::string_view method, std::string_view raw_path, 
 
   const Route* best = nullptr;
   const Route* best_get = nullptr;  // HEAD falls back to GET
-  bool path_exists = false;
+  const Route* best_any = nullptr;  // any method: the template a 405 is labelled with
   for (const Route& r : routes_) {
     if (!match_route(r, segs, nullptr)) continue;
-    path_exists = true;
     const auto better = [&](const Route* cur) {
       if (cur == nullptr) return true;
       for (std::size_t i = 0; i < std::min(cur->segments.size(), r.segments.size()); ++i) {
@@ -183,6 +182,7 @@ Router::Match Router::match(std::string_view method, std::string_view raw_path, 
       }
       return false;
     };
+    if (better(best_any)) best_any = &r;
     if (r.method == method) {
       if (better(best)) best = &r;
     } else if (method == "HEAD" && r.method == "GET") {
@@ -196,8 +196,10 @@ Router::Match Router::match(std::string_view method, std::string_view raw_path, 
     m.status = 200;
     return m;
   }
-  if (!path_exists) return m;
-  // The path exists under other methods: 405 with Allow (RFC 9110 §15.5.6), or OPTIONS.
+  if (best_any == nullptr) return m;
+  // The path exists under other methods: 405 with Allow (RFC 9110 §15.5.6), or OPTIONS. Labelled
+  // with the route's template, so metrics and logs say which route was called the wrong way.
+  req.route_ = best_any->pattern;
   m.allow = allow_list([&](const Route& r) { return match_route(r, segs, nullptr); });
   m.status = 405;
   return m;

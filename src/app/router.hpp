@@ -22,6 +22,7 @@ class Router {
     std::string pattern;  // the template: the route label for metrics, spans and logs
     std::vector<Segment> segments;
     Handler handler;
+    bool operational = false;  // health and metrics: the application's middleware skips them (by default)
   };
   struct Match {
     const Route* route = nullptr;  // set when status == 200
@@ -29,8 +30,9 @@ class Router {
     std::string allow;             // for 405 and OPTIONS: "GET, HEAD, OPTIONS"
   };
 
-  // Throws std::invalid_argument naming the pattern when it is malformed or a duplicate.
-  void add(std::string_view method, std::string_view pattern, Handler handler);
+  // Throws std::invalid_argument naming the pattern when it is malformed or a duplicate. The
+  // route returned is valid until the next add().
+  Route& add(std::string_view method, std::string_view pattern, Handler handler);
 
   // Finds the route for method + raw path; on success fills req's route template and params.
   // HEAD falls back to GET routes.

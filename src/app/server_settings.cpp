@@ -276,6 +276,8 @@ std::vector<ServerSetting> build() {
   all.push_back(boolean("access_log", &ServerOptions::access_log, "one request_handled line per request"));
   all.push_back(boolean("access_log_health", &ServerOptions::access_log_health,
                         "also log requests to the health and metrics endpoints"));
+  all.push_back(boolean("operational_middleware", &ServerOptions::operational_middleware,
+                        "run the application's middleware on the health and metrics endpoints too"));
   {
     ServerSetting header = text("request_id_header", &ServerOptions::request_id_header,
                                 "header carrying request ids (accepted when 1-128 visible ASCII, else generated)");

@@ -5,16 +5,16 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "app/detached.hpp"
 #include "keel/async.hpp"
 #include "log/log.hpp"
+#include "runtime/detached.hpp"
 
 namespace keel {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-using detail::Detached;  // the runners and timeout timers of a round, which nobody awaits
+using runtime::Detached;  // the runners and timeout timers of a round, which nobody awaits
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

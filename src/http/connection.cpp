@@ -176,8 +176,8 @@ bool Connection::read_some() {
     case Grow::kOverBudget: {
       if (Observer* o = server_.observer()) o->rejected(Rejection::kBufferBudget);
       // One line per 5 s at most: under a flood the metric counts, the log says it is happening.
-      static net::Clock::time_point last_warning{};
-      if (const auto now = net::Clock::now(); now - last_warning > std::chrono::seconds(5)) {
+      static runtime::Clock::time_point last_warning{};
+      if (const auto now = runtime::Clock::now(); now - last_warning > std::chrono::seconds(5)) {
         last_warning = now;
         log::write(
             log::Level::kWarning, "keel.http", "request_buffer_budget_exhausted",
@@ -196,8 +196,8 @@ bool Connection::read_some() {
     if (parser_.head_complete()) {
       // The idle timer restarts with every byte; the whole body also has a deadline, so a byte
       // now and then cannot hold the connection (and its buffer) for ever.
-      if (body_started_ != net::Clock::time_point{} &&
-          net::Clock::now() - body_started_ > server_.config().body_deadline) {
+      if (body_started_ != runtime::Clock::time_point{} &&
+          runtime::Clock::now() - body_started_ > server_.config().body_deadline) {
         if (Observer* o = server_.observer()) o->rejected(Rejection::kTimeout);
         send_error(408, "timed out reading the body");
         return true;
@@ -230,7 +230,7 @@ bool Connection::process_buffered() {
     const ParseStatus st = parser_.parse(rbuf_.get() + rstart_, rend_ - rstart_);
     if (st == ParseStatus::kIncomplete) {
       if (parser_.head_complete()) {
-        if (body_started_ == net::Clock::time_point{}) body_started_ = net::Clock::now();
+        if (body_started_ == runtime::Clock::time_point{}) body_started_ = runtime::Clock::now();
         if (parser_.request().expect_continue && !sent_continue_) {
           output() += "HTTP/1.1 100 Continue\r\n\r\n";
           sent_continue_ = true;

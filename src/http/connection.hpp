@@ -14,11 +14,11 @@
 #include "http/request_parser.hpp"
 #include "http/server.hpp"
 #include "keel/response.hpp"
-#include "net/event_loop.hpp"
+#include "runtime/event_loop.hpp"
 
 namespace keel::http {
 
-class Connection final : public net::IoHandler, public Exchange {
+class Connection final : public runtime::IoHandler, public Exchange {
  public:
   // admin: accepted on the admin listener (counted apart from traffic).
   Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin = false);
@@ -87,13 +87,13 @@ class Connection final : public net::IoHandler, public Exchange {
   std::uint64_t requests_on_connection_ = 0;
   bool sent_continue_ = false;
   bool admin_ = false;
-  net::Clock::time_point body_started_{};  // the head was complete, the body not (--body-deadline)
-  std::size_t bytes_out_ = 0;              // size of the last response written
+  runtime::Clock::time_point body_started_{};  // the head was complete, the body not (--body-deadline)
+  std::size_t bytes_out_ = 0;                  // size of the last response written
   std::size_t lingered_bytes_ = 0;
 
   // Deadline list links (owned by Server).
   Deadline deadline_kind_ = Deadline::kNone;
-  net::Clock::time_point deadline_{};
+  runtime::Clock::time_point deadline_{};
   Connection* dl_prev_ = nullptr;
   Connection* dl_next_ = nullptr;
   std::size_t all_index_ = 0;

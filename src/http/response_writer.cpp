@@ -201,14 +201,30 @@ void append_last_chunk(std::string& out) {
   out += "0\r\n\r\n";
 }
 
-Response problem_response(int status, std::string_view detail, std::string_view request_id) {
+Response problem_response(int status, std::string_view detail, std::string_view request_id,
+                          const nlohmann::json& extensions) {
+  const bool extended = extensions.is_object() && !extensions.empty();
+  const auto member = [&](const char* name) -> const nlohmann::json* {
+    if (!extended) return nullptr;
+    const auto it = extensions.find(name);
+    return it != extensions.end() && it->is_string() ? &*it : nullptr;
+  };
   JsonWriter w;
   w.begin_object();
-  w.key("type").value("about:blank");
-  w.key("title").value(reason_phrase(status));
+  const nlohmann::json* type = member("type");
+  const nlohmann::json* title = member("title");
+  w.key("type").value(type != nullptr ? type->get_ref<const std::string&>() : std::string_view("about:blank"));
+  w.key("title").value(title != nullptr ? std::string_view(title->get_ref<const std::string&>())
+                                        : std::string_view(reason_phrase(status)));
   w.key("status").value(status);
   w.key("detail").value(detail);
   if (!request_id.empty()) w.key("request_id").value(request_id);
+  if (extended) {
+    for (const auto& [name, value] : extensions.items()) {
+      if (name == "type" || name == "title" || name == "status" || name == "detail" || name == "request_id") continue;
+      w.key(name).raw(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+  }
   w.end_object();
   Response r = Response::json(std::move(w), status);
   r.set_content_type("application/problem+json");

@@ -45,6 +45,8 @@ void append_chunk(std::string& out, std::string_view data);
 void append_last_chunk(std::string& out);
 
 // An RFC 9457 problem+json response.
-Response problem_response(int status, std::string_view detail, std::string_view request_id);
+// extensions: null, or an object whose members are added (HttpError::extensions()).
+Response problem_response(int status, std::string_view detail, std::string_view request_id,
+                          const nlohmann::json& extensions = nullptr);
 
 }  // namespace keel::http

@@ -32,7 +32,7 @@ thread_local Server* t_server = nullptr;
 
 }  // namespace
 
-class Server::Acceptor final : public net::IoHandler {
+class Server::Acceptor final : public runtime::IoHandler {
  public:
   Acceptor(Server& s, int fd, bool admin) : server_(s), fd_(fd), admin_(admin) {}
   void on_io(std::uint32_t) override { server_.on_accept(fd_, admin_); }
@@ -56,7 +56,7 @@ class Server::Acceptor final : public net::IoHandler {
   bool polled_ = false;
 };
 
-class Server::SignalWatcher final : public net::IoHandler {
+class Server::SignalWatcher final : public runtime::IoHandler {
  public:
   explicit SignalWatcher(Server& s) : server_(s) {
     sigset_t set;
@@ -99,7 +99,6 @@ Server* Server::current() noexcept {
 Server::Server(ServerConfig config, std::vector<net::Listener> listeners, process::WorkerSlot* slot,
                std::uint64_t max_requests)
     : config_(std::move(config)),
-      pool_(config_.threads, config_.thread_queue),
       listeners_(std::move(listeners)),
       slot_(slot),
       master_pid_(::getppid()),
@@ -110,7 +109,7 @@ Server::Server(ServerConfig config, std::vector<net::Listener> listeners, proces
   parser_limits_.max_header_block = config_.limit_request_header_size;
   parser_limits_.max_body = config_.limit_request_body;
   const auto set = [this](Deadline d, auto dur) {
-    lists_[static_cast<std::size_t>(d)].duration = std::chrono::duration_cast<net::Clock::duration>(dur);
+    lists_[static_cast<std::size_t>(d)].duration = std::chrono::duration_cast<runtime::Clock::duration>(dur);
   };
   set(Deadline::kKeepAlive, config_.keep_alive);
   set(Deadline::kHeader, config_.header_timeout);
@@ -228,17 +227,17 @@ void Server::request_done() noexcept {
   }
 }
 
-net::Clock::time_point Server::tick() {
+runtime::Clock::time_point Server::tick() {
   for (Connection* c : graveyard_) delete c;
   graveyard_.clear();
   date_.refresh();
-  const auto now = net::Clock::now();
+  const auto now = runtime::Clock::now();
   // The heartbeat: written once per loop iteration, and the loop wakes at least once a second.
   // A handler that blocks the loop stops it, which is what the master's --timeout watches.
   if (slot_ != nullptr)
     slot_->heartbeat_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count(),
                               std::memory_order_relaxed);
-  net::Clock::time_point next = net::Clock::time_point::max();
+  runtime::Clock::time_point next = runtime::Clock::time_point::max();
   if (watchdog_ && slot_ == nullptr) {  // single process: the event loop itself is the liveness
     if (now >= next_watchdog_) {
       process::sd_notify("WATCHDOG=1");
@@ -268,7 +267,7 @@ net::Clock::time_point Server::tick() {
     }
   }
   if (shutdown_requested_ && !draining_ && now >= shutdown_at_) begin_shutdown(true, stopping_service_);
-  if (listeners_close_at_ != net::Clock::time_point{}) {
+  if (listeners_close_at_ != runtime::Clock::time_point{}) {
     if (now >= listeners_close_at_)
       close_listeners();
     else
@@ -342,7 +341,7 @@ bool Server::on_accept(int listen_fd, bool admin) {
         }
         // Pause accepting briefly either way; connections wait in the backlog meanwhile.
         pause_accepting(std::chrono::milliseconds(100));
-        static net::Clock::time_point last_warning{};
+        static runtime::Clock::time_point last_warning{};
         if (loop_.now() - last_warning > std::chrono::seconds(5)) {
           last_warning = loop_.now();
           log::write(log::Level::kWarning, "keel.server", "accept_failed",
@@ -500,39 +499,3 @@ int Server::run() {
 }
 
 }  // namespace keel::http
-
-namespace keel::detail {
-
-void schedule_resume(std::chrono::nanoseconds delay, std::coroutine_handle<> h) {
-  net::EventLoop* loop = net::EventLoop::current();
-  if (log::Context* ctx = log::current()) {
-    // The request's log context follows the coroutine: current again while it runs.
-    loop->post_at(net::Clock::now() + delay, [h, ctx] {
-      log::ScopedContext scoped(ctx);
-      h.resume();
-    });
-    return;
-  }
-  loop->resume_at(net::Clock::now() + delay, h);
-}
-
-bool submit_blocking(std::function<void()> work, std::coroutine_handle<> h) {
-  http::Server* server = http::Server::current();
-  net::EventLoop* loop = &server->loop();
-  log::Context* ctx = log::current();  // offloaded work logs with the request's context too
-  // The resume is the completion: a pool abandoned at shutdown (a job blocked past the bound)
-  // never posts to a loop that may be gone.
-  return server->pool().submit(
-      [work = std::move(work), ctx] {
-        log::ScopedContext scoped(ctx);
-        work();
-      },
-      [h, loop, ctx] {
-        loop->post([h, ctx] {
-          log::ScopedContext scoped(ctx);
-          h.resume();
-        });
-      });
-}
-
-}  // namespace keel::detail

@@ -1,5 +1,6 @@
 // The HTTP server of one worker process: accepts on inherited listeners, owns the connections,
-// their deadline lists, the Date cache and the blocking-call pool, and drains on SIGTERM.
+// their deadline lists and the Date cache, and drains on SIGTERM. What a request means is the
+// RequestHandler's business (http/handler.hpp).
 #pragma once
 
 #include <array>
@@ -9,15 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "app/thread_pool.hpp"
 #include "http/handler.hpp"
 #include "http/observer.hpp"
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
 #include "http/server_config.hpp"
-#include "net/event_loop.hpp"
 #include "net/listener.hpp"
 #include "process/worker_table.hpp"
+#include "runtime/event_loop.hpp"
 
 namespace keel::http {
 
@@ -53,9 +53,8 @@ class Server {
 
   // Server-wide state the connections use.
   const ServerConfig& config() const noexcept { return config_; }
-  net::EventLoop& loop() noexcept { return loop_; }
+  runtime::EventLoop& loop() noexcept { return loop_; }
   const DateCache& date() const noexcept { return date_; }
-  ThreadPool& pool() noexcept { return pool_; }
   bool draining() const noexcept { return draining_; }
   // From SIGTERM on (including --shutdown-delay): readiness must report not ready.
   bool shutting_down() const noexcept { return shutdown_requested_ || draining_; }
@@ -92,10 +91,10 @@ class Server {
   struct DeadlineList {
     Connection* head = nullptr;
     Connection* tail = nullptr;
-    net::Clock::duration duration{};
+    runtime::Clock::duration duration{};
   };
 
-  net::Clock::time_point tick();
+  runtime::Clock::time_point tick();
   // Accepts up to a batch of pending connections; true when the batch filled (more may wait).
   bool on_accept(int listen_fd, bool admin);
   // whole_service: the master stops everything (the listening sockets close for good), as
@@ -113,9 +112,8 @@ class Server {
   RequestHandler* handler_ = nullptr;
   RequestHandler* admin_handler_ = nullptr;
   ParserLimits parser_limits_;
-  net::EventLoop loop_;
+  runtime::EventLoop loop_;
   DateCache date_;
-  ThreadPool pool_;
   std::vector<net::Listener> listeners_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::unique_ptr<SignalWatcher> signals_;
@@ -133,14 +131,14 @@ class Server {
   std::string over_capacity_;  // canned 503 for connections over --worker-connections
   bool accepting_ = true;
   bool accept_gated_ = false;
-  net::Clock::time_point accept_resume_at_{};
+  runtime::Clock::time_point accept_resume_at_{};
   bool draining_ = false;
   bool shutdown_requested_ = false;  // SIGTERM seen; draining starts after --shutdown-delay
   bool stopping_service_ = false;    // the whole service stops (not just this worker)
   bool listeners_closed_ = false;
-  net::Clock::time_point listeners_close_at_{};  // final backlog drain, then close
-  net::Clock::time_point shutdown_at_{};
-  net::Clock::time_point drain_deadline_{};
+  runtime::Clock::time_point listeners_close_at_{};  // final backlog drain, then close
+  runtime::Clock::time_point shutdown_at_{};
+  runtime::Clock::time_point drain_deadline_{};
   bool stopped_fast_ = false;
   std::vector<Connection*> all_;  // every live connection (for drain)
   process::WorkerSlot* slot_ = nullptr;
@@ -150,7 +148,7 @@ class Server {
   std::uint64_t max_requests_ = 0;
   std::uint64_t requests_ = 0;
   std::optional<std::chrono::milliseconds> watchdog_;  // systemd WatchdogSec, single process only
-  net::Clock::time_point next_watchdog_{};
+  runtime::Clock::time_point next_watchdog_{};
   friend class Connection;
 };
 

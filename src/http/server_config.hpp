@@ -31,9 +31,6 @@ struct ServerConfig {
   // Shutdown.
   std::chrono::milliseconds shutdown_delay{0};        // keep serving after SIGTERM
   std::chrono::milliseconds graceful_timeout{30000};  // then the drain is cut short
-  // The blocking-call pool (keel::offload).
-  int threads = 4;
-  std::size_t thread_queue = 1024;
 };
 
 }  // namespace keel::http

@@ -1,11 +1,11 @@
-#include "app/thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #include <pthread.h>
 #include <signal.h>
 
 #include <atomic>
 
-namespace keel {
+namespace keel::runtime {
 namespace {
 std::atomic<bool> g_abandoned{false};
 }  // namespace
@@ -64,6 +64,18 @@ std::size_t ThreadPool::stop(std::chrono::steady_clock::time_point deadline) {
   return stuck;
 }
 
+namespace {
+thread_local ThreadPool* t_current = nullptr;
+}  // namespace
+
+ThreadPool* ThreadPool::current() noexcept {
+  return t_current;
+}
+
+void ThreadPool::set_current(ThreadPool* pool) noexcept {
+  t_current = pool;
+}
+
 bool ThreadPool::any_abandoned() noexcept {
   return g_abandoned.load();
 }
@@ -93,4 +105,4 @@ void ThreadPool::work(const std::shared_ptr<State>& state) {
   state->exited.notify_all();
 }
 
-}  // namespace keel
+}  // namespace keel::runtime

@@ -6,7 +6,7 @@
 #include <coroutine>
 #include <exception>
 
-namespace keel::detail {
+namespace keel::runtime {
 
 struct Detached {
   struct promise_type {
@@ -18,4 +18,4 @@ struct Detached {
   };
 };
 
-}  // namespace keel::detail
+}  // namespace keel::runtime

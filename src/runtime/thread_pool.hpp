@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-namespace keel {
+namespace keel::runtime {
 
 class ThreadPool {
  public:
@@ -36,6 +36,10 @@ class ThreadPool {
   // Stops taking jobs, drops the queued ones that never started, waits until `deadline` for the
   // running ones, and detaches the threads still busy then. Returns how many were abandoned.
   std::size_t stop(std::chrono::steady_clock::time_point deadline);
+
+  // The pool keel::offload submits to from the calling thread (an event-loop thread); null: none.
+  static ThreadPool* current() noexcept;
+  static void set_current(ThreadPool* pool) noexcept;
 
   // True once any pool in this process abandoned a thread: the process must end with _exit
   // (static destructors would run under a thread still executing application code).
@@ -60,4 +64,4 @@ class ThreadPool {
   int thread_count_;
 };
 
-}  // namespace keel
+}  // namespace keel::runtime

@@ -1,4 +1,4 @@
-#include "net/event_loop.hpp"
+#include "runtime/event_loop.hpp"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -11,7 +11,7 @@
 #include <string>
 #include <system_error>
 
-namespace keel::net {
+namespace keel::runtime {
 namespace {
 thread_local EventLoop* t_current = nullptr;
 constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};
@@ -128,4 +128,4 @@ void EventLoop::run() {
   t_current = nullptr;
 }
 
-}  // namespace keel::net
+}  // namespace keel::runtime

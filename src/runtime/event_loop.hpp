@@ -11,7 +11,7 @@
 #include <queue>
 #include <vector>
 
-namespace keel::net {
+namespace keel::runtime {
 
 using Clock = std::chrono::steady_clock;
 
@@ -76,4 +76,4 @@ class EventLoop {
   std::vector<std::function<void()>> running_posted_;
 };
 
-}  // namespace keel::net
+}  // namespace keel::runtime

@@ -1,6 +1,6 @@
 // ThreadPool shutdown is bounded: stop() joins what ends by the deadline and abandons (never
 // joins) a thread still blocked in a job, whose completion then never runs (issue 14, 15b).
-#include "app/thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #include <gtest/gtest.h>
 
@@ -38,7 +38,7 @@ struct Gate {
 };
 
 TEST(ThreadPoolTest, StopJoinsIdleThreadsAtOnce) {
-  keel::ThreadPool pool(4, 16);
+  keel::runtime::ThreadPool pool(4, 16);
   std::atomic<int> ran{0}, done{0};
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(pool.submit([&ran] { ++ran; }, [&done] { ++done; }));
   while (done.load() < 4) std::this_thread::yield();
@@ -64,7 +64,7 @@ TEST(ThreadPoolTest, AThreadBlockedPastTheDeadlineIsAbandonedNotJoined) {
   static Gate gate;  // outlives the abandoned thread
   static std::atomic<bool> left{false};
   {
-    keel::ThreadPool pool(2, 16);
+    keel::runtime::ThreadPool pool(2, 16);
     ASSERT_TRUE(pool.submit([] {
       gate.wait();
       left = true;
@@ -75,7 +75,7 @@ TEST(ThreadPoolTest, AThreadBlockedPastTheDeadlineIsAbandonedNotJoined) {
     const auto waited = Clock::now() - t0;
     EXPECT_GE(waited, std::chrono::milliseconds(90));
     EXPECT_LT(waited, std::chrono::seconds(2));
-    EXPECT_TRUE(keel::ThreadPool::any_abandoned());
+    EXPECT_TRUE(keel::runtime::ThreadPool::any_abandoned());
     EXPECT_EQ(pool.stop(Clock::time_point::max()), 1u);  // a second stop (the destructor's) never waits
   }                                                      // ~ThreadPool returned although the thread is still blocked
   gate.release();
@@ -91,7 +91,7 @@ TEST(ThreadPoolTest, AnAbandonedJobsCompletionNeverRuns) {
   static std::atomic<bool> completed{false};
   static std::atomic<bool> job_destroyed{false};
   {
-    keel::ThreadPool pool(1, 16);
+    keel::runtime::ThreadPool pool(1, 16);
     {
       DestroyedFlag marker(&job_destroyed);
       ASSERT_TRUE(pool.submit([marker] { gate.wait(); }, [] { completed = true; }));
