@@ -32,27 +32,18 @@ nlohmann::json to_json(const User& u) {
       {"id", u.id}, {"name", u.name}, {"email", u.email}, {"created_at", u.created_at}, {"updated_at", u.updated_at}};
 }
 
-// RFC 9457 problem details.
-keel::Response problem(int status, const std::string& title, const std::string& detail, nlohmann::json extra = {}) {
-  nlohmann::json body = {{"type", "about:blank"}, {"title", title}, {"status", status}, {"detail", detail}};
-  if (extra.is_object())
-    for (auto& [k, v] : extra.items()) body[k] = v;
-  keel::Response r = keel::Response::json(body, status);
-  r.set_content_type("application/problem+json");
-  return r;
-}
-
 struct FieldError {
   std::string field;
   std::string message;
 };
 
-keel::Response invalid(const std::vector<FieldError>& errors, std::size_t unknown_not_listed = 0) {
+// A 422 listing the fields (RFC 9457 problem details, with an "errors" member).
+keel::HttpError invalid(const std::vector<FieldError>& errors, std::size_t unknown_not_listed = 0) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& e : errors) list.push_back({{"field", e.field}, {"message", e.message}});
   nlohmann::json extra = {{"errors", list}};
   if (unknown_not_listed > 0) extra["unknown_fields_not_listed"] = unknown_not_listed;
-  return problem(422, "Unprocessable Content", "the request has invalid fields", extra);
+  return {422, "the request has invalid fields", std::move(extra)};
 }
 
 // At most `max` bytes of a UTF-8 string, cut at a character boundary, "..." when cut.
@@ -150,16 +141,15 @@ bool is_json_media_type(std::string_view content_type) {
   return lower == "application/json";
 }
 
-// The body as a JSON object, or the problem to answer.
-std::optional<keel::Response> parse_object(keel::Request& req, nlohmann::json& out) {
+// The body as a JSON object; throws the problem to answer.
+nlohmann::json parse_object(keel::Request& req) {
   // Required, not just checked when present: a cross-site form or a no-cors fetch can send a body
   // without a preflight only as text/plain, a form type, or with no Content-Type at all.
-  if (!is_json_media_type(req.header("Content-Type").value_or(""))) {
-    return problem(415, "Unsupported Media Type", "the body must be sent as Content-Type: application/json");
-  }
-  out = req.json();  // 400 from keel when malformed or nested too deep
-  if (!out.is_object()) return problem(422, "Unprocessable Content", "the body must be a JSON object");
-  return std::nullopt;
+  if (!is_json_media_type(req.header("Content-Type").value_or("")))
+    throw keel::HttpError(415, "the body must be sent as Content-Type: application/json");
+  nlohmann::json out = req.json();  // 400 from keel when malformed or nested too deep
+  if (!out.is_object()) throw keel::HttpError(422, "the body must be a JSON object");
+  return out;
 }
 
 std::optional<std::int64_t> query_int(keel::Request& req, const char* name, std::int64_t fallback, std::int64_t min,
@@ -179,8 +169,8 @@ std::string cache_key(std::int64_t id) {
   return "keel-demo:user:" + std::to_string(id);
 }
 
-keel::Response not_found(std::int64_t id) {
-  return problem(404, "Not Found", "no user with id " + std::to_string(id));
+keel::HttpError not_found(std::int64_t id) {
+  return {404, "no user with id " + std::to_string(id)};
 }
 
 }  // namespace
@@ -245,9 +235,7 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
   app.use({.before = [state](keel::Request& req) -> std::optional<keel::Response> {
              if (state->database_ready.load(std::memory_order_acquire) || req.route().rfind("/api/", 0) != 0)
                return std::nullopt;
-             keel::Response r = problem(503, "Service Unavailable", "the database is not available yet");
-             r.add_header("Retry-After", "1");
-             return r;
+             throw keel::HttpError(503, "the database is not available yet").with_header("Retry-After", "1");
            },
            .after = {}});
   // Fault injection for deploy tests: only the API is affected, never health or metrics.
@@ -255,7 +243,7 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
              if (state->fault_error_ratio <= 0 || req.route().rfind("/api/", 0) != 0) return std::nullopt;
              thread_local std::mt19937_64 rng{std::random_device{}()};
              if (std::uniform_real_distribution<double>(0, 1)(rng) < state->fault_error_ratio)
-               return problem(500, "Internal Server Error", "injected by fault_error_ratio");
+               throw keel::HttpError(500, "injected by fault_error_ratio");
              return std::nullopt;
            },
            .after = {}});
@@ -265,7 +253,7 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
     std::vector<FieldError> errors;
     const auto limit = query_int(req, "limit", kDefaultLimit, 1, kMaxLimit, errors);
     const auto offset = query_int(req, "offset", 0, 0, INT64_MAX / 2, errors);
-    if (!errors.empty()) co_return invalid(errors);
+    if (!errors.empty()) throw invalid(errors);
     auto [users, total] = co_await keel::offload([&] {
       return std::pair{state->store->list(*limit, *offset), state->store->count()};
     });
@@ -276,20 +264,19 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
 
   app.post("/api/users", [state](keel::Request& req) -> keel::Task<keel::Response> {
     co_await keel::sleep(state->fault_latency);
-    nlohmann::json body;
-    if (auto p = parse_object(req, body)) co_return std::move(*p);
+    const nlohmann::json body = parse_object(req);
     std::vector<FieldError> errors;
     const auto name = string_field(body, "name", true, errors);
     const auto email = string_field(body, "email", true, errors);
     const std::size_t not_listed = reject_unknown_keys(body, errors);
-    if (!errors.empty()) co_return invalid(errors, not_listed);
+    if (!errors.empty()) throw invalid(errors, not_listed);
     try {
       const User u = co_await keel::offload([&] { return state->store->create(*name, *email); });
       keel::Response r = keel::Response::json(to_json(u), 201);
       r.add_header("Location", "/api/users/" + std::to_string(u.id));
       co_return r;
     } catch (const Conflict& e) {
-      co_return problem(409, "Conflict", e.what());
+      throw keel::HttpError(409, e.what());
     }
   });
 
@@ -305,7 +292,7 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
       if (state->cache) state->cache->set(cache_key(id), json, state->cache_ttl);
       return json;
     });
-    if (!body) co_return not_found(id);
+    if (!body) throw not_found(id);
     keel::Response r = keel::Response::text(std::move(*body));
     r.set_content_type("application/json");
     co_return r;
@@ -315,24 +302,23 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
     return [state, partial](keel::Request& req) -> keel::Task<keel::Response> {
       co_await keel::sleep(state->fault_latency);
       const std::int64_t id = req.param_int("id");
-      nlohmann::json body;
-      if (auto p = parse_object(req, body)) co_return std::move(*p);
+      const nlohmann::json body = parse_object(req);
       std::vector<FieldError> errors;
       UserChanges changes;
       changes.name = string_field(body, "name", !partial, errors);
       changes.email = string_field(body, "email", !partial, errors);
       const std::size_t not_listed = reject_unknown_keys(body, errors);
-      if (!errors.empty()) co_return invalid(errors, not_listed);
+      if (!errors.empty()) throw invalid(errors, not_listed);
       try {
         auto u = co_await keel::offload([&] {
           auto updated = state->store->update(id, changes);
           if (state->cache) state->cache->del(cache_key(id));
           return updated;
         });
-        if (!u) co_return not_found(id);
+        if (!u) throw not_found(id);
         co_return keel::Response::json(to_json(*u));
       } catch (const Conflict& e) {
-        co_return problem(409, "Conflict", e.what());
+        throw keel::HttpError(409, e.what());
       }
     };
   };
@@ -347,7 +333,7 @@ void add_user_routes(keel::App& app, const std::shared_ptr<State>& state) {
       if (state->cache) state->cache->del(cache_key(id));
       return gone;
     });
-    if (!removed) co_return not_found(id);
+    if (!removed) throw not_found(id);
     co_return keel::Response(204);
   });
 }

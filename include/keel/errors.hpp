@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,10 +30,18 @@ class HttpError : public std::runtime_error {
   [[nodiscard]] int status() const noexcept { return status_; }
   [[nodiscard]] std::string_view detail() const noexcept { return what(); }
   [[nodiscard]] const nlohmann::json& extensions() const noexcept { return extensions_; }
+  // A header for the answer (Retry-After on a 503, WWW-Authenticate on a 401):
+  //   throw keel::HttpError(503, "warming up").with_header("Retry-After", "1");
+  HttpError& with_header(std::string name, std::string value) {
+    headers_.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& headers() const noexcept { return headers_; }
 
  private:
   int status_;
   nlohmann::json extensions_;  // null or an object
+  std::vector<std::pair<std::string, std::string>> headers_;
 };
 
 }  // namespace keel

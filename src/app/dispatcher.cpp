@@ -282,7 +282,9 @@ Response Dispatcher::error_response(Scope& s, std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
   } catch (const HttpError& err) {
-    return http::problem_response(err.status(), err.detail(), request.request_id(), err.extensions());
+    Response r = http::problem_response(err.status(), err.detail(), request.request_id(), err.extensions());
+    for (const auto& [name, value] : err.headers()) r.add_header(name, value);
+    return r;
   } catch (const PoolSaturated&) {
     if (observer_ != nullptr) observer_->rejected(http::Rejection::kThreadPoolFull);
     return http::problem_response(503, "server is overloaded", request.request_id());
