@@ -91,6 +91,26 @@ http::ServerConfig http_config(const ServerOptions& o) {
   return c;
 }
 
+// The process model's part of the configuration.
+process::SupervisorConfig supervisor_config(const ServerOptions& o) {
+  process::SupervisorConfig c;
+  c.workers = o.workers;
+  c.timeout = o.timeout;
+  c.graceful_timeout = o.graceful_timeout;
+  c.shutdown_delay = o.shutdown_delay;
+  c.max_requests = o.max_requests;
+  c.max_requests_jitter = o.max_requests_jitter;
+  c.max_worker_lifetime = o.max_worker_lifetime;
+  c.max_worker_memory = o.max_worker_memory;
+  c.pid_file = o.pid_file;
+  c.control_socket = o.control_socket;
+  c.service_version = o.service_version;
+  c.reload = o.reload;
+  c.reload_extra_files = o.reload_extra_files;
+  c.config_files = o.config_files;
+  return c;
+}
+
 }  // namespace
 
 bool shutting_down() noexcept {
@@ -466,7 +486,14 @@ int App::serve() {
     }
     return code;
   };
-  const int code = process::run(options_, std::move(listeners), worker_main, hooks_, reload_config_, supervision);
+  // HUP: the whole configuration is re-read into options_ (the workers forked next read it); the
+  // master takes its part.
+  const process::ReloadConfig reload = [this]() -> std::optional<process::SupervisorConfig> {
+    if (!reload_config_ || !reload_config_()) return std::nullopt;
+    return supervisor_config(options_);
+  };
+  const int code =
+      process::run(supervisor_config(options_), std::move(listeners), worker_main, hooks_, reload, supervision);
   registry.close_arena();  // another generation's scrapes stop merging ours
   if (!process::listeners_handed_over())
     for (const auto& path : unix_paths) ::unlink(path.c_str());  // ours, not yet passed on

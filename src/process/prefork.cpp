@@ -300,15 +300,15 @@ const char* reason_name(ExitReason r, int status, bool boot_failed) {
 
 class Master {
  public:
-  Master(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
+  Master(const SupervisorConfig& config, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
          const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer)
-      : options_(options),
+      : config_(config),
         listeners_(std::move(listeners)),
         worker_main_(worker_main),
         hooks_(hooks),
         reload_config_(reload_config),
         observer_(observer),
-        target_(options.workers) {}
+        target_(config.workers) {}
 
   int run();
 
@@ -356,7 +356,7 @@ class Master {
   std::uint64_t rss_bytes(pid_t pid) const;
   int highest_live_id() const;
 
-  const ServerOptions& options_;
+  SupervisorConfig config_;  // replaced by a HUP's re-read one
   std::vector<net::Listener> listeners_;
   const WorkerMain& worker_main_;
   const LifecycleHooks& hooks_;
@@ -385,7 +385,7 @@ class Master {
   // Generations (`upgrade`): ours, the next one we started (its master is our child), parking.
   int generation_ = generation();
   bool candidate_ = is_candidate_generation();
-  std::string control_path_ = options_.control_socket;  // moves on promote / park
+  std::string control_path_ = config_.control_socket;  // moves on promote / park
   pid_t next_gen_pid_ = 0;
   int next_gen_number_ = 0;
   std::string next_gen_control_;
@@ -406,9 +406,9 @@ pid_t Master::spawn(int id, pid_t replaces) {
     log::write(log::Level::kError, "keel.master", "worker_table_full", {{"worker_id", id}});
     return -1;
   }
-  std::uint64_t max_requests = options_.max_requests;
-  if (max_requests != 0 && options_.max_requests_jitter != 0)
-    max_requests += std::uniform_int_distribution<std::uint64_t>(0, options_.max_requests_jitter)(rng_);
+  std::uint64_t max_requests = config_.max_requests;
+  if (max_requests != 0 && config_.max_requests_jitter != 0)
+    max_requests += std::uniform_int_distribution<std::uint64_t>(0, config_.max_requests_jitter)(rng_);
   run_hook("pre_fork", hooks_.pre_fork, id);
   const pid_t master_pid = ::getpid();
   const pid_t pid = ::fork();
@@ -610,7 +610,7 @@ void Master::supervise() {
   }
   serve_control();
   check_reload();
-  const bool check_memory = options_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;
+  const bool check_memory = config_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;
   if (check_memory) last_memory_check_ms_ = now;
   bool all_ready = !workers_.empty();
   for (auto& [pid, w] : workers_) {
@@ -633,9 +633,9 @@ void Master::supervise() {
       }
     }
     // Liveness: a loop silent for --timeout is stuck (a blocking handler, a deadlock).
-    if (options_.timeout.count() > 0 && !stopping_ && state != WorkerState::kDraining) {
+    if (config_.timeout.count() > 0 && !stopping_ && state != WorkerState::kDraining) {
       const std::int64_t silent = now - w.slot->heartbeat_ms.load(std::memory_order_relaxed);
-      if (w.abort_sent_ms == 0 && silent > options_.timeout.count()) {
+      if (w.abort_sent_ms == 0 && silent > config_.timeout.count()) {
         log::write(log::Level::kCritical, "keel.master", "worker_timeout",
                    {{"worker_pid", static_cast<std::int64_t>(pid)},
                     {"worker_id", w.id},
@@ -652,12 +652,12 @@ void Master::supervise() {
     // Recycling: ask for a replacement first; the old worker stops once the new one is ready.
     if (state == WorkerState::kRetiring) {
       start_replacement(pid, w, ExitReason::kRecycled);
-    } else if (state == WorkerState::kReady && options_.max_worker_lifetime.count() > 0 &&
-               now - w.started_ms > options_.max_worker_lifetime.count()) {
+    } else if (state == WorkerState::kReady && config_.max_worker_lifetime.count() > 0 &&
+               now - w.started_ms > config_.max_worker_lifetime.count()) {
       log::write(log::Level::kInfo, "keel.master", "max_worker_lifetime_reached", {{"worker_id", w.id}});
       start_replacement(pid, w, ExitReason::kRecycled);
     } else if (check_memory && state == WorkerState::kReady) {
-      if (const std::uint64_t rss = rss_bytes(pid); rss > options_.max_worker_memory) {
+      if (const std::uint64_t rss = rss_bytes(pid); rss > config_.max_worker_memory) {
         log::write(log::Level::kWarning, "keel.master", "max_worker_memory_reached",
                    {{"worker_id", w.id}, {"rss_bytes", static_cast<std::int64_t>(rss)}});
         start_replacement(pid, w, ExitReason::kRecycled);
@@ -755,7 +755,7 @@ void Master::begin_stop(bool graceful) {
     if (l.fd >= 0) ::close(l.fd);
     l.fd = -1;
   }
-  const auto grace = graceful ? options_.shutdown_delay + options_.graceful_timeout + std::chrono::seconds(1)
+  const auto grace = graceful ? config_.shutdown_delay + config_.graceful_timeout + std::chrono::seconds(1)
                               : std::chrono::milliseconds(5000);
   stop_deadline_ms_ = std::min(stop_deadline_ms_, steady_ms() + grace.count());
 }
@@ -782,8 +782,9 @@ void Master::on_signal(int sig) {
       // New workers fork from this process: once the options here are the re-read ones, every
       // replacement starts with them. A rejected configuration keeps the old one; the roll still
       // happens (HUP also means "restart the workers").
-      if (reload_config_) reload_config_();
-      if (options_.workers != target_) scale_to(options_.workers);
+      if (reload_config_)
+        if (auto fresh = reload_config_()) config_ = std::move(*fresh);
+      if (config_.workers != target_) scale_to(config_.workers);
       rolling_.clear();
       for (const auto& [pid, w] : workers_)
         if (w.reason == ExitReason::kNone && w.replaces == 0) rolling_.push_back(pid);
@@ -818,18 +819,18 @@ void Master::start_upgrade() {
     log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", "no command line to execute"}});
     return;
   }
-  if (!options_.pid_file.empty()) ::rename(options_.pid_file.c_str(), (options_.pid_file + ".oldbin").c_str());
+  if (!config_.pid_file.empty()) ::rename(config_.pid_file.c_str(), (config_.pid_file + ".oldbin").c_str());
   // The new master answers `status` at the same path: ours is gone before it starts, so it
   // neither finds it in use nor has its own removed by our close.
   close_control();
   const pid_t pid = exec_master(g_command_line, {{kUpgradeFromEnv, std::to_string(::getpid())}});
   if (pid < 0) {
     open_control();
-    if (!options_.pid_file.empty()) ::rename((options_.pid_file + ".oldbin").c_str(), options_.pid_file.c_str());
+    if (!config_.pid_file.empty()) ::rename((config_.pid_file + ".oldbin").c_str(), config_.pid_file.c_str());
     return;
   }
   upgrade_pid_ = pid;
-  upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, options_.graceful_timeout.count());
+  upgrade_deadline_ms_ = steady_ms() + std::max<std::int64_t>(kReadyDeadlineMs, config_.graceful_timeout.count());
   log::write(log::Level::kInfo, "keel.master", "upgrade_started",
              {{"new_master", static_cast<std::int64_t>(pid)}, {"executable", g_command_line[0]}});
 }
@@ -880,7 +881,7 @@ void Master::check_upgrade(pid_t pid, int status) {
   // The new master exited before taking over: keep serving with what we have.
   upgrade_pid_ = 0;
   open_control();
-  if (!options_.pid_file.empty()) ::rename((options_.pid_file + ".oldbin").c_str(), options_.pid_file.c_str());
+  if (!config_.pid_file.empty()) ::rename((config_.pid_file + ".oldbin").c_str(), config_.pid_file.c_str());
   log::write(log::Level::kError, "keel.master", "upgrade_failed",
              {{"new_master", static_cast<std::int64_t>(pid)},
               {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
@@ -926,7 +927,7 @@ std::string Master::status_json() const {
   w.key("stopping").value(stopping_);
   w.key("upgrading").value(upgrade_pid_ != 0);
   w.key("generation").value(generation_);
-  w.key("version").value(options_.service_version);
+  w.key("version").value(config_.service_version);
   w.key("role").value(parked_ ? "parked" : candidate_ ? "candidate" : "primary");
   if (parked_) w.key("parked_for_s").value(static_cast<double>(park_deadline_ms_ - now) / 1000.0);
   w.key("crashes").value(static_cast<std::uint64_t>(crashes_));
@@ -1040,7 +1041,7 @@ std::string Master::handle_control(const std::string& request) {
     if (!open_control(control_failed))
       log::write(log::Level::kError, "keel.master", "control_socket_failed", {{"error", control_failed}});
     try {
-      write_pid_file(options_.pid_file);
+      write_pid_file(config_.pid_file);
     } catch (const std::exception& e) {
       log::write(log::Level::kError, "keel.master", "pid_file_failed", {{"error", e.what()}});
     }
@@ -1049,7 +1050,7 @@ std::string Master::handle_control(const std::string& request) {
     g_handed_over = false;  // the listening sockets are ours to close when the service stops
     upgrade_progress_.clear();
     log::write(log::Level::kInfo, "keel.master", "generation_promoted",
-               {{"generation", generation_}, {"version", options_.service_version}, {"workers", target_}});
+               {{"generation", generation_}, {"version", config_.service_version}, {"workers", target_}});
     if (!control_failed.empty()) return control_error("promoted, but " + control_failed);
     return control_ok();
   }
@@ -1156,7 +1157,7 @@ void Master::park(std::int64_t window_ms) {
   next_gen_pid_ = 0;
   g_handed_over = true;
   close_control();
-  control_path_ = options_.control_socket + ".parked";
+  control_path_ = config_.control_socket + ".parked";
   open_control();
   log::write(log::Level::kInfo, "keel.master", "generation_parked",
              {{"generation", generation_}, {"rollback_window_s", static_cast<double>(window_ms) / 1000.0}});
@@ -1182,7 +1183,7 @@ std::string Master::stats_json() const {
   JsonWriter w;
   w.begin_object();
   w.key("generation").value(generation_);
-  w.key("version").value(options_.service_version);
+  w.key("version").value(config_.service_version);
   w.key("workers_target").value(target_);
   w.key("workers_ready").value(ready);
   w.key("crashes").value(static_cast<std::uint64_t>(crashes_));
@@ -1194,15 +1195,15 @@ std::string Master::stats_json() const {
 }
 
 void Master::watch_for_reload() {
-  if (!options_.reload || g_command_line.empty()) return;
+  if (!config_.reload || g_command_line.empty()) return;
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0) {
     log::write(log::Level::kError, "keel.master", "reload_unavailable", {{"error", std::strerror(errno)}});
     return;
   }
   std::vector<std::string> files{g_command_line[0]};
-  files.insert(files.end(), options_.reload_extra_files.begin(), options_.reload_extra_files.end());
-  files.insert(files.end(), options_.config_files.begin(), options_.config_files.end());
+  files.insert(files.end(), config_.reload_extra_files.begin(), config_.reload_extra_files.end());
+  files.insert(files.end(), config_.config_files.begin(), config_.config_files.end());
   for (const auto& f : files) {
     // Watch the directory: builds and deploys replace files (rename), which a file watch misses.
     const auto slash = f.rfind('/');
@@ -1375,7 +1376,7 @@ class Supervisor {
 
 // Becomes the --reload supervisor: forks the first master (which returns false here and goes on)
 // and, in the started process, supervises until every master ended (true, `code` set).
-bool supervise_reloads(const ServerOptions& options, std::vector<net::Listener>& listeners, int& code) {
+bool supervise_reloads(const SupervisorConfig& options, std::vector<net::Listener>& listeners, int& code) {
   if (!options.reload || std::getenv(kSupervisorFdEnv) != nullptr || std::getenv(kUpgradeFromEnv) != nullptr ||
       is_candidate_generation())
     return false;
@@ -1581,7 +1582,7 @@ int print_status(const std::string& control_socket, bool as_json) {
   }
 }
 
-int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
+int run(const SupervisorConfig& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks, const ReloadConfig& reload_config, const SupervisionObserver& observer) {
   if (int code = 0; supervise_reloads(options, listeners, code)) {
     g_handed_over = true;  // the sockets (and unix socket paths) were the masters' to close

@@ -6,6 +6,8 @@
 // SIGHUP, scales on SIGTTIN/SIGTTOU, and forwards shutdown signals.
 #pragma once
 
+#include <chrono>
+
 #include <sys/types.h>
 #include <cstdint>
 #include <functional>
@@ -15,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "keel/app.hpp"
+#include "keel/lifecycle.hpp"
 #include "net/listener.hpp"
 #include "process/worker_table.hpp"
 
@@ -64,9 +66,28 @@ int print_status(const std::string& control_socket, bool as_json);
 // and max_requests 0 when there is no master.
 using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot*, std::uint64_t)>;
 
-// Re-reads the configuration into the options the master was given (HUP); false when the new
-// configuration was rejected (the old one stays).
-using ReloadConfig = std::function<bool()>;
+// What the supervisor reads from the configuration: filled from ServerOptions by the composition
+// root (app/), so the process model does not depend on the application's settings.
+struct SupervisorConfig {
+  int workers = 1;
+  std::chrono::milliseconds timeout{30000};           // a worker's loop silent this long: SIGABRT (0: off)
+  std::chrono::milliseconds graceful_timeout{30000};  // drain bound of a worker
+  std::chrono::milliseconds shutdown_delay{0};        // serving after SIGTERM, before the drain
+  std::uint64_t max_requests = 0;                     // recycle a worker after this many (0: never)
+  std::uint64_t max_requests_jitter = 0;              // + random [0, jitter]
+  std::chrono::milliseconds max_worker_lifetime{0};   // recycle when older (0: never)
+  std::uint64_t max_worker_memory = 0;                // recycle above this RSS (0: never)
+  std::string pid_file;
+  std::string control_socket;
+  std::string service_version;
+  bool reload = false;                          // --reload: re-exec when the binary or a file changes
+  std::vector<std::string> reload_extra_files;  // more files --reload watches
+  std::vector<std::string> config_files;        // the configuration files read (--reload watches them)
+};
+
+// Re-reads the configuration (HUP): the supervisor's part of the new one, or nullopt when it was
+// rejected (the old one stays). The workers forked afterwards see the whole new configuration.
+using ReloadConfig = std::function<std::optional<SupervisorConfig>()>;
 
 // What observability learns from supervision (per-worker metric regions, restart counts). The
 // slot index identifies a worker's shared-memory slot; it is reused after the worker is reaped.
@@ -88,7 +109,7 @@ struct SupervisionObserver {
 
 // Runs the workers under a master, or serves in this process when there is a single worker and
 // nothing to recycle. Returns the exit code for the whole service.
-int run(const ServerOptions& options, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
+int run(const SupervisorConfig& config, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
         const LifecycleHooks& hooks, const ReloadConfig& reload_config = {}, const SupervisionObserver& observer = {});
 
 }  // namespace keel::process

@@ -429,7 +429,8 @@ class DocsMatchBehaviourTest(unittest.TestCase):
     def test_api_middleware_and_handler_exception(self):
         import json
         middleware = self.section("docs/api.md", "## Middleware")
-        self.assertIn("synchronous only", middleware)
+        self.assertIn(".around", middleware)  # async middleware exists and is shown
+        self.assertIn("`operational_middleware`", middleware)  # the opt-in for health and metrics
         self.assertIn("`/health/ready`", middleware)
         self.assertIn("`/metrics`", middleware)
         errors = self.section("docs/api.md", "## Errors")
