@@ -54,7 +54,8 @@ void Dispatcher::handle(http::Exchange& exchange) noexcept {
   lc.trace_state.clear();
   lc.trace_flags = 0;
   lc.fields.clear();
-  lc.fields.emplace_back("client_ip", net::client_ip(request.client_address()));
+  lc.client_ip = net::client_ip(request.client_address());
+  lc.route = {};
   if (trace::Tracer* t = trace::tracer()) t->begin_request(request, s.trace, lc);
   log::ScopedContext scoped(&lc);
   if (observer_ != nullptr) {
@@ -91,7 +92,7 @@ void Dispatcher::route_and_run(Scope& s) {
   Request& request = s.exchange->request();
   // Route first, so middleware sees the route template (auth rules, labels).
   Router::Match match = router_.match(request.method(), request.path(), request);
-  s.log_context.fields.emplace_back("route", request.route());
+  s.log_context.route = request.route();
   s.route = match.route;
   s.match_status = match.status;
   s.allow = std::move(match.allow);

@@ -181,6 +181,14 @@ bool shadowed(std::string_view key, std::initializer_list<Field> fields) {
   return false;
 }
 
+// A request's client_ip or route, unless a field of the line or a bound field has that key.
+bool request_key_shadowed(const Context& ctx, std::string_view key, std::initializer_list<Field> fields) {
+  if (shadowed(key, fields)) return true;
+  for (const auto& f : ctx.fields)
+    if (f.first == key) return true;
+  return false;
+}
+
 bool shadowed_in_context(const Context& ctx, std::size_t index, std::initializer_list<Field> fields) {
   const std::string_view key = ctx.fields[index].first;
   if (shadowed(key, fields)) return true;
@@ -211,6 +219,13 @@ std::string format_line(Level level, std::string_view logger, std::string_view e
       if (!ctx->request_id.empty() && !shadowed("request_id", fields)) {
         line += " request_id=";
         append_console_value(line, ctx->request_id);
+      }
+      for (const auto& [key, value] : {std::pair{"client_ip", ctx->client_ip}, std::pair{"route", ctx->route}}) {
+        if (value.empty() || request_key_shadowed(*ctx, key, fields)) continue;
+        line += ' ';
+        line += key;
+        line += '=';
+        append_console_value(line, value);
       }
       for (std::size_t i = 0; i < ctx->fields.size(); ++i) {
         if (shadowed_in_context(*ctx, i, fields)) continue;
@@ -255,6 +270,9 @@ std::string format_line(Level level, std::string_view logger, std::string_view e
       if (!shadowed("trace_id", fields)) append_kv_json(line, "trace_id", ctx->trace_id);
       if (!shadowed("span_id", fields)) append_kv_json(line, "span_id", ctx->span_id);
     }
+    if (!ctx->client_ip.empty() && !request_key_shadowed(*ctx, "client_ip", fields))
+      append_kv_json(line, "client_ip", ctx->client_ip);
+    if (!ctx->route.empty() && !request_key_shadowed(*ctx, "route", fields)) append_kv_json(line, "route", ctx->route);
     for (std::size_t i = 0; i < ctx->fields.size(); ++i)
       if (!shadowed_in_context(*ctx, i, fields)) append_kv_json(line, ctx->fields[i].first, ctx->fields[i].second);
   }

@@ -24,6 +24,10 @@ using Field = LogField;
 // The context of the request being handled on this thread (set by the HTTP core).
 struct Context {
   std::string_view request_id;
+  // Written as "client_ip" and "route" when a line is (views into the request, valid while it is
+  // handled): nothing is formatted for a request that logs nothing.
+  std::string_view client_ip;
+  std::string_view route;
   std::string trace_id;                                     // 32 hex, empty when there is none
   std::string span_id;                                      // 16 hex
   std::string trace_state;                                  // W3C tracestate to forward on outgoing calls

@@ -53,6 +53,6 @@ std::vector<Listener> inherited_listeners(const char* env_var);
 
 // The address part of a peer as format_address prints it: "127.0.0.1:5000" -> "127.0.0.1",
 // "[::1]:5000" -> "::1", "unix" -> "unix".
-std::string client_ip(std::string_view peer);
+std::string_view client_ip(std::string_view peer) noexcept;  // a view into peer
 
 }  // namespace keel::net

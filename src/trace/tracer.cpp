@@ -183,7 +183,7 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
     s.attributes.push_back({"network.peer.address", std::string(peer_ip)});
     if (peer_port > 0) s.attributes.push_back({"network.peer.port", peer_port});
   } else {
-    s.attributes.push_back({"client.address", net::client_ip(peer)});  // "unix"
+    s.attributes.push_back({"client.address", std::string(net::client_ip(peer))});  // "unix"
   }
   s.attributes.push_back({"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")});
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});
