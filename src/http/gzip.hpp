@@ -1,15 +1,11 @@
-// gzip for responses that are worth compressing (metrics scrapes), and Accept-Encoding parsing.
+// Moved to base/gzip.hpp (issue 15 step 3). This forwarding header only keeps app/app.cpp
+// compiling while the dispatcher split edits that file; delete it once app.cpp includes
+// base/gzip.hpp.
 #pragma once
 
-#include <string>
-#include <string_view>
+#include "base/gzip.hpp"
 
 namespace keel::http {
-
-// True when Accept-Encoding allows gzip: "gzip" or "*" listed with a q-value above 0.
-bool accepts_gzip(std::string_view accept_encoding);
-
-// The gzip member (RFC 1952) of `data`.
-std::string gzip(std::string_view data, int level = 6);
-
+using base::accepts_gzip;
+using base::gzip;
 }  // namespace keel::http

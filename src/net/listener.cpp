@@ -266,13 +266,4 @@ Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port, un
   return l;
 }
 
-std::string client_ip(std::string_view peer) {
-  if (!peer.empty() && peer.front() == '[') {
-    const auto close = peer.find(']');
-    return std::string(peer.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
-  }
-  const auto colon = peer.rfind(':');
-  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
-}
-
 }  // namespace keel::net
