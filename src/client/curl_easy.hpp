@@ -120,7 +120,8 @@ class Easy {
 
   // For client::Multi and other drivers of the multi interface: begin() clears the response before
   // the handle is added to a multi handle, finish(result) completes it with the transfer's result
-  // once it is removed. perform() is begin(), curl_easy_perform, finish().
+  // (or `error` when the driver gave up) once the transfer is over. perform() is begin(),
+  // curl_easy_perform, finish().
   void begin() noexcept;
   const Response& finish(CURLcode result, std::string error = {});
 
