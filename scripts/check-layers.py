@@ -18,10 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom up. A module may include only modules of strictly lower layers (and itself).
 LAYERS = [
     ["base"],
-    ["runtime", "log", "config", "net"],
+    ["runtime", "log", "config", "net", "client"],
     ["process"],
     ["http"],
-    ["trace", "metrics", "health", "client"],
+    ["trace", "metrics", "health"],
     ["app"],
 ]
 
@@ -37,7 +37,8 @@ PUBLIC_OWNER = {
     "response.hpp": "http",
     "errors.hpp": "http",
     "trace.hpp": "trace",
-    "client.hpp": "trace",  # keel::fetch lives in src/trace/client.cpp until src/client/ exists
+    "client.hpp": "app",  # keel::fetch (src/app/fetch.cpp): tracing and request ids on client/'s libcurl
+    "url.hpp": "base",
     "metrics.hpp": "metrics",
     "health.hpp": "health",
     "checks.hpp": "health",

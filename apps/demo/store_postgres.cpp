@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "keel/url.hpp"
 #include "pool.hpp"
 #include "store.hpp"
 #include "traced_store.hpp"
@@ -22,26 +23,6 @@ namespace {
 // escape ("invalid percent-encoded token", "forbidden value %00 in percent-encoded value") echoes
 // the whole component, the password included. Every message that leaves this file (exceptions,
 // hence logs, health output, span status) goes through scrub().
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 // The password of a postgresql:// URL, from its userinfo and from a password= parameter, as
 // written and percent-decoded (libpq may show either).
@@ -71,7 +52,8 @@ std::vector<std::string> passwords_in(std::string_view url) {
   for (const std::string& p : raw) {
     if (p.empty()) continue;
     out.push_back(p);
-    if (std::string decoded = percent_decode(p); decoded != p && !decoded.empty()) out.push_back(std::move(decoded));
+    if (std::string decoded = keel::percent_decode(p); decoded != p && !decoded.empty())
+      out.push_back(std::move(decoded));
   }
   return out;
 }

@@ -11,3 +11,4 @@
 #include "keel/request.hpp"
 #include "keel/response.hpp"
 #include "keel/task.hpp"
+#include "keel/url.hpp"

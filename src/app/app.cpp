@@ -15,10 +15,11 @@
 #include "app/cli.hpp"
 #include "app/configuration.hpp"
 #include "app/dispatcher.hpp"
+#include "app/fetch.hpp"
 #include "app/healthcheck.hpp"
 #include "app/router.hpp"
 #include "app/server_settings.hpp"
-#include "http/gzip.hpp"
+#include "base/gzip.hpp"
 #include "http/server.hpp"
 #include "keel/async.hpp"
 #include "log/log.hpp"
@@ -30,7 +31,6 @@
 #include "process/upgrade.hpp"
 #include "runtime/detached.hpp"
 #include "runtime/thread_pool.hpp"
-#include "trace/fetch_limits.hpp"
 #include "trace/tracer.hpp"
 
 namespace keel {
@@ -256,8 +256,8 @@ void App::add_metrics_route(Router& router) {
     r.set_content_type(metrics_detail::content_type(format));
     r.add_header("Cache-Control", "no-store");
     r.add_header("Vary", "Accept, Accept-Encoding");
-    if (http::accepts_gzip(req.header("Accept-Encoding").value_or(""))) {
-      body = http::gzip(body);
+    if (base::accepts_gzip(req.header("Accept-Encoding").value_or(""))) {
+      body = base::gzip(body);
       r.add_header("Content-Encoding", "gzip");
     }
     r.set_body(std::move(body));

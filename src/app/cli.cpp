@@ -6,14 +6,8 @@
 #include <map>
 #include <set>
 
+#include "base/build_info.hpp"
 #include "config/values.hpp"
-
-#ifndef KEEL_VERSION
-#define KEEL_VERSION "unknown"
-#endif
-#ifndef KEEL_COMMIT
-#define KEEL_COMMIT "unknown"
-#endif
 
 namespace keel::cli {
 namespace {
@@ -128,7 +122,7 @@ Command parse(int argc, char** argv, const std::vector<Flag>& flags, const Progr
   for (const auto& f : flags) version_taken = version_taken || f.name == "version";
   app.set_version_flag(version_taken ? "-V" : "--version,-V", [&program, name] {
     std::string text = name + (program.service_version.empty() ? "" : " " + program.service_version);
-    return text + "\nkeel " KEEL_VERSION " (commit " KEEL_COMMIT ")";
+    return text + "\nkeel " + std::string(base::keel_version()) + " (commit " + std::string(base::keel_commit()) + ")";
   });
   std::set<std::string> known{"--help",  "--config", "--env-file", "--json",
                               "--check", "--url",    "--version",  "--control-socket"};

@@ -3,19 +3,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 
 #include "app/server_settings.hpp"
+#include "base/build_info.hpp"
 #include "config/values.hpp"
 #include "keel/request.hpp"
+#include "keel/url.hpp"
 #include "log/log.hpp"
 #include "metrics/registry.hpp"
 #include "process/prefork.hpp"
-
-#ifndef KEEL_VERSION
-#define KEEL_VERSION "unknown"
-#endif
 
 namespace keel::app {
 
@@ -101,28 +98,14 @@ void apply_logging(const ServerOptions& o) {
 
 namespace {
 
-// "a%20b" -> "a b" (OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES values are
-// percent-encoded, W3C Baggage style).
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 std::vector<std::pair<std::string, std::string>> key_values(const std::vector<std::string>& items) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& item : items) {
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0) continue;
-    out.emplace_back(percent_decode(item.substr(0, eq)), percent_decode(item.substr(eq + 1)));
+    // OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES values are percent-encoded, W3C
+    // Baggage style ("a%20b" -> "a b"), leniently.
+    out.emplace_back(keel::percent_decode(item.substr(0, eq)), keel::percent_decode(item.substr(eq + 1)));
   }
   return out;
 }
@@ -175,7 +158,7 @@ std::unique_ptr<trace::Tracer> make_tracer(const ServerOptions& o) {
     // keys wins), then OTEL_SERVICE_NAME: each key once (OTLP: attribute keys are unique).
     std::vector<trace::Attribute> resource = {{"telemetry.sdk.name", std::string("keel")},
                                               {"telemetry.sdk.language", std::string("cpp")},
-                                              {"telemetry.sdk.version", std::string(KEEL_VERSION)},
+                                              {"telemetry.sdk.version", std::string(base::keel_version())},
                                               {"process.pid", static_cast<std::int64_t>(::getpid())}};
     for (auto& kv : key_values(o.otel_resource_attributes)) {
       const std::string& key = kv.first;  // (clang 14 cannot capture a structured binding)

@@ -7,10 +7,10 @@
 #include <typeinfo>
 
 #include "app/router.hpp"
+#include "base/strings.hpp"
 #include "http/response_writer.hpp"
 #include "keel/async.hpp"
 #include "keel/errors.hpp"
-#include "net/listener.hpp"
 #include "runtime/detached.hpp"
 
 namespace keel::app {
@@ -54,7 +54,7 @@ void Dispatcher::handle(http::Exchange& exchange) noexcept {
   lc.trace_state.clear();
   lc.trace_flags = 0;
   lc.fields.clear();
-  lc.client_ip = net::client_ip(request.client_address());
+  lc.client_ip = base::client_ip(request.client_address());
   lc.route = {};
   if (trace::Tracer* t = trace::tracer()) t->begin_request(request, s.trace, lc);
   log::ScopedContext scoped(&lc);

@@ -1,63 +1,31 @@
 // `<binary> healthcheck`: a container HEALTHCHECK with no curl in the image. Connects to the
 // service's own listener (the first --bind address; 0.0.0.0 / [::] mean loopback) or --url, asks
-// the liveness path, and exits 0 on a 2xx answer, 1 otherwise, within a timeout.
+// the liveness path, and exits 0 on a 2xx answer, 1 otherwise, within a timeout. The request goes
+// through keel's libcurl wrapper (client/curl_easy.hpp), which the core library links anyway;
+// never through a proxy.
 #include "app/healthcheck.hpp"
 
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
+#include "client/curl_easy.hpp"
 #include "net/listener.hpp"
 
 namespace keel::app {
 namespace {
 
-int connect_to(const net::BindAddress& a, std::chrono::milliseconds timeout) {
-  if (a.kind == net::BindAddress::Kind::kUnix) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::strncpy(sa.sun_path, a.path.c_str(), sizeof sa.sun_path - 1);
-    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) return fd;
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-  std::string host = a.host;
+// The URL that reaches target: loopback for a wildcard address, "localhost" (never resolved:
+// CURLOPT_UNIX_SOCKET_PATH) for a unix socket.
+std::string url_for(const net::BindAddress& target, const std::string& path) {
+  if (target.kind == net::BindAddress::Kind::kUnix) return "http://localhost" + path;
+  std::string host = target.host;
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
   if (host == "::") host = "::1";
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (::getaddrinfo(host.c_str(), std::to_string(a.port).c_str(), &hints, &res) != 0) return -1;
-  int fd = -1;
-  for (addrinfo* r = res; r != nullptr && fd < 0; r = r->ai_next) {
-    fd = ::socket(r->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) continue;
-    if (::connect(fd, r->ai_addr, r->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      ::close(fd);
-      fd = -1;
-      continue;
-    }
-    pollfd p{fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1 ||
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-      ::close(fd);
-      fd = -1;
-      errno = err != 0 ? err : ETIMEDOUT;
-    }
-  }
-  ::freeaddrinfo(res);
-  return fd;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(target.port) + path;
 }
 
 }  // namespace
@@ -83,38 +51,34 @@ int healthcheck(const ServerOptions& options, const std::string& url) {
       if (options.bind.empty()) throw std::invalid_argument("no --bind address");
       target = net::parse_bind(options.bind.front());
     }
+    if (target.kind == net::BindAddress::Kind::kFd)
+      throw std::invalid_argument("an fd:// address names no socket to connect to: give --url");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "healthcheck: %s\n", e.what());
     return 1;
   }
-  const int fd = connect_to(target, kTimeout);
-  if (fd < 0) {
-    std::fprintf(stderr, "healthcheck: cannot connect: %s\n", std::strerror(errno));
-    return 1;
+  try {
+    client::Easy easy;
+    easy.setopt(CURLOPT_URL, url_for(target, path).c_str());
+    if (target.kind == net::BindAddress::Kind::kUnix) easy.setopt(CURLOPT_UNIX_SOCKET_PATH, target.path.c_str());
+    easy.setopt(CURLOPT_NOPROXY, "*");  // the service itself, whatever http_proxy says
+    easy.setopt(CURLOPT_TIMEOUT_MS, static_cast<long>(kTimeout.count()));
+    easy.setopt(CURLOPT_FOLLOWLOCATION, 0L);
+    const client::Response& r = easy.perform();
+    if (r.result == CURLE_COULDNT_CONNECT) {
+      std::fprintf(stderr, "healthcheck: cannot connect: %s\n",
+                   r.os_errno != 0 ? std::strerror(static_cast<int>(r.os_errno)) : r.error.c_str());
+      return 1;
+    }
+    if (r.result != CURLE_OK) {
+      std::fprintf(stderr, "healthcheck: %s: %s\n", path.c_str(), r.error.c_str());
+      return 1;
+    }
+    if (r.status >= 200 && r.status <= 299) return 0;
+    std::fprintf(stderr, "healthcheck: %s answered '%s'\n", path.c_str(), r.status_line.c_str());
+  } catch (const std::exception& e) {  // libcurl could not start
+    std::fprintf(stderr, "healthcheck: %s\n", e.what());
   }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  std::string got;
-  const auto deadline = std::chrono::steady_clock::now() + kTimeout;
-  std::size_t sent = 0;
-  while (sent < req.size()) {
-    pollfd p{fd, POLLOUT, 0};
-    if (::poll(&p, 1, 100) < 0) break;
-    const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) sent += static_cast<std::size_t>(n);
-    if (std::chrono::steady_clock::now() > deadline) break;
-  }
-  while (got.find("\r\n") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    char buf[512];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  // "HTTP/1.1 200 OK"
-  if (got.size() >= 12 && got.rfind("HTTP/1.", 0) == 0 && got[9] == '2') return 0;
-  std::fprintf(stderr, "healthcheck: %s answered '%s'\n", path.c_str(), got.substr(0, got.find("\r\n")).c_str());
   return 1;
 }
 

@@ -5,7 +5,7 @@
 #include <deque>
 #include <stdexcept>
 
-#include "http/request_parser.hpp"
+#include "base/strings.hpp"
 
 namespace keel {
 namespace {
@@ -158,7 +158,7 @@ Router::Match Router::match(std::string_view method, std::string_view raw_path, 
     std::string_view seg = rest.substr(0, slash);
     if (seg.find('%') != std::string_view::npos) {
       if (decoded.size() <= n_decoded) decoded.emplace_back();
-      if (!http::percent_decode(seg, decoded[n_decoded])) {
+      if (!base::percent_decode_strict(seg, decoded[n_decoded])) {
         m.status = 400;
         return m;
       }

@@ -8,15 +8,15 @@
 #include <cmath>
 #include <system_error>
 
+#include "base/strings.hpp"
+
 namespace keel::config {
 namespace {
 
-constexpr char ascii_lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-constexpr char ascii_upper(char c) noexcept {
-  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
-}
+using base::ascii_lower;
+using base::ascii_upper;
+using base::iequals;
+
 constexpr bool is_digit(char c) noexcept {
   return c >= '0' && c <= '9';
 }
@@ -24,12 +24,7 @@ constexpr bool is_alpha(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 constexpr bool is_hex(char c) noexcept {
-  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+  return base::hex_value(c) >= 0;
 }
 
 template <typename T>
@@ -209,13 +204,6 @@ Parsed<std::size_t> parse_enum(std::string_view text, std::initializer_list<std:
 
 namespace {
 
-std::string ascii_lower_copy(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (const char c : s) out += ascii_lower(c);
-  return out;
-}
-
 // Schemes whose URLs name a local path, so an empty host (or no "//" at all) is fine.
 bool is_local_scheme(std::string_view scheme) noexcept {
   return scheme == "file" || scheme == "sqlite" || scheme == "sqlite3";
@@ -263,7 +251,7 @@ Parsed<Url> parse_url(std::string_view text, std::span<const std::string_view> s
   if (colon == std::string_view::npos || colon == 0) return fail("missing scheme");
   // Network URLs are percent-decoded by their clients (libpq, hiredis, libcurl), and a malformed
   // escape makes some of them echo the whole component, a password too, into their error message.
-  if (!is_local_scheme(ascii_lower_copy(text.substr(0, colon)))) {
+  if (!is_local_scheme(base::to_lower(text.substr(0, colon)))) {
     for (std::size_t i = colon; i < text.size(); ++i)
       if (text[i] == '%' && (i + 2 >= text.size() || !is_hex(text[i + 1]) || !is_hex(text[i + 2])))
         return fail("'%' must start a percent-escape of two hex digits, such as %25 for '%' itself");

@@ -30,6 +30,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/strings.hpp"
+#include "client/curl_easy.hpp"
+
 namespace keel::checks {
 namespace {
 
@@ -91,31 +94,6 @@ std::string errno_text(int err) {
 // ---------------------------------------------------------------------------------------------
 // Secrets
 // ---------------------------------------------------------------------------------------------
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = hex_value(s[i + 1]);
-      const int lo = hex_value(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
 
 // Replaces every occurrence of each (non-empty) secret in text with "****".
 std::string scrub(std::string text, const std::vector<std::string>& secrets) {
@@ -179,7 +157,7 @@ std::vector<std::string> password_values(std::string_view text) {
       }
     }
     if (!value.empty()) {
-      values.push_back(percent_decode(value));
+      values.push_back(keel::percent_decode(value));
       values.push_back(std::move(value));
     }
   }
@@ -192,7 +170,7 @@ std::vector<std::string> secrets_of(const std::string& target) {
   const std::string password = url_password(target);
   if (!password.empty()) {
     secrets.push_back(password);
-    secrets.push_back(percent_decode(password));
+    secrets.push_back(keel::percent_decode(password));
   }
   // Longest first, so a secret that contains another is replaced whole.
   std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
@@ -329,23 +307,6 @@ std::string connect_one(const Address& a, const Deadline& deadline) {
 // libcurl
 // ---------------------------------------------------------------------------------------------
 
-std::once_flag curl_once;
-
-void curl_init_once() {
-  std::call_once(curl_once, [] {
-    const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (rc != CURLE_OK) fail(std::string("curl_global_init: ") + curl_easy_strerror(rc));
-  });
-}
-
-extern "C" std::size_t discard_body(char*, std::size_t size, std::size_t nmemb, void*) {
-  return size * nmemb;
-}
-
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-
 struct UrlDeleter {
   void operator()(CURLU* u) const { curl_url_cleanup(u); }
 };
@@ -364,14 +325,6 @@ std::string host_port(const std::string& url) {
   curl_free(host);
   curl_free(port);
   return out;
-}
-
-// curl_easy_setopt is variadic: every value must already have the type the option expects
-// (long, a pointer, or a function pointer).
-template <class T>
-void set(CURL* curl, CURLoption option, T value) {
-  const CURLcode rc = curl_easy_setopt(curl, option, value);
-  if (rc != CURLE_OK) fail(std::string("curl_easy_setopt: ") + curl_easy_strerror(rc));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,9 +390,7 @@ RedisTarget parse_redis_url(const std::string& url) {
   std::string_view rest = url;
   const auto scheme_end = rest.find("://");
   if (scheme_end != std::string_view::npos) {
-    std::string scheme(rest.substr(0, scheme_end));
-    std::transform(scheme.begin(), scheme.end(), scheme.begin(),
-                   [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+    const std::string scheme = base::to_lower(rest.substr(0, scheme_end));
     if (scheme != "redis") fail("unsupported scheme \"" + scheme + "\" in redis URL (only redis://)");
     rest = rest.substr(scheme_end + 3);
   }
@@ -449,10 +400,10 @@ RedisTarget parse_redis_url(const std::string& url) {
     const std::string_view userinfo = authority.substr(0, at);
     authority = authority.substr(at + 1);
     if (const auto colon = userinfo.find(':'); colon != std::string_view::npos) {
-      t.user = percent_decode(userinfo.substr(0, colon));
-      t.password = percent_decode(userinfo.substr(colon + 1));
+      t.user = keel::percent_decode(userinfo.substr(0, colon));
+      t.password = keel::percent_decode(userinfo.substr(colon + 1));
     } else {
-      t.user = percent_decode(userinfo);
+      t.user = keel::percent_decode(userinfo);
     }
   }
   std::string_view host = authority;
@@ -543,41 +494,25 @@ void tcp_connect(const std::string& host_arg, std::uint16_t port, std::chrono::m
 
 void http_get(const std::string& url, std::chrono::milliseconds timeout) {
   const Deadline deadline(timeout);
-  curl_init_once();
   const std::vector<std::string> secrets = secrets_of(url);
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (!curl) fail("curl_easy_init failed");
-  char error_buffer[CURL_ERROR_SIZE] = {};
-  CURL* c = curl.get();
-  set(c, CURLOPT_URL, url.c_str());
-  set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(error_buffer));
-  set(c, CURLOPT_NOSIGNAL, 1L);
-  set(c, CURLOPT_TIMEOUT_MS, static_cast<long>(deadline.remaining_ms()));
-  set(c, CURLOPT_HTTPGET, 1L);
-  set(c, CURLOPT_FOLLOWLOCATION, 0L);
-  set(c, CURLOPT_WRITEFUNCTION, &discard_body);
-  set(c, CURLOPT_USERAGENT, "keel-health-check");
+  client::Easy easy;  // the body is discarded
+  easy.setopt(CURLOPT_URL, url.c_str());
+  easy.setopt(CURLOPT_TIMEOUT_MS, static_cast<long>(deadline.remaining_ms()));
+  easy.setopt(CURLOPT_HTTPGET, 1L);
+  easy.setopt(CURLOPT_FOLLOWLOCATION, 0L);
+  easy.setopt(CURLOPT_USERAGENT, "keel-health-check");
 #if LIBCURL_VERSION_NUM >= 0x075500  // 7.85.0
-  set(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  easy.setopt(CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
-  const CURLcode rc = curl_easy_perform(c);
-  if (rc == CURLE_OPERATION_TIMEDOUT) fail(deadline.timed_out());
-  if (rc == CURLE_COULDNT_CONNECT) {
+  const client::Response& r = easy.perform();
+  if (r.result == CURLE_OPERATION_TIMEDOUT) fail(deadline.timed_out());
+  if (r.result == CURLE_COULDNT_CONNECT) {
     // curl's own text ("Failed to connect to ... Couldn't connect to server") hides the errno.
-    long os_errno = 0;
-    curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
     const std::string where = host_port(url);
-    if (os_errno != 0 && !where.empty()) {
-      fail("connect " + where + ": " + errno_text(static_cast<int>(os_errno)));
-    }
+    if (r.os_errno != 0 && !where.empty()) fail("connect " + where + ": " + errno_text(static_cast<int>(r.os_errno)));
   }
-  if (rc != CURLE_OK) {
-    const std::string detail = error_buffer[0] != '\0' ? std::string(error_buffer) : curl_easy_strerror(rc);
-    fail(scrub(one_line(detail), secrets));
-  }
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  if (status < 200 || status > 399) fail("HTTP " + std::to_string(status));
+  if (r.result != CURLE_OK) fail(scrub(one_line(r.error), secrets));
+  if (r.status < 200 || r.status > 399) fail("HTTP " + std::to_string(r.status));
 }
 
 void sqlite(const std::string& path, std::chrono::milliseconds timeout) {

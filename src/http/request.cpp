@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include "base/strings.hpp"
 #include "http/request_parser.hpp"
 #include "keel/errors.hpp"
 #include "keel/request.hpp"
@@ -83,8 +84,8 @@ std::size_t& Request::json_max_depth() {
 nlohmann::json Request::json() const {
   if (const auto ct = header("Content-Type")) {
     const std::string_view media = ct->substr(0, ct->find(';'));
-    const bool is_json = http::iequals(media, "application/json") ||
-                         (media.size() > 5 && http::iequals(media.substr(media.size() - 5), "+json"));
+    const bool is_json = base::iequals(media, "application/json") ||
+                         (media.size() > 5 && base::iequals(media.substr(media.size() - 5), "+json"));
     if (!is_json) throw HttpError(415, "expected Content-Type application/json");
   }
   if (const std::size_t limit = json_max_depth(); nested_deeper_than(parsed_->body, limit))
@@ -103,30 +104,6 @@ nlohmann::json Request::json() const {
   }
 }
 
-namespace {
-// Decodes a form-urlencoded component ('+' is a space). Malformed escapes stay literal.
-std::string decode_query_component(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      std::string decoded;
-      if (http::percent_decode(s.substr(i, 3), decoded)) {
-        out += decoded;
-        i += 2;
-      } else {
-        out += '%';
-      }
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-}  // namespace
-
 std::optional<std::string> Request::query_param(std::string_view name) const {
   std::string_view q = parsed_->query;
   while (!q.empty()) {
@@ -134,8 +111,8 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
     const std::string_view pair = q.substr(0, amp);
     const auto eq = pair.find('=');
     const std::string_view key = pair.substr(0, eq);
-    if (decode_query_component(key) == name)
-      return eq == std::string_view::npos ? std::string() : decode_query_component(pair.substr(eq + 1));
+    if (base::form_decode(key) == name)
+      return eq == std::string_view::npos ? std::string() : base::form_decode(pair.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     q = q.substr(amp + 1);
   }
@@ -173,11 +150,11 @@ std::string_view Request::request_id() const {
     }
   }
   thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<std::uint64_t>(::getpid()) << 32)};
-  static constexpr char kHex[] = "0123456789abcdef";
   request_id_.resize(32);
   for (int half = 0; half < 2; ++half) {
     std::uint64_t v = rng();
-    for (int i = 0; i < 16; ++i, v >>= 4) request_id_[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 0xf];
+    for (int i = 0; i < 16; ++i, v >>= 4)
+      request_id_[static_cast<std::size_t>(half * 16 + i)] = base::kHexDigits[v & 0xf];
   }
   return request_id_;
 }

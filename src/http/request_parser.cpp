@@ -4,8 +4,13 @@
 #include <array>
 #include <cstring>
 
+#include "base/strings.hpp"
+
 namespace keel::http {
 namespace {
+
+using base::hex_value;
+using base::iequals;
 
 // Character classes of RFC 9110 §5.6.2 (tchar) and §5.5 (field-vchar, obs-text, SP, HTAB).
 constexpr std::array<bool, 256> make_tchar() {
@@ -50,15 +55,6 @@ inline bool is_tchar(char c) {
 }
 inline bool is_ows(char c) {
   return c == ' ' || c == '\t';
-}
-inline char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-inline int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // uri-host [ ":" port ] (RFC 9110 §7.2 Host, RFC 9112 §3.2.3 authority-form, RFC 3986 §3.2.2):
@@ -124,32 +120,6 @@ bool line_over_limit(const char* data, std::size_t start, std::size_t len, std::
 }
 
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '%') {
-      if (i + 2 >= in.size()) return false;
-      const int hi = hex_value(in[i + 1]);
-      const int lo = hex_value(in[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      c = static_cast<char>(hi * 16 + lo);
-      if (c == '\0') return false;
-      i += 2;
-    }
-    out.push_back(c);
-  }
-  return true;
-}
 
 const HeaderField* ParsedRequest::find(std::string_view name) const noexcept {
   for (const auto& h : headers)

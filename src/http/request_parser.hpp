@@ -124,11 +124,4 @@ class RequestParser {
   std::string_view error_reason_;
 };
 
-// Percent-decodes one path segment. Returns false on malformed escapes or a decoded NUL or '/'
-// is kept as a literal character of the segment (callers split on raw '/').
-bool percent_decode(std::string_view in, std::string& out);
-
-// ASCII case-insensitive equality.
-bool iequals(std::string_view a, std::string_view b) noexcept;
-
 }  // namespace keel::http

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "base/http_date.hpp"
 #include "keel/json_writer.hpp"
 
 namespace keel::http {
@@ -98,9 +99,7 @@ void DateCache::refresh() noexcept {
   const std::time_t now = std::time(nullptr);
   if (now == second_) return;
   second_ = now;
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::strftime(buf_, sizeof buf_, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  base::format_http_date(now, buf_);
 }
 
 namespace {

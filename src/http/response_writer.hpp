@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/http_date.hpp"
 #include "keel/response.hpp"
 
 namespace keel::http {
@@ -18,7 +19,7 @@ class DateCache {
  public:
   DateCache() { refresh(); }
   void refresh() noexcept;
-  [[nodiscard]] std::string_view get() const noexcept { return {buf_, 29}; }
+  [[nodiscard]] std::string_view get() const noexcept { return {buf_, base::kHttpDateSize}; }
 
  private:
   std::time_t second_ = -1;

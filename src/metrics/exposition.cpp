@@ -7,6 +7,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "base/strings.hpp"
+
 namespace keel::metrics_detail {
 namespace {
 
@@ -193,18 +195,8 @@ void append_escaped_help(std::string& out, std::string_view help, Format format)
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
-}
+using base::iequals;
+using base::trim;
 
 // RFC 9110 qvalue, leniently: a number in [0, 1]; anything else makes the element ignored.
 bool parse_q(std::string_view s, double* q) {

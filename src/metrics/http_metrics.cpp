@@ -1,5 +1,6 @@
 #include "metrics/http_metrics.hpp"
 
+#include "base/build_info.hpp"
 #include "log/log.hpp"
 #include "trace/tracer.hpp"
 
@@ -13,13 +14,6 @@
 #include <cstring>
 #include <ctime>
 #include <string>
-
-#ifndef KEEL_VERSION
-#define KEEL_VERSION "unknown"
-#endif
-#ifndef KEEL_COMMIT
-#define KEEL_COMMIT "unknown"
-#endif
 
 namespace keel::metrics_detail {
 namespace {
@@ -152,7 +146,7 @@ void register_builtin_metrics() {
 
 void set_build_info(int generation, std::string version) {
   g_service_version = std::move(version);
-  g_families->build_info->labels({KEEL_VERSION, KEEL_COMMIT}).set(1);
+  g_families->build_info->labels({base::keel_version(), base::keel_commit()}).set(1);
   g_families->generation_info->labels({std::to_string(generation), g_service_version}).set(1);
 }
 

@@ -35,6 +35,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/strings.hpp"
 #include "log/log.hpp"
 #include "metrics/exposition.hpp"
 #include "metrics/layout.hpp"
@@ -435,14 +436,10 @@ double exemplar_time(const std::uint64_t* ex) {
 }
 
 void append_exemplar(std::string& out, const std::uint64_t* ex) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::uint8_t id[16];
   std::memcpy(id, ex + kExTrace, sizeof id);
   out += " # {trace_id=\"";
-  for (const std::uint8_t b : id) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
+  base::append_hex(out, id);
   out += "\"} ";
   append_value(out, std::bit_cast<double>(ex[kExValue]));
   out += ' ';

@@ -266,13 +266,4 @@ Listener open_listener(const BindAddress& addr, int backlog, bool reuse_port, un
   return l;
 }
 
-std::string_view client_ip(std::string_view peer) noexcept {
-  if (!peer.empty() && peer.front() == '[') {
-    const auto close = peer.find(']');
-    return peer.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1);
-  }
-  const auto colon = peer.rfind(':');
-  return colon == std::string_view::npos ? peer : peer.substr(0, colon);
-}
-
 }  // namespace keel::net

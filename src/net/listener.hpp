@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "base/strings.hpp"
+
 namespace keel::net {
 
 struct BindAddress {
@@ -51,8 +53,5 @@ std::vector<Listener> systemd_listeners();
 // descriptor numbers in the environment variable env_var, which is then removed.
 std::vector<Listener> inherited_listeners(const char* env_var);
 
-// The address part of a peer as format_address prints it: "127.0.0.1:5000" -> "127.0.0.1",
-// "[::1]:5000" -> "::1", "unix" -> "unix".
-std::string_view client_ip(std::string_view peer) noexcept;  // a view into peer
 
 }  // namespace keel::net

@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/strings.hpp"
 #include "keel/json_writer.hpp"
 #include "log/log.hpp"
 #include "process/sd_notify.hpp"
@@ -72,7 +73,7 @@ class SignalSafeLine {
     char digits[2 * sizeof v];
     int n = 0;
     do {
-      digits[n++] = "0123456789abcdef"[v & 0xf];
+      digits[n++] = base::kHexDigits[v & 0xf];
       v >>= 4;
     } while (v != 0);
     while (n > 0) put(digits[--n]);

@@ -11,45 +11,8 @@
 namespace keel::trace {
 namespace {
 
-constexpr char kHexDigits[] = "0123456789abcdef";
-
-// A lowercase hex digit's value (the traceparent grammar is HEXDIGLC), or -1.
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// Decodes 2 * out.size() lowercase hex digits starting at text[0].
-bool decode_hex(std::string_view text, std::span<std::uint8_t> out) {
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const int hi = hex_value(text[2 * i]);
-    const int lo = hex_value(text[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-  }
-  return true;
-}
-
 bool all_zero(std::span<const std::uint8_t> bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b == 0; });
-}
-
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-void append_hex(std::string& out, std::span<const std::uint8_t> bytes) {
-  for (const std::uint8_t b : bytes) {
-    out.push_back(kHexDigits[b >> 4]);
-    out.push_back(kHexDigits[b & 0x0f]);
-  }
 }
 
 // ---- random ids -----------------------------------------------------------------------------
@@ -131,11 +94,11 @@ std::optional<TraceParent> parse_traceparent(std::span<const std::string_view> h
 }
 
 std::optional<TraceParent> parse_traceparent(std::string_view value) {
-  const std::string_view s = trim_ows(value);
+  const std::string_view s = base::trim(value);
   // Layout (every version): vv-<32>-<16>-ff at offsets 0, 2, 3, 35, 36, 52, 53, 55.
   if (s.size() < kTraceParentSize) return std::nullopt;
-  const int v_hi = hex_value(s[0]);
-  const int v_lo = hex_value(s[1]);
+  const int v_hi = base::lower_hex_value(s[0]);
+  const int v_lo = base::lower_hex_value(s[1]);
   if (v_hi < 0 || v_lo < 0 || s[2] != '-') return std::nullopt;
   const int version = v_hi << 4 | v_lo;
   if (version == 0xff) return std::nullopt;
@@ -147,8 +110,8 @@ std::optional<TraceParent> parse_traceparent(std::string_view value) {
   if (s[35] != '-' || s[52] != '-') return std::nullopt;
   TraceParent tp;
   std::uint8_t flags[1];
-  if (!decode_hex(s.substr(3, 32), tp.trace_id) || !decode_hex(s.substr(36, 16), tp.parent_id) ||
-      !decode_hex(s.substr(53, 2), flags))
+  if (!base::decode_lower_hex(s.substr(3, 32), tp.trace_id) ||
+      !base::decode_lower_hex(s.substr(36, 16), tp.parent_id) || !base::decode_lower_hex(s.substr(53, 2), flags))
     return std::nullopt;
   if (all_zero(tp.trace_id) || all_zero(tp.parent_id)) return std::nullopt;
   tp.flags = flags[0] & kKnownFlags;
@@ -159,12 +122,12 @@ std::string format_traceparent(const TraceParent& tp) {
   std::string out;
   out.reserve(kTraceParentSize);
   out += "00-";
-  append_hex(out, tp.trace_id);
+  base::append_hex(out, tp.trace_id);
   out.push_back('-');
-  append_hex(out, tp.parent_id);
+  base::append_hex(out, tp.parent_id);
   out.push_back('-');
   const std::uint8_t flags[1] = {static_cast<std::uint8_t>(tp.flags & kKnownFlags)};
-  append_hex(out, flags);
+  base::append_hex(out, flags);
   return out;
 }
 
@@ -195,7 +158,7 @@ TraceState parse_tracestate(std::span<const std::string_view> header_values) {
     while (true) {
       const std::size_t comma = field.find(',', pos);
       const std::string_view member =
-          trim_ows(field.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos));
+          base::trim(field.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos));
       if (!member.empty()) {
         const std::size_t eq = member.find('=');
         if (eq == std::string_view::npos) return {};
@@ -268,13 +231,6 @@ TraceParent new_root(bool sampled) {
   return tp;
 }
 
-std::string to_hex(std::span<const std::uint8_t> bytes) {
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  append_hex(out, bytes);
-  return out;
-}
-
 bool valid_request_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxRequestId) return false;
   return std::all_of(id.begin(), id.end(), [](char ch) {
@@ -288,18 +244,7 @@ std::string new_request_id() {
 }
 
 bool from_hex(std::string_view hex, std::uint8_t* out, std::size_t n) noexcept {
-  if (hex.size() != n * 2) return false;
-  auto nibble = [](char ch) -> int {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < n; ++i) {
-    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-  }
-  return true;
+  return hex.size() == n * 2 && base::decode_lower_hex(hex, {out, n});
 }
 
 }  // namespace keel::trace

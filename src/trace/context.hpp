@@ -56,6 +56,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/strings.hpp"
 #include "trace/span_data.hpp"
 
 namespace keel::trace {
@@ -127,7 +128,7 @@ TraceIdBytes new_trace_id();
 SpanIdBytes new_span_id();
 
 // Lowercase hex, two characters per byte.
-std::string to_hex(std::span<const std::uint8_t> bytes);
+using base::to_hex;
 
 // An X-Request-ID we accept from a client: 1 to 128 visible ASCII characters (0x21-0x7E).
 bool valid_request_id(std::string_view id);

@@ -1,13 +1,12 @@
 #include "trace/otlp_exporter.hpp"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -15,7 +14,11 @@
 #include <stdexcept>
 #include <thread>
 
-#include "http/gzip.hpp"
+#include "base/build_info.hpp"
+#include "base/gzip.hpp"
+#include "base/http_date.hpp"
+#include "base/strings.hpp"
+#include "client/curl_easy.hpp"
 #include "keel/json_writer.hpp"
 #include "log/log.hpp"
 
@@ -35,11 +38,7 @@ constexpr std::size_t kMaxResponseBody = 64 * 1024;  // enough for a Status or p
 
 template <std::size_t N>
 std::string_view hex(const std::array<std::uint8_t, N>& bytes, char (&buf)[2 * N]) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < N; ++i) {
-    buf[2 * i] = kHex[bytes[i] >> 4];
-    buf[2 * i + 1] = kHex[bytes[i] & 0xf];
-  }
+  base::hex_into(bytes, buf);
   return {buf, 2 * N};
 }
 
@@ -123,288 +122,61 @@ void write_span(JsonWriter& w, const SpanData& s) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Retry-After
-// ---------------------------------------------------------------------------------------------
-
-struct Cursor {
-  std::string_view s;
-
-  bool lit(std::string_view t) {
-    if (s.substr(0, t.size()) != t) return false;
-    s.remove_prefix(t.size());
-    return true;
-  }
-  bool digits(std::size_t min_n, std::size_t max_n, int& out) {
-    std::size_t n = 0;
-    out = 0;
-    while (n < max_n && n < s.size() && s[n] >= '0' && s[n] <= '9') out = out * 10 + (s[n++] - '0');
-    if (n < min_n) return false;
-    s.remove_prefix(n);
-    return true;
-  }
-  bool letters(std::size_t min_n, std::size_t max_n) {
-    std::size_t n = 0;
-    while (n < max_n && n < s.size() && ((s[n] | 0x20) >= 'a' && (s[n] | 0x20) <= 'z')) ++n;
-    if (n < min_n) return false;
-    s.remove_prefix(n);
-    return true;
-  }
-  bool month(int& m) {
-    static constexpr std::string_view kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                   "jul", "aug", "sep", "oct", "nov", "dec"};
-    if (s.size() < 3) return false;
-    for (int i = 0; i < 12; ++i) {
-      const std::string_view name = kMonths[i];
-      if ((s[0] | 0x20) == name[0] && (s[1] | 0x20) == name[1] && (s[2] | 0x20) == name[2]) {
-        m = i + 1;
-        s.remove_prefix(3);
-        return true;
-      }
-    }
-    return false;
-  }
-  bool time(int& h, int& mi, int& sec) {
-    return digits(2, 2, h) && lit(":") && digits(2, 2, mi) && lit(":") && digits(2, 2, sec) && h <= 23 && mi <= 59 &&
-           sec <= 60;
-  }
-};
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// An HTTP date (RFC 9110 5.6.7): IMF-fixdate, or the obsolete RFC 850 and asctime forms.
-std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text) {
-  Cursor c{text};
-  int day = 0, mon = 0, year = 0, h = 0, mi = 0, sec = 0;
-  if (!c.letters(3, 9)) return std::nullopt;
-  if (c.lit(", ")) {
-    if (!c.digits(2, 2, day)) return std::nullopt;
-    if (c.lit(" ")) {  // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-      if (!c.month(mon) || !c.lit(" ") || !c.digits(4, 4, year) || !c.lit(" ")) return std::nullopt;
-    } else if (c.lit("-")) {  // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-      if (!c.month(mon) || !c.lit("-") || !c.digits(2, 2, year) || !c.lit(" ")) return std::nullopt;
-      year += year < 70 ? 2000 : 1900;
-    } else {
-      return std::nullopt;
-    }
-    if (!c.time(h, mi, sec) || !c.lit(" GMT")) return std::nullopt;
-  } else if (c.lit(" ")) {  // asctime: Sun Nov  6 08:49:37 1994
-    if (!c.month(mon) || !c.lit(" ")) return std::nullopt;
-    c.lit(" ");
-    if (!c.digits(1, 2, day) || !c.lit(" ") || !c.time(h, mi, sec) || !c.lit(" ") || !c.digits(4, 4, year)) {
-      return std::nullopt;
-    }
-  } else {
-    return std::nullopt;
-  }
-  if (!c.s.empty()) return std::nullopt;
-  const std::chrono::year_month_day ymd{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(mon)},
-                                        std::chrono::day{static_cast<unsigned>(day)}};
-  if (!ymd.ok()) return std::nullopt;
-  return std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{sec};
-}
-
-// ---------------------------------------------------------------------------------------------
 // libcurl
 // ---------------------------------------------------------------------------------------------
 
-std::once_flag g_curl_once;
-CURLcode g_curl_init = CURLE_OK;
-
-void curl_init_once() {
-  std::call_once(g_curl_once, [] { g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (g_curl_init != CURLE_OK) {
-    throw std::runtime_error(std::string("curl_global_init: ") + curl_easy_strerror(g_curl_init));
-  }
-}
-
-// curl_easy_setopt is variadic: every value must already have the type the option expects
-// (long, a pointer, curl_off_t or a function pointer).
-template <class T>
-void set(CURL* curl, CURLoption option, T value) {
-  const CURLcode rc = curl_easy_setopt(curl, option, value);
-  if (rc != CURLE_OK) throw std::runtime_error(std::string("curl_easy_setopt: ") + curl_easy_strerror(rc));
-}
-
-struct Response {
-  CURLcode result = CURLE_OK;
-  long status = 0;  // 0: no HTTP response
-  std::string body;
-  std::string retry_after;
-  std::string error;  // transport error text when result != CURLE_OK
-};
-
-extern "C" std::size_t otlp_on_body(char* data, std::size_t size, std::size_t nmemb, void* user) {
-  auto* r = static_cast<Response*>(user);
-  const std::size_t n = size * nmemb;
-  if (r->body.size() < kMaxResponseBody) r->body.append(data, std::min(n, kMaxResponseBody - r->body.size()));
-  return n;
-}
-
-extern "C" std::size_t otlp_on_header(char* data, std::size_t size, std::size_t nmemb, void* user) {
-  auto* r = static_cast<Response*>(user);
-  const std::size_t n = size * nmemb;
-  const std::string_view line(data, n);
-  if (line.substr(0, 5) == "HTTP/") {
-    r->retry_after.clear();  // a new response (after a 1xx): forget the previous one's headers
-  } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
-    const std::string_view name = line.substr(0, colon);
-    static constexpr std::string_view kName = "retry-after";
-    if (name.size() == kName.size() &&
-        std::equal(name.begin(), name.end(), kName.begin(), [](char a, char b) { return (a | 0x20) == b; })) {
-      r->retry_after = std::string(trim(line.substr(colon + 1)));
-    }
-  }
-  return n;
-}
+using client::Response;
 
 bool header_ok(std::string_view s) {
   return s.find_first_of("\r\n") == std::string_view::npos && s.find('\0') == std::string_view::npos;
 }
 
 // One easy handle in one multi handle, kept for the exporter's lifetime so the connection is
-// reused. The multi interface lets shutdown() interrupt a request in flight (curl_multi_wakeup).
+// reused. The multi interface lets shutdown() interrupt a request in flight (wakeup()).
 class HttpClient {
  public:
   explicit HttpClient(const ExporterOptions& o) {
-    curl_init_once();
-    multi_ = curl_multi_init();
-    easy_ = curl_easy_init();
-    if (multi_ == nullptr || easy_ == nullptr) {
-      cleanup();
-      throw std::runtime_error("curl_easy_init/curl_multi_init failed");
+    client::HeaderList headers;
+    headers.append("Content-Type: application/json");
+    if (o.gzip) headers.append("Content-Encoding: gzip");
+    headers.append("Expect:");  // no 100-continue round trip for large batches
+    for (const auto& [name, value] : o.headers) {
+      if (name.empty() || !header_ok(name) || !header_ok(value) || name.find(':') != std::string::npos) continue;
+      headers.append(name + ": " + value);
     }
-    try {
-      append_header("Content-Type: application/json");
-      if (o.gzip) append_header("Content-Encoding: gzip");
-      append_header("Expect:");  // no 100-continue round trip for large batches
-      for (const auto& [name, value] : o.headers) {
-        if (name.empty() || !header_ok(name) || !header_ok(value) || name.find(':') != std::string::npos) continue;
-        append_header(name + ": " + value);
-      }
-      set(easy_, CURLOPT_URL, o.endpoint.c_str());
-      set(easy_, CURLOPT_NOSIGNAL, 1L);
-      set(easy_, CURLOPT_POST, 1L);
-      set(easy_, CURLOPT_HTTPHEADER, headers_);
-      set(easy_, CURLOPT_ERRORBUFFER, static_cast<char*>(error_buffer_));
-      set(easy_, CURLOPT_WRITEFUNCTION, &otlp_on_body);
-      set(easy_, CURLOPT_WRITEDATA, static_cast<void*>(&response_));
-      set(easy_, CURLOPT_HEADERFUNCTION, &otlp_on_header);
-      set(easy_, CURLOPT_HEADERDATA, static_cast<void*>(&response_));
-      set(easy_, CURLOPT_FOLLOWLOCATION, 0L);
-      set(easy_, CURLOPT_ACCEPT_ENCODING, "");  // a collector may gzip its answer
-      set(easy_, CURLOPT_TCP_KEEPALIVE, 1L);
-#ifdef KEEL_VERSION
-      set(easy_, CURLOPT_USERAGENT, "keel/" KEEL_VERSION " otlp-exporter");
-#else
-      set(easy_, CURLOPT_USERAGENT, "keel otlp-exporter");
+    easy_.set_headers(std::move(headers));
+    easy_.keep_body(kMaxResponseBody, client::OverLimit::kTruncate);
+    easy_.setopt(CURLOPT_URL, o.endpoint.c_str());
+    easy_.setopt(CURLOPT_POST, 1L);
+    easy_.setopt(CURLOPT_FOLLOWLOCATION, 0L);
+    easy_.setopt(CURLOPT_ACCEPT_ENCODING, "");  // a collector may gzip its answer
+    easy_.setopt(CURLOPT_TCP_KEEPALIVE, 1L);
+    const std::string user_agent = "keel/" + std::string(base::keel_version()) + " otlp-exporter";
+    easy_.setopt(CURLOPT_USERAGENT, user_agent.c_str());  // libcurl keeps a copy
+#if LIBCURL_VERSION_NUM >= 0x075500                       // 7.85.0
+    easy_.setopt(CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
-#if LIBCURL_VERSION_NUM >= 0x075500  // 7.85.0
-      set(easy_, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    } catch (...) {
-      cleanup();
-      throw;
-    }
   }
-  ~HttpClient() {
-    cleanup();
-  }
-  HttpClient(const HttpClient&) = delete;
-  HttpClient& operator=(const HttpClient&) = delete;
 
   // POSTs body; gives up at `deadline` or when stop() (read each time round) has passed.
-  template <class StopDeadline>
-  Response post(const std::string& body, Clock::time_point deadline, StopDeadline&& stop) {
-    response_ = Response{};
-    error_buffer_[0] = '\0';
-    const auto now = Clock::now();
-    const long timeout_ms = static_cast<long>(
-        std::max<std::int64_t>(1, std::chrono::duration_cast<milliseconds>(std::min(deadline, stop()) - now).count()));
-    set(easy_, CURLOPT_POSTFIELDS, body.data());
-    set(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    set(easy_, CURLOPT_TIMEOUT_MS, timeout_ms);
-    if (const CURLMcode mc = curl_multi_add_handle(multi_, easy_); mc != CURLM_OK) {
-      response_.result = CURLE_FAILED_INIT;
-      response_.error = std::string("curl_multi_add_handle: ") + curl_multi_strerror(mc);
-      return std::move(response_);
-    }
-    bool done = false;
-    CURLcode result = CURLE_OK;
-    std::string multi_error;
-    while (!done) {
-      int running = 0;
-      if (const CURLMcode mc = curl_multi_perform(multi_, &running); mc != CURLM_OK) {
-        multi_error = std::string("curl_multi_perform: ") + curl_multi_strerror(mc);
-        break;
-      }
-      int queued = 0;
-      while (CURLMsg* m = curl_multi_info_read(multi_, &queued)) {
-        if (m->msg == CURLMSG_DONE && m->easy_handle == easy_) {
-          result = m->data.result;
-          done = true;
-        }
-      }
-      if (done) break;
-      const auto until = std::min(deadline, stop());
-      const auto left = until - Clock::now();
-      if (left <= Clock::duration::zero()) {
-        multi_error = stop() <= deadline ? "interrupted by shutdown (deadline reached)"
-                                         : "timed out after " + std::to_string(timeout_ms) + " ms";
-        result = CURLE_OPERATION_TIMEDOUT;
-        break;
-      }
-      const auto wait_ms =
-          std::clamp<std::int64_t>(std::chrono::duration_cast<milliseconds>(left).count() + 1, 1, 1000);
-      if (const CURLMcode mc = curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
-          mc != CURLM_OK) {
-        multi_error = std::string("curl_multi_poll: ") + curl_multi_strerror(mc);
-        break;
-      }
-    }
-    if (!done && result == CURLE_OK) result = CURLE_FAILED_INIT;
-    long status = 0;
-    if (done && result == CURLE_OK) curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(multi_, easy_);  // also aborts an unfinished transfer
-    response_.result = result;
-    response_.status = status;
-    if (result != CURLE_OK) {
-      response_.error = !multi_error.empty()       ? multi_error
-                        : error_buffer_[0] != '\0' ? std::string(error_buffer_)
-                                                   : std::string(curl_easy_strerror(result));
-    }
-    return std::move(response_);
+  Response post(const std::string& body, Clock::time_point deadline, const std::function<Clock::time_point()>& stop) {
+    const long timeout_ms = static_cast<long>(std::max<std::int64_t>(
+        1, std::chrono::duration_cast<milliseconds>(std::min(deadline, stop()) - Clock::now()).count()));
+    easy_.setopt(CURLOPT_POSTFIELDS, body.data());
+    easy_.setopt(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    easy_.setopt(CURLOPT_TIMEOUT_MS, timeout_ms);
+    multi_.perform(easy_, deadline, stop, timeout_ms);
+    return easy_.take_response();
   }
 
-  // Makes a curl_multi_poll in progress return now. Thread-safe.
+  // Makes a post() in progress look at stop() now. Thread-safe.
   void wakeup() noexcept {
-    curl_multi_wakeup(multi_);
+    multi_.wakeup();
   }
 
  private:
-  void append_header(const std::string& line) {
-    curl_slist* next = curl_slist_append(headers_, line.c_str());
-    if (next == nullptr) throw std::runtime_error("curl_slist_append failed");
-    headers_ = next;
-  }
-  void cleanup() noexcept {
-    if (easy_ != nullptr) curl_easy_cleanup(easy_);
-    if (multi_ != nullptr) curl_multi_cleanup(multi_);
-    if (headers_ != nullptr) curl_slist_free_all(headers_);
-    easy_ = nullptr;
-    multi_ = nullptr;
-    headers_ = nullptr;
-  }
-
-  CURLM* multi_ = nullptr;
-  CURL* easy_ = nullptr;
-  curl_slist* headers_ = nullptr;
-  char error_buffer_[CURL_ERROR_SIZE] = {};
-  Response response_;
+  client::Multi multi_;  // destroyed after easy_, which it no longer holds by then
+  client::Easy easy_;
 };
 
 // Transport failures worth another attempt: the collector was unreachable, reset the connection
@@ -524,21 +296,6 @@ std::string encode_json(std::span<const SpanData> spans, const ExporterOptions& 
   return std::move(w).take();
 }
 
-std::optional<milliseconds> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now) {
-  value = trim(value);
-  if (value.empty()) return std::nullopt;
-  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (value.size() > 9) return std::nullopt;  // over 31 years: not a delay anyone means
-    std::int64_t seconds = 0;
-    std::from_chars(value.data(), value.data() + value.size(), seconds);
-    return milliseconds(seconds * 1000);
-  }
-  const auto at = parse_http_date(value);
-  if (!at) return std::nullopt;
-  if (*at <= now) return milliseconds(0);
-  return std::chrono::ceil<milliseconds>(*at - now);
-}
-
 // ---------------------------------------------------------------------------------------------
 // BatchExporter
 // ---------------------------------------------------------------------------------------------
@@ -623,7 +380,7 @@ struct BatchExporter::State {
     std::string body;
     try {
       body = encode_json(spans, opt);
-      if (opt.gzip) body = http::gzip(body);
+      if (opt.gzip) body = base::gzip(body);
     } catch (const std::exception& e) {
       give_up(n, 0, std::string("encoding: ") + e.what());
       return;
@@ -657,8 +414,8 @@ struct BatchExporter::State {
       }
       milliseconds delay{0};
       std::optional<milliseconds> hinted;
-      if (!transport && !r.retry_after.empty())
-        hinted = parse_retry_after(r.retry_after, std::chrono::system_clock::now());
+      if (const auto retry_after = r.header("retry-after"); !transport && retry_after)
+        hinted = base::parse_retry_after(*retry_after, std::chrono::system_clock::now());
       if (hinted) {
         delay = *hinted;
       } else {

@@ -8,7 +8,7 @@
 //
 // Retries follow the OTLP/HTTP specification: 429, 502, 503, 504 and connection-level errors
 // (refused, reset, timed out, no response) are retried with exponential backoff and jitter, or
-// after the Retry-After the collector sent (delay-seconds or an HTTP date); every other 4xx/5xx
+// after the Retry-After the collector sent (delay-seconds or an HTTP date, base/http_date.hpp); every other 4xx/5xx
 // is not retried. One batch, retries included, never takes longer than export_timeout; a batch
 // that cannot be delivered in time is dropped and counted. A 200 with partialSuccess counts the
 // rejected spans as dropped and logs the collector's message.
@@ -31,10 +31,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -70,11 +68,6 @@ struct ExporterOptions {
 // "Infinity" / "-Infinity"; a root span has no parentSpanId. Strings are escaped and invalid
 // UTF-8 is replaced by U+FFFD, so the result is always valid JSON.
 std::string encode_json(std::span<const SpanData> spans, const ExporterOptions& options);
-
-// The wait a Retry-After header value asks for: delay-seconds, or an HTTP date (IMF-fixdate,
-// RFC 850 or asctime form) relative to `now` (zero when already past). nullopt when malformed.
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
-                                                           std::chrono::system_clock::time_point now);
 
 class BatchExporter {
  public:

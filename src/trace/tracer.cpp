@@ -1,12 +1,11 @@
 #include "trace/tracer.hpp"
 
-#include <strings.h>
 #include <array>
 #include <charconv>
 #include <cstring>
 
+#include "base/strings.hpp"
 #include "keel/request.hpp"
-#include "net/listener.hpp"
 #include "trace/semconv.hpp"
 
 namespace keel::trace {
@@ -108,8 +107,7 @@ void Tracer::begin_request(const Request& request, RequestTrace& trace, log::Con
   std::string_view traceparent;
   int traceparents = 0;
   for (const auto& h : request.headers()) {
-    if (h.name.size() == 11 && strncasecmp(h.name.data(), "traceparent", 11) == 0 && traceparents++ == 0)
-      traceparent = h.value;
+    if (base::iequals(h.name, "traceparent") && traceparents++ == 0) traceparent = h.value;
   }
   const std::optional<TraceParent> parent =
       traceparents == 1 ? parse_traceparent(traceparent) : std::optional<TraceParent>();
@@ -124,7 +122,7 @@ void Tracer::begin_request(const Request& request, RequestTrace& trace, log::Con
     // tracestate only travels with a valid traceparent; a malformed one is dropped whole.
     std::vector<std::string_view> values;
     for (const auto& h : request.headers())
-      if (h.name.size() == 10 && strncasecmp(h.name.data(), "tracestate", 10) == 0) values.push_back(h.value);
+      if (base::iequals(h.name, "tracestate")) values.push_back(h.value);
     if (!values.empty()) trace.trace_state = format_tracestate(parse_tracestate(values));
   } else {
     const TraceParent root = new_root(false);
@@ -183,7 +181,7 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
     s.attributes.push_back({"network.peer.address", std::string(peer_ip)});
     if (peer_port > 0) s.attributes.push_back({"network.peer.port", peer_port});
   } else {
-    s.attributes.push_back({"client.address", std::string(net::client_ip(peer))});  // "unix"
+    s.attributes.push_back({"client.address", std::string(base::client_ip(peer))});  // "unix"
   }
   s.attributes.push_back({"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")});
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});

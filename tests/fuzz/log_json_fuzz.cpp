@@ -1,5 +1,5 @@
 // libFuzzer target for the JSON escaping of log lines: keel::append_json_escaped()
-// (src/app/json_writer.cpp), which src/log/log.cpp uses for every string of a JSON log line, the
+// (src/base/json_writer.cpp), which src/log/log.cpp uses for every string of a JSON log line, the
 // log line formatting itself, and keel::JsonWriter.
 //
 // Each input is used three ways:

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/strings.hpp"
 #include "fuzz_check.hpp"
 #include "http/request_parser.hpp"
 #include "http_grammar.hpp"
@@ -306,9 +307,7 @@ Shape shape_of(std::string_view in) {
   return sh;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return keel::http::iequals(a, b);
-}
+using keel::base::iequals;
 
 // Field lines of the head named `name` (case-insensitive), values trimmed.
 std::vector<std::string_view> field_values(const Shape& sh, std::string_view name) {

@@ -13,7 +13,7 @@
 // Invariants checked on every parse: consumed() <= len, body <= max_body, error status only with
 // kError, kError sticky, the views of a complete request inside its consumed() bytes, an
 // expected_size() announced while incomplete equal to the final consumed(), find() and
-// percent_decode() on the parsed request.
+// percent_decode_strict() on the parsed request.
 // Any violation calls __builtin_trap() so libFuzzer records the input as a crash.
 
 #include <cstddef>
@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/strings.hpp"
 #include "fuzz_check.hpp"
 #include "http/request_parser.hpp"
 #include "parse_status_name.hpp"
@@ -135,9 +136,9 @@ Outcome parse_checked(RequestParser& parser, char* buf, std::size_t len) {
       }
       if (!r.headers.empty()) {  // find() returns the first field of that name
         const keel::HeaderField* f = r.find(r.headers.back().name);
-        FUZZ_CHECK(f != nullptr && f <= &r.headers.back() && keel::http::iequals(f->name, r.headers.back().name));
+        FUZZ_CHECK(f != nullptr && f <= &r.headers.back() && keel::base::iequals(f->name, r.headers.back().name));
       }
-      if (std::string decoded; keel::http::percent_decode(r.path, decoded))
+      if (std::string decoded; keel::base::percent_decode_strict(r.path, decoded))
         FUZZ_CHECK(decoded.size() <= r.path.size() && decoded.find('\0') == std::string::npos);
       for (const auto& h : r.trailers) {
         FUZZ_CHECK(inside(h.name, buf, o.consumed) && inside(h.value, buf, o.consumed));

@@ -22,11 +22,9 @@
 #include <utility>
 #include <vector>
 
-using keel::http::iequals;
 using keel::http::ParsedRequest;
 using keel::http::ParserLimits;
 using keel::http::ParseStatus;
-using keel::http::percent_decode;
 using keel::http::RequestParser;
 using namespace std::string_literals;
 
@@ -1189,73 +1187,4 @@ TEST(ParsedRequestFind, CaseInsensitiveFirstMatch) {
   EXPECT_EQ(req.find("Content-Types"), nullptr);
   EXPECT_EQ(req.find(""), nullptr);
   EXPECT_EQ(ParsedRequest{}.find("Host"), nullptr);
-}
-
-TEST(PercentDecode, Basics) {
-  std::string out = "previous contents";
-  EXPECT_TRUE(percent_decode("", out));
-  EXPECT_EQ(out, "");
-  EXPECT_TRUE(percent_decode("abc", out));
-  EXPECT_EQ(out, "abc");
-  EXPECT_TRUE(percent_decode("%41%42c", out));
-  EXPECT_EQ(out, "ABc");
-  EXPECT_TRUE(percent_decode("a%20b", out));
-  EXPECT_EQ(out, "a b");
-  EXPECT_TRUE(percent_decode("%7e%7E%7f", out));
-  EXPECT_EQ(out, "~~\x7f");
-  EXPECT_TRUE(percent_decode("%e2%82%AC", out));
-  EXPECT_EQ(out, "\xe2\x82\xac");
-  EXPECT_TRUE(percent_decode("%FF", out));
-  EXPECT_EQ(out, "\xff");
-  EXPECT_TRUE(percent_decode("a+b", out));  // '+' is not a space in a path
-  EXPECT_EQ(out, "a+b");
-  EXPECT_TRUE(percent_decode("%25", out));  // no double decoding
-  EXPECT_EQ(out, "%");
-  EXPECT_TRUE(percent_decode("%2541", out));
-  EXPECT_EQ(out, "%41");
-}
-
-TEST(PercentDecode, EncodedSlashIsKeptAsLiteral) {
-  std::string out;
-  EXPECT_TRUE(percent_decode("a%2Fb", out));
-  EXPECT_EQ(out, "a/b");
-  EXPECT_TRUE(percent_decode("%2f", out));
-  EXPECT_EQ(out, "/");
-}
-
-TEST(PercentDecode, RejectsMalformed) {
-  std::string out;
-  EXPECT_FALSE(percent_decode("%", out));
-  EXPECT_FALSE(percent_decode("%4", out));
-  EXPECT_FALSE(percent_decode("a%", out));
-  EXPECT_FALSE(percent_decode("a%4", out));
-  EXPECT_FALSE(percent_decode("%41%", out));
-  EXPECT_FALSE(percent_decode("%G1", out));
-  EXPECT_FALSE(percent_decode("%1G", out));
-  EXPECT_FALSE(percent_decode("%%41", out));
-  EXPECT_FALSE(percent_decode("% 1", out));
-  EXPECT_FALSE(percent_decode("%-1", out));
-  EXPECT_FALSE(percent_decode("%00", out));  // decoded NUL
-  EXPECT_FALSE(percent_decode("abc%00def", out));
-}
-
-TEST(Iequals, AsciiCaseInsensitive) {
-  EXPECT_TRUE(iequals("", ""));
-  EXPECT_TRUE(iequals("Content-Length", "content-length"));
-  EXPECT_TRUE(iequals("HOST", "host"));
-  EXPECT_TRUE(iequals("aBcXyZ", "AbCxYz"));
-  EXPECT_TRUE(iequals("100-continue", "100-CONTINUE"));
-  EXPECT_FALSE(iequals("host", "hos"));
-  EXPECT_FALSE(iequals("host", "hostt"));
-  EXPECT_FALSE(iequals("", "a"));
-  EXPECT_FALSE(iequals("host", "h0st"));
-  // Only letters fold: bytes that differ by 0x20 but are not letters stay distinct.
-  EXPECT_FALSE(iequals("[", "{"));
-  EXPECT_FALSE(iequals("@", "`"));
-  EXPECT_FALSE(iequals("]", "}"));
-  EXPECT_FALSE(iequals("^", "~"));
-  EXPECT_FALSE(iequals("\xC0", "\xE0"));  // no Latin-1 folding
-  EXPECT_TRUE(iequals("\xC0", "\xC0"));
-  EXPECT_TRUE(iequals("a\0b"s, "A\0B"s));
-  EXPECT_FALSE(iequals("a\0b"s, "a\0c"s));
 }

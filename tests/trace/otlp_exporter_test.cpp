@@ -455,32 +455,6 @@ TEST(OtlpEncodeJson, NonFiniteDoubles) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Retry-After
-// ---------------------------------------------------------------------------------------------
-
-TEST(OtlpRetryAfter, SecondsAndDates) {
-  using keel::trace::parse_retry_after;
-  using namespace std::chrono;
-  const system_clock::time_point date = sys_days{year{1994} / November / day{6}} + hours{8} + minutes{49} + seconds{37};
-  const auto now = date - seconds(5);
-  EXPECT_EQ(parse_retry_after("1", now), milliseconds(1000));
-  EXPECT_EQ(parse_retry_after(" 120 ", now), milliseconds(120000));
-  EXPECT_EQ(parse_retry_after("0", now), milliseconds(0));
-  EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), milliseconds(5000));
-  EXPECT_EQ(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), milliseconds(5000));
-  EXPECT_EQ(parse_retry_after("Sun Nov  6 08:49:37 1994", now), milliseconds(5000));
-  EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", date + seconds(30)), milliseconds(0));  // past
-  EXPECT_FALSE(parse_retry_after("", now));
-  EXPECT_FALSE(parse_retry_after("-1", now));
-  EXPECT_FALSE(parse_retry_after("1.5", now));
-  EXPECT_FALSE(parse_retry_after("soon", now));
-  EXPECT_FALSE(parse_retry_after("Sun, 31 Feb 1994 08:49:37 GMT", now));
-  EXPECT_FALSE(parse_retry_after("Sun, 06 Nov 1994 25:49:37 GMT", now));
-  EXPECT_FALSE(parse_retry_after("Sun, 06 Nov 1994 08:49:37 CET", now));
-  EXPECT_FALSE(parse_retry_after("99999999999999999999", now));
-}
-
-// ---------------------------------------------------------------------------------------------
 // BatchExporter against the fake collector
 // ---------------------------------------------------------------------------------------------
 

@@ -1,10 +1,10 @@
-// gzip for responses that are worth compressing (metrics scrapes), and Accept-Encoding parsing.
+// gzip for what is worth compressing (metrics scrapes, OTLP batches), and Accept-Encoding parsing.
 #pragma once
 
 #include <string>
 #include <string_view>
 
-namespace keel::http {
+namespace keel::base {
 
 // True when Accept-Encoding allows gzip: "gzip" or "*" listed with a q-value above 0.
 bool accepts_gzip(std::string_view accept_encoding);
@@ -12,4 +12,4 @@ bool accepts_gzip(std::string_view accept_encoding);
 // The gzip member (RFC 1952) of `data`.
 std::string gzip(std::string_view data, int level = 6);
 
-}  // namespace keel::http
+}  // namespace keel::base

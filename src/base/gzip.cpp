@@ -1,24 +1,13 @@
-#include "http/gzip.hpp"
+#include "base/gzip.hpp"
 
 #include <zlib.h>
 
 #include <stdexcept>
 
-namespace keel::http {
+#include "base/strings.hpp"
+
+namespace keel::base {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool ieq(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-  return true;
-}
 
 // The q-value of one list element's parameters ("q=0.5"); 1 when absent, 0 when malformed.
 double q_value(std::string_view params) {
@@ -63,7 +52,7 @@ bool accepts_gzip(std::string_view header) {
     const auto semi = item.find(';');
     const std::string_view coding = trim(item.substr(0, semi));
     const double q = semi == std::string_view::npos ? 1.0 : q_value(item.substr(semi + 1));
-    if (ieq(coding, "gzip") || ieq(coding, "x-gzip")) gzip_q = q;
+    if (iequals(coding, "gzip") || iequals(coding, "x-gzip")) gzip_q = q;
     if (coding == "*") star_q = q;
   }
   return gzip_q >= 0 ? gzip_q > 0 : star_q > 0;
@@ -88,4 +77,4 @@ std::string gzip(std::string_view data, int level) {
   return out;
 }
 
-}  // namespace keel::http
+}  // namespace keel::base

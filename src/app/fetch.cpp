@@ -1,15 +1,13 @@
 #include "keel/client.hpp"
 
-#include <curl/curl.h>
-
 #include <algorithm>
-#include <cctype>
-#include <mutex>
 
+#include "app/fetch.hpp"
+#include "base/strings.hpp"
+#include "client/curl_easy.hpp"
 #include "keel/async.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
-#include "trace/fetch_limits.hpp"
 #include "trace/semconv.hpp"
 #include "trace/tracer.hpp"
 
@@ -22,121 +20,65 @@ std::uint64_t& detail::fetch_response_limit() noexcept {
 
 namespace {
 
-std::once_flag g_curl_init;
-
-struct Handle {
-  CURL* curl = nullptr;
-  Handle() : curl(curl_easy_init()) {}
-  ~Handle() {
-    if (curl != nullptr) curl_easy_cleanup(curl);
-  }
-};
-
-// One easy handle per pool thread: libcurl keeps its connections alive between calls.
-CURL* thread_handle() {
-  thread_local Handle h;
-  if (h.curl != nullptr) curl_easy_reset(h.curl);
-  return h.curl;
-}
-
-// The response body, bounded: past `limit` the transfer is aborted (CURLE_WRITE_ERROR).
-struct BodySink {
-  std::string* body;
-  std::uint64_t limit;
-  bool exceeded = false;
-};
-
-extern "C" std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
-  auto* sink = static_cast<BodySink*>(user);
-  if (sink->body->size() + size * n > sink->limit) {
-    sink->exceeded = true;
-    return 0;  // not the number given: libcurl stops with CURLE_WRITE_ERROR
-  }
-  sink->body->append(data, size * n);
-  return size * n;
-}
-
-extern "C" std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
-  auto* headers = static_cast<std::vector<std::pair<std::string, std::string>>*>(user);
-  std::string_view line(data, size * n);
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  if (line.rfind("HTTP/", 0) == 0) {
-    headers->clear();  // a new response (after 100 Continue or a redirect)
-  } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    headers->emplace_back(std::string(line.substr(0, colon)), std::string(value));
-  }
-  return size * n;
-}
-
-template <class T>
-void set(CURL* c, CURLoption o, T v) {
-  curl_easy_setopt(c, o, v);
+// One handle per pool thread: libcurl keeps its connections alive between calls.
+client::Easy& thread_handle() {
+  thread_local client::Easy easy;
+  easy.reset();
+  return easy;
 }
 
 // The URL's scheme, lower-cased ("" when it has none).
 std::string scheme_of(std::string_view url) {
   const auto colon = url.find("://");
   if (colon == std::string_view::npos || colon == 0) return {};
-  std::string scheme(url.substr(0, colon));
-  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string scheme = base::to_lower(url.substr(0, colon));
   const bool token = std::all_of(scheme.begin(), scheme.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
   });
   return token ? scheme : std::string();
 }
 
 ClientResponse perform(const ClientRequest& req, const std::vector<std::string>& extra_headers,
                        std::uint64_t max_response) {
-  std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   ClientResponse out;
-  CURL* c = thread_handle();
-  if (c == nullptr) {
-    out.error = "curl_easy_init failed";
-    return out;
+  try {
+    client::Easy& easy = thread_handle();
+    client::HeaderList list;
+    for (const auto& [k, v] : req.headers) list.append(k + ": " + v);
+    for (const auto& h : extra_headers) list.append(h);
+    list.append("Expect:");
+    easy.set_headers(std::move(list));
+    easy.setopt(CURLOPT_URL, req.url.c_str());
+    easy.setopt(CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    easy.setopt(CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
+    // Only HTTP: no file://, gopher://, dict://, ... whatever this libcurl was built with (also if
+    // a redirect were ever followed).
+    easy.setopt(CURLOPT_PROTOCOLS_STR, "http,https");
+    easy.setopt(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    easy.keep_body(max_response, client::OverLimit::kFail);
+    // A larger Content-Length fails early.
+    easy.setopt(CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_response));
+    if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+      easy.setopt(CURLOPT_POSTFIELDS, req.body.data());
+      easy.setopt(CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+    }
+    if (req.method == "HEAD") easy.setopt(CURLOPT_NOBODY, 1L);
+    easy.perform();
+    client::Response r = easy.take_response();
+    out.headers = std::move(r.headers);  // also those that came before a failure
+    if (r.result != CURLE_OK) {
+      out.error = r.body_over_limit || r.result == CURLE_FILESIZE_EXCEEDED
+                      ? "response body larger than " + std::to_string(max_response) +
+                            " bytes (the limit_fetch_response setting)"
+                      : std::move(r.error);
+      return out;
+    }
+    out.status = static_cast<int>(r.status);
+    out.body = std::move(r.body);
+  } catch (const std::exception& e) {  // libcurl could not start, or refused an option
+    out = ClientResponse{};
+    out.error = e.what();
   }
-  curl_slist* list = nullptr;
-  for (const auto& [k, v] : req.headers) list = curl_slist_append(list, (k + ": " + v).c_str());
-  for (const auto& h : extra_headers) list = curl_slist_append(list, h.c_str());
-  list = curl_slist_append(list, "Expect:");
-  char error[CURL_ERROR_SIZE] = {};
-  set(c, CURLOPT_URL, req.url.c_str());
-  set(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-  set(c, CURLOPT_NOSIGNAL, 1L);
-  set(c, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
-  set(c, CURLOPT_HTTPHEADER, list);
-  set(c, CURLOPT_ERRORBUFFER, static_cast<char*>(error));
-  // Only HTTP: no file://, gopher://, dict://, ... whatever this libcurl was built with (also if
-  // a redirect were ever followed).
-  set(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  set(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  BodySink sink{&out.body, max_response};
-  set(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_response));  // a larger Content-Length fails early
-  set(c, CURLOPT_WRITEFUNCTION, &on_body);
-  set(c, CURLOPT_WRITEDATA, &sink);
-  set(c, CURLOPT_HEADERFUNCTION, &on_header);
-  set(c, CURLOPT_HEADERDATA, &out.headers);
-  if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-    set(c, CURLOPT_POSTFIELDS, req.body.data());
-    set(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
-  }
-  if (req.method == "HEAD") set(c, CURLOPT_NOBODY, 1L);
-  const CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(list);
-  if (rc != CURLE_OK) {
-    out.error = error[0] != '\0' ? error : curl_easy_strerror(rc);
-    if (sink.exceeded || rc == CURLE_FILESIZE_EXCEEDED)
-      out.error =
-          "response body larger than " + std::to_string(max_response) + " bytes (the limit_fetch_response setting)";
-    out.status = 0;
-    out.body.clear();
-    out.body.shrink_to_fit();
-    return out;
-  }
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  out.status = static_cast<int>(status);
   return out;
 }
 

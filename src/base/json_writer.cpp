@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "base/strings.hpp"
+
 namespace keel {
 namespace {
 
@@ -33,7 +35,6 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
 }  // namespace
 
 void append_json_escaped(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::size_t run = 0;  // start of the current run of bytes that need no escaping
   for (std::size_t i = 0; i < s.size();) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
@@ -69,8 +70,8 @@ void append_json_escaped(std::string& out, std::string_view s) {
           out += "\xef\xbf\xbd";  // invalid UTF-8 byte -> U+FFFD
         } else {
           out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
+          out += base::kHexDigits[c >> 4];
+          out += base::kHexDigits[c & 0xf];
         }
     }
     ++i;
