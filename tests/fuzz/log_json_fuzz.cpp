@@ -8,7 +8,7 @@
 //     to the input with every byte that does not start a well-formed UTF-8 sequence (Unicode
 //     table 3-7) replaced by U+FFFD, as an independent reference sanitiser computes it; valid text
 //     without '"', '\' or control characters comes out unchanged;
-//  2. a real log line: keel::log::write() in synchronous mode into a memfd, with the event, logger,
+//  2. a real log line: keel::log::write() in synchronous mode into a temporary file, with the event, logger,
 //     request context (request id, trace/span ids, bound fields) and typed fields all taken from
 //     the input, read back: the line ends with its only '\n', nlohmann::json parses it (SAX) and
 //     every member is the expected one, in order, with the expected (sanitised) value; every
@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <fuzzer/FuzzedDataProvider.h>
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -199,7 +200,7 @@ struct Sax {
   }
 };
 
-int g_memfd = -1;
+int g_log_fd = -1;
 std::string g_path;
 
 void setup_log(keel::log::Format format) {
@@ -212,10 +213,10 @@ void setup_log(keel::log::Format format) {
 
 std::string take_written() {
   struct stat st {};
-  FUZZ_CHECK(::fstat(g_memfd, &st) == 0);
+  FUZZ_CHECK(::fstat(g_log_fd, &st) == 0);
   std::string out(static_cast<std::size_t>(st.st_size), '\0');
-  if (!out.empty()) FUZZ_CHECK(::pread(g_memfd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
-  FUZZ_CHECK(::ftruncate(g_memfd, 0) == 0);
+  if (!out.empty()) FUZZ_CHECK(::pread(g_log_fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+  FUZZ_CHECK(::ftruncate(g_log_fd, 0) == 0);
   return out;
 }
 
@@ -261,6 +262,8 @@ void check_log_line(FuzzedDataProvider& in) {
     ctx.request_id = str(40);
     ctx.trace_id = std::string(str(40));
     ctx.span_id = std::string(str(20));
+    ctx.client_ip = str(40);
+    ctx.route = str(40);
     const int n = in.ConsumeIntegralInRange(0, 3);
     for (int i = 0; i < n; ++i) ctx.fields.emplace_back(std::string(str(20)), std::string(str(60)));
   }
@@ -326,12 +329,28 @@ void check_log_line(FuzzedDataProvider& in) {
     FUZZ_CHECK(w.key == "worker" && w.type == Member::kInt && w.integer == worker);
   }
   if (with_context) {
-    if (!ctx.request_id.empty()) expect_string(next(), "request_id", ctx.request_id);
+    // Each key once: a field of the call hides the context's, a later bound field an earlier one
+    // (and client_ip/route).
+    const auto in_call = [&](std::string_view key) {
+      return std::any_of(fields.begin(), fields.end(), [&](const keel::log::Field& f) { return f.key == key; });
+    };
+    const auto bound_from = [&](std::size_t from, std::string_view key) {
+      for (std::size_t j = from; j < ctx.fields.size(); ++j)
+        if (ctx.fields[j].first == key) return true;
+      return false;
+    };
+    if (!ctx.request_id.empty() && !in_call("request_id")) expect_string(next(), "request_id", ctx.request_id);
     if (!ctx.trace_id.empty()) {
-      expect_string(next(), "trace_id", ctx.trace_id);
-      expect_string(next(), "span_id", ctx.span_id);
+      if (!in_call("trace_id")) expect_string(next(), "trace_id", ctx.trace_id);
+      if (!in_call("span_id")) expect_string(next(), "span_id", ctx.span_id);
     }
-    for (const auto& [k, v] : ctx.fields) expect_string(next(), k, v);
+    if (!ctx.client_ip.empty() && !in_call("client_ip") && !bound_from(0, "client_ip"))
+      expect_string(next(), "client_ip", ctx.client_ip);
+    if (!ctx.route.empty() && !in_call("route") && !bound_from(0, "route")) expect_string(next(), "route", ctx.route);
+    for (std::size_t j = 0; j < ctx.fields.size(); ++j) {
+      const auto& [k, v] = ctx.fields[j];
+      if (!in_call(k) && !bound_from(j + 1, k)) expect_string(next(), k, v);
+    }
   }
   for (const auto& f : fields) {
     if (const auto* s = std::get_if<std::string_view>(&f.value)) {
@@ -434,12 +453,16 @@ void check_writer(FuzzedDataProvider& in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  g_memfd = ::memfd_create("keel-log-fuzz", MFD_CLOEXEC);
-  if (g_memfd < 0) {
-    std::perror("memfd_create");
+  // A regular file, not /proc/self/fd/N of a memfd: the log refuses to open a symlink (O_NOFOLLOW).
+  // The log appends to it by path; this descriptor reads and empties it between inputs.
+  char name[] = "/tmp/keel-log-fuzz-XXXXXX";
+  g_log_fd = ::mkstemp(name);
+  if (g_log_fd < 0) {
+    std::perror("mkstemp");
     std::abort();
   }
-  g_path = "/proc/self/fd/" + std::to_string(g_memfd);
+  g_path = name;
+  std::atexit([] { ::unlink(g_path.c_str()); });
   setup_log(keel::log::Format::kJson);
   keel::log::set_synchronous(true);
   return 0;
