@@ -3,9 +3,8 @@
 # keel::keel and keel::checks) and pkg-config files. docs/using-keel.md shows each way to use them.
 include(CMakePackageConfigHelpers)
 
-set(KEEL_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/keel CACHE STRING
-    "Where keelConfig.cmake is installed (relative to the prefix)")
-mark_as_advanced(KEEL_INSTALL_CMAKEDIR)
+# Not a cache entry: it follows CMAKE_INSTALL_LIBDIR, which GNUInstallDirs changes with the prefix.
+set(KEEL_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/keel)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/keel DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev
         FILES_MATCHING PATTERN "*.hpp")

@@ -8,6 +8,7 @@
 #             127.0.0.1 (ephemeral port), its endpoints checked with curl (status and body),
 #             stopped with SIGTERM: exit code 0. pkg-config sees only libcurl meanwhile, so a
 #             lookup of libpq/hiredis/sqlite3 without COMPONENTS checks would fail the configure
+#   deb       the keel-dev Debian package (cpack) of that build, unpacked; hello built against it
 #   package   find_package versions (0.1 and 0.1.0 yes; 0.2, 1.0 no), COMPONENTS checks (keel::checks
 #             links and runs), an unknown component, checks without libpq & co (refused when
 #             required, skipped when optional)
@@ -22,14 +23,14 @@
 # them); every build, start and stop is bounded by a timeout.
 #   JOBS=2                         parallel compile jobs
 #   CONSUMER_COMPILERS="g++ clang++"  compilers the examples are built with
-#   KEEL_PREFIX=DIR                use an installed keel instead of building one (skips "install")
-#   STEPS="install examples package subdirectory fetchcontent pkgconfig"   a subset
+#   CONSUMERS_PREFIX=DIR                use an installed keel instead of building one (skips "install")
+#   STEPS="install deb examples package subdirectory fetchcontent pkgconfig"   a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=${JOBS:-2}
 compilers=${CONSUMER_COMPILERS:-g++ clang++}
-steps=" ${STEPS:-install examples package subdirectory fetchcontent pkgconfig} "
+steps=" ${STEPS:-install deb examples package subdirectory fetchcontent pkgconfig} "
 examples=(hello json_crud health_check custom_metric child_span)
 start_time=$SECONDS
 
@@ -237,13 +238,14 @@ readme_hello=$(awk '/^## Hello world/{s=1} s && /^```cpp$/{c=1; next} c && /^```
 [[ $readme_hello == "$(cat examples/hello/main.cpp)" ]] ||
   fail "README.md's Hello world differs from examples/hello/main.cpp (it must show it verbatim)"
 
-prefix=${KEEL_PREFIX:-$work/prefix}
-if want install && [[ -z ${KEEL_PREFIX:-} ]]; then
+prefix=${CONSUMERS_PREFIX:-$work/prefix}
+if want install && [[ -z ${CONSUMERS_PREFIX:-} ]]; then
   step "install: build keel (Release, no tests/bench/demo) and install it to a temporary prefix"
+  # Configured for /usr (Debian's multiarch library directory, as for the Debian package) and
+  # installed elsewhere with --prefix: the package and keel.pc must be relocatable.
   run "$work/keel-configure.log" 300 cmake -S . -B "$work/keel-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DKEEL_BUILD_TESTS=OFF -DKEEL_BUILD_BENCH=OFF -DKEEL_BUILD_DEMO=OFF
+    -DKEEL_BUILD_TESTS=OFF -DKEEL_BUILD_BENCH=OFF -DKEEL_BUILD_DEMO=OFF -DCMAKE_INSTALL_PREFIX=/usr
   run "$work/keel-build.log" 1800 cmake --build "$work/keel-build" -j"$jobs"
-  # --prefix at install time, not the configured one: the package and keel.pc must be relocatable.
   run "$work/keel-install.log" 120 cmake --install "$work/keel-build" --prefix "$prefix"
   libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$work/keel-build/CMakeCache.txt")
   for f in include/keel/keel.hpp include/keel/checks.hpp "$libdir/libkeel.a" "$libdir/libkeel_checks.a" \
@@ -253,6 +255,22 @@ if want install && [[ -z ${KEEL_PREFIX:-} ]]; then
     [[ -f $prefix/$f ]] || fail "not installed: $f"
   done
 fi
+if want deb && [[ -z ${CONSUMERS_PREFIX:-} ]]; then
+  step "deb: the keel-dev Debian package (CPack), unpacked; hello built with clang++ against it"
+  run "$work/deb.log" 300 cpack --config "$work/keel-build/CPackConfig.cmake" -B "$work/deb"
+  deb=$(find "$work/deb" -maxdepth 1 -name 'keel-dev_*.deb' | head -n 1)
+  [[ -n $deb && $(dpkg-deb -f "$deb" Package) == keel-dev ]] || fail "no keel-dev package in $work/deb"
+  dpkg-deb -x "$deb" "$work/deb/root"
+  for f in usr/include/keel/keel.hpp usr/lib/x86_64-linux-gnu/libkeel.a usr/lib/x86_64-linux-gnu/libkeel_checks.a \
+    usr/lib/x86_64-linux-gnu/cmake/keel/keelConfig.cmake usr/lib/x86_64-linux-gnu/pkgconfig/keel.pc; do
+    [[ -f $work/deb/root/$f ]] || fail "keel-dev has no /$f: $(dpkg-deb -c "$deb")"
+  done
+  run "$work/deb/configure.log" 120 cmake -S examples/hello -B "$work/deb/hello" -G Ninja \
+    -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_PREFIX_PATH="$work/deb/root/usr"
+  run "$work/deb/build.log" 300 cmake --build "$work/deb/hello"
+  smoke_hello "$work/deb/hello/hello" "$work/deb"
+fi
+
 pc_dir=$(dirname "$(find "$prefix" -name keel.pc -path '*/pkgconfig/*' | head -n 1)")
 [[ -f $pc_dir/keel.pc ]] || fail "no keel.pc under $prefix"
 
@@ -287,15 +305,15 @@ if want package; then
     if [[ $expect == fail ]] && ((rc == 0)); then fail "package $name: configure succeeded, expected a failure"; fi
     grep -q "$pattern" "$work/package-$name.log" || { cat "$work/package-$name.log" >&2; fail "package $name: no '$pattern'"; }
   }
-  pkg v0.1.0 ok "keel::keel TRUE" -- -DKEEL_VERSION=0.1.0
+  pkg v0.1.0 ok "keel::keel defined" -- -DKEEL_VERSION=0.1.0
   pkg v0.2 fail 'version: 0.1.0' -- -DKEEL_VERSION=0.2
   pkg v1.0 fail 'version: 0.1.0' -- -DKEEL_VERSION=1.0
   pkg bogus fail "unknown component 'bogus'" -- -DKEEL_VERSION=0.1 -DKEEL_COMPONENTS=bogus
   pkg checks-missing fail 'component checks: it needs libpq' PKG_CONFIG_LIBDIR="$core_pc" PKG_CONFIG_PATH= -- \
     -DKEEL_VERSION=0.1 -DKEEL_COMPONENTS=checks
-  pkg checks-optional ok 'keel::checks FALSE' PKG_CONFIG_LIBDIR="$core_pc" PKG_CONFIG_PATH= -- \
+  pkg checks-optional ok 'keel::checks not defined' PKG_CONFIG_LIBDIR="$core_pc" PKG_CONFIG_PATH= -- \
     -DKEEL_VERSION=0.1 -DKEEL_OPTIONAL_COMPONENTS=checks
-  pkg checks ok 'keel::checks TRUE' -- -DKEEL_VERSION=0.1 -DKEEL_COMPONENTS=checks
+  pkg checks ok 'keel::checks defined' -- -DKEEL_VERSION=0.1 -DKEEL_COMPONENTS=checks
   run "$work/package-checks-build.log" 300 cmake --build "$work/package/checks"
   run "$work/package-checks-run.log" 30 "$work/package/checks/checks_probe"
 fi
@@ -304,10 +322,12 @@ fi
 source_consumer() {  # source_consumer NAME COMPILER
   local name=$1 compiler=$2 dir=$work/$1
   mkdir -p "$dir"
-  run "$dir/configure.log" 300 "${core_env[@]}" cmake -S "tests/consumers/$name" -B "$dir/build" -G Ninja \
+  run "$dir/configure.log" 300 "${core_env[@]}" cmake -S "tests/consumers/$name" -B "$dir/build" -G Ninja --no-warn-unused-cli \
     -DKEEL_SOURCE_DIR="$root" -DCMAKE_CXX_COMPILER="$compiler" \
     -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON
-  if grep -v '^CMAKE_DISABLE_FIND_PACKAGE_' "$dir/build/CMakeCache.txt" | grep -Ei 'libpq|hiredis|sqlite3|GTest|benchmark' >&2; then
+  # Cache entries only (not the comments, which are the options' help texts).
+  if grep -Ev '^(//|#|CMAKE_DISABLE_FIND_PACKAGE_)' "$dir/build/CMakeCache.txt" |
+    grep -Ei 'libpq|hiredis|sqlite3|GTest|benchmark' >&2; then
     fail "$name: keel looked up a dependency it does not need"
   fi
   if grep -E '^KEEL_(BUILD_TESTS|BUILD_BENCH|BUILD_DEMO|BUILD_CHECKS|WERROR|INSTALL):BOOL=ON' "$dir/build/CMakeCache.txt" >&2; then
