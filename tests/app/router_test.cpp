@@ -72,6 +72,7 @@ TEST_F(RouterTest, MethodNotAllowedListsAllow) {
   const auto m = match("DELETE", "/things");
   EXPECT_EQ(m.status, 405);
   EXPECT_EQ(m.allow, "GET, HEAD, OPTIONS, POST");
+  EXPECT_EQ(req.route(), "/things");                // labelled with the route's template, not "unmatched"
   EXPECT_EQ(match("HEAD", "/things").status, 200);  // automatic HEAD for GET
   EXPECT_EQ(match("GET", "/nothing").status, 404);
   EXPECT_EQ(req.route(), "unmatched");
