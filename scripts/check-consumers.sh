@@ -31,7 +31,7 @@ root=$PWD
 jobs=${JOBS:-2}
 compilers=${CONSUMER_COMPILERS:-g++ clang++}
 steps=" ${STEPS:-install deb examples package subdirectory fetchcontent pkgconfig} "
-examples=(hello json_crud health_check custom_metric child_span)
+examples=(hello json_crud health_check custom_metric child_span api_key)
 start_time=$SECONDS
 
 # A live process (not a zombie waiting to be reaped).
@@ -207,6 +207,22 @@ smoke_custom_metric() {
     'shop_order_amount_dollars_sum 292.5' 'shop_order_amount_dollars_count 3' 'http_requests_total{'; do
     grep -qF "$want" "$work/body" || fail "/metrics has no line with: $want"$'\n'"$(grep shop_ "$work/body")"
   done
+  stop_server
+}
+
+smoke_api_key() {
+  start_server "$2/api_key.log" "$1" --workers 1 --api-keys key-1,key-2
+  http 401 '~"detail":"an X-API-Key header is required"' "$base/reports"
+  header WWW-Authenticate ApiKey
+  header Content-Type application/problem+json
+  http 403 '~"status":403,"detail":"unknown API key"' -H 'X-API-Key: key-3' "$base/reports"
+  http 200 '["daily","weekly"]' -H 'X-API-Key: key-1' "$base/reports"
+  header X-Authenticated api-key
+  http 200 '{"report":"daily","rows":3}' -H 'X-API-Key: key-2' "$base/reports/daily"
+  http 404 '~"status":404' -H 'X-API-Key: key-2' "$base/nope"  # the middleware wraps keel's 404 too
+  header X-Authenticated api-key
+  http 200 '{"status":"ok"}' "$base/health"  # operational endpoints need no key
+  http 200 '~"status":"ok"' "$base/health/ready"
   stop_server
 }
 
