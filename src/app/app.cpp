@@ -424,7 +424,8 @@ int App::serve() {
     http::ObserverList observers;
     std::optional<metrics_detail::HttpMetrics> metrics;
     if (!options_.metrics_path.empty()) {
-      metrics.emplace([&pool] { return pool.queued(); });
+      metrics.emplace([&pool] { return pool.queued(); },
+                      [] { return trace::tracer() != nullptr ? trace::tracer()->dropped() : std::uint64_t{0}; });
       observers.add(&*metrics);
     }
     std::optional<app::AccessLog> access_log;

@@ -2,7 +2,6 @@
 
 #include "base/build_info.hpp"
 #include "log/log.hpp"
-#include "trace/tracer.hpp"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -150,7 +149,8 @@ void set_build_info(int generation, std::string version) {
   g_families->generation_info->labels({std::to_string(generation), g_service_version}).set(1);
 }
 
-ProcessSampler::ProcessSampler() {
+ProcessSampler::ProcessSampler(std::function<std::uint64_t()> spans_dropped)
+    : spans_dropped_total_(std::move(spans_dropped)) {
   register_builtin_metrics();
   g_families->start_time->labels({}).set(process_start_time());
 }
@@ -187,12 +187,13 @@ void ProcessSampler::sample() noexcept {
   const std::uint64_t dropped = log::dropped_total();
   if (dropped > log_dropped_) f.log_dropped->labels({}).inc(static_cast<double>(dropped - log_dropped_));
   log_dropped_ = dropped;
-  const std::uint64_t spans = trace::tracer() != nullptr ? trace::tracer()->dropped() : 0;
+  const std::uint64_t spans = spans_dropped_total_ ? spans_dropped_total_() : 0;
   if (spans > spans_dropped_) f.spans_dropped->labels({}).inc(static_cast<double>(spans - spans_dropped_));
   spans_dropped_ = spans;
 }
 
-HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue) : pool_queue_depth_(std::move(pool_queue)) {
+HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue, std::function<std::uint64_t()> spans_dropped)
+    : pool_queue_depth_(std::move(pool_queue)), process_(std::move(spans_dropped)) {
   register_builtin_metrics();
   Families& f = *g_families;
   in_flight_ = &f.in_flight->labels({});

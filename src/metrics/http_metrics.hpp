@@ -22,20 +22,23 @@ void register_builtin_metrics();
 // once a second from the process's own loop).
 class ProcessSampler {
  public:
-  ProcessSampler();
+  // spans_dropped: the tracer's count of spans it had to drop (empty: no tracer).
+  explicit ProcessSampler(std::function<std::uint64_t()> spans_dropped = {});
   void sample() noexcept;
 
  private:
   double cpu_seconds_ = 0;           // already counted
   std::uint64_t log_dropped_ = 0;    // already counted
   std::uint64_t spans_dropped_ = 0;  // already counted
+  std::function<std::uint64_t()> spans_dropped_total_;
 };
 
 // The observer a worker's server reports to.
 class HttpMetrics final : public http::Observer {
  public:
-  // pool_queue: the current depth of the worker's blocking-call queue (sampled on ticks).
-  explicit HttpMetrics(std::function<std::size_t()> pool_queue);
+  // Sampled on ticks: pool_queue, the depth of the worker's blocking-call queue; spans_dropped, the
+  // tracer's count of spans it had to drop (empty: no tracer).
+  HttpMetrics(std::function<std::size_t()> pool_queue, std::function<std::uint64_t()> spans_dropped);
 
   void request_started() noexcept override;
   void request_finished(const http::RequestRecord& r) noexcept override;
