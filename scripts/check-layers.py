@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom up. A module may include only modules of strictly lower layers (and itself).
 LAYERS = [
     ["base"],
-    ["runtime", "log", "config", "net", "client"],
+    ["runtime"],
+    ["log", "config", "net", "client"],
     ["process"],
     ["http"],
     ["trace", "metrics", "health"],
@@ -50,7 +51,6 @@ PUBLIC_OWNER = {
 # Edges the table does not allow but the code still has, each with the reason and the way out.
 # The list may only shrink.
 KNOWN = {
-    ("runtime", "log"): "the request context is still log::Context; it moves to runtime (issue 15 point 2)",
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/([A-Za-z0-9_./]+)"')

@@ -28,8 +28,6 @@
 namespace keel::log {
 namespace {
 
-thread_local Context* t_context = nullptr;
-
 struct State {
   std::mutex mutex;
   std::condition_variable wake;     // the writer: lines are waiting
@@ -203,7 +201,7 @@ std::string format_line(Level level, std::string_view logger, std::string_view e
   line.reserve(256);
   const std::string ts = timestamp(std::chrono::system_clock::now());
   const int worker = g_worker_id.load(std::memory_order_relaxed);
-  const Context* ctx = t_context;
+  const Context* ctx = current();
   if (format == Format::kConsole) {
     line += ts;
     line += ' ';
@@ -554,17 +552,6 @@ std::string_view level_name(Level l) noexcept {
       return "critical";
   }
   return "info";
-}
-
-Context* current() noexcept {
-  return t_context;
-}
-
-ScopedContext::ScopedContext(Context* context) noexcept : previous_(t_context) {
-  t_context = context;
-}
-ScopedContext::~ScopedContext() {
-  t_context = previous_;
 }
 
 void configure(const Options& options) {

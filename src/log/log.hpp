@@ -15,40 +15,19 @@
 #include <vector>
 
 #include "keel/logger.hpp"
+#include "runtime/request_context.hpp"
 
 namespace keel::log {
 
 using Level = LogLevel;
 using Field = LogField;
 
-// The context of the request being handled on this thread (set by the HTTP core).
-struct Context {
-  std::string_view request_id;
-  // Written as "client_ip" and "route" when a line is (views into the request, valid while it is
-  // handled): nothing is formatted for a request that logs nothing.
-  std::string_view client_ip;
-  std::string_view route;
-  std::string trace_id;                                     // 32 hex, empty when there is none
-  std::string span_id;                                      // 16 hex
-  std::string trace_state;                                  // W3C tracestate to forward on outgoing calls
-  std::uint8_t trace_flags = 0;                             // W3C flags of the trace (bit 0: sampled)
-  std::vector<std::pair<std::string, std::string>> fields;  // bound: route, client_ip, app fields
-};
-
-// The context of this thread, or null outside a request.
-Context* current() noexcept;
-
-// Makes `context` current for the scope (nesting restores the previous one).
-class ScopedContext {
- public:
-  explicit ScopedContext(Context* context) noexcept;
-  ~ScopedContext();
-  ScopedContext(const ScopedContext&) = delete;
-  ScopedContext& operator=(const ScopedContext&) = delete;
-
- private:
-  Context* previous_;
-};
+// The request context lines carry (runtime/request_context.hpp), under the names log uses.
+using Context = runtime::RequestContext;
+using ScopedContext = runtime::ScopedRequestContext;
+inline Context* current() noexcept {
+  return runtime::current_request();
+}
 
 enum class Format { kJson, kConsole };
 
