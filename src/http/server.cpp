@@ -17,7 +17,6 @@
 #include <cstring>
 
 #include "http/connection.hpp"
-#include "keel/async.hpp"
 #include "log/log.hpp"
 #include "process/sd_notify.hpp"
 
