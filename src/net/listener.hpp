@@ -53,5 +53,4 @@ std::vector<Listener> systemd_listeners();
 // descriptor numbers in the environment variable env_var, which is then removed.
 std::vector<Listener> inherited_listeners(const char* env_var);
 
-
 }  // namespace keel::net
