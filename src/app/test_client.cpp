@@ -4,6 +4,7 @@
 
 #include "app/dispatcher.hpp"
 #include "app/router.hpp"
+#include "base/strings.hpp"
 #include "http/handler.hpp"
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
@@ -13,15 +14,6 @@
 
 namespace keel::testing {
 namespace {
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 // One request handed to the dispatcher as the HTTP/1 connection would, its answer kept.
 class LocalExchange final : public http::Exchange {
@@ -68,7 +60,7 @@ class LocalExchange final : public http::Exchange {
 
 std::optional<std::string> TestResponse::header(std::string_view name) const {
   for (const auto& [n, v] : headers)
-    if (iequal(n, name)) return v;
+    if (base::iequals(n, name)) return v;
   return std::nullopt;
 }
 
@@ -101,7 +93,7 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
   wire.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
   bool host = false;
   for (const auto& [name, value] : headers) {
-    host = host || iequal(name, "Host");
+    host = host || base::iequals(name, "Host");
     wire.append(name).append(": ").append(value).append("\r\n");
   }
   if (!host) wire.append("Host: testclient\r\n");
@@ -137,7 +129,7 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
 namespace {
 Headers with_json_type(const Headers& headers) {
   for (const auto& [name, value] : headers)
-    if (iequal(name, "Content-Type")) return headers;
+    if (base::iequals(name, "Content-Type")) return headers;
   Headers h = headers;
   h.emplace_back("Content-Type", "application/json");
   return h;

@@ -179,20 +179,22 @@ bool shadowed(std::string_view key, std::initializer_list<Field> fields) {
   return false;
 }
 
+// Bound from ctx.fields[from] on: a later binding of a key wins over an earlier one, and any
+// binding over the request's own client_ip and route.
+bool bound_from(const Context& ctx, std::size_t from, std::string_view key) {
+  for (std::size_t i = from; i < ctx.fields.size(); ++i)
+    if (ctx.fields[i].first == key) return true;
+  return false;
+}
+
 // A request's client_ip or route, unless a field of the line or a bound field has that key.
 bool request_key_shadowed(const Context& ctx, std::string_view key, std::initializer_list<Field> fields) {
-  if (shadowed(key, fields)) return true;
-  for (const auto& f : ctx.fields)
-    if (f.first == key) return true;
-  return false;
+  return shadowed(key, fields) || bound_from(ctx, 0, key);
 }
 
 bool shadowed_in_context(const Context& ctx, std::size_t index, std::initializer_list<Field> fields) {
   const std::string_view key = ctx.fields[index].first;
-  if (shadowed(key, fields)) return true;
-  for (std::size_t i = index + 1; i < ctx.fields.size(); ++i)
-    if (ctx.fields[i].first == key) return true;
-  return false;
+  return shadowed(key, fields) || bound_from(ctx, index + 1, key);
 }
 
 std::string format_line(Level level, std::string_view logger, std::string_view event,
