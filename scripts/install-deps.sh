@@ -7,10 +7,11 @@ packages=(
   g++ clang clang-format libclang-rt-14-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev zlib1g-dev
+  libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev zlib1g-dev libssl-dev
   python3 curl wrk procps sqlite3 postgresql redis-server prometheus python3-prometheus-client
   python3-aiohttp  # the W3C Trace Context suite's harness (tests/process/test_tracing.py)
   slowhttptest libhttp-parser-dev
+  openssl testssl.sh sslscan  # TLS: test certificates, the TLS conformance scans
 )
 missing=()
 for p in "${packages[@]}"; do

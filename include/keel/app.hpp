@@ -30,29 +30,41 @@ namespace keel {
 // Server settings. Each field is a setting with a flag, a config file key and a KEEL_* variable
 // (see docs/configuration.md); values set here before App::run() become the defaults.
 struct ServerOptions {
-  std::vector<std::string> bind{"127.0.0.1:8000"};    // --bind HOST:PORT, [::]:PORT (repeatable)
-  int workers = 0;                                    // --workers; 0: $WEB_CONCURRENCY, else the number of CPUs
-  int backlog = 2048;                                 // --backlog
-  unsigned unix_socket_mode = 0660;                   // --unix-socket-mode: permissions of unix: sockets
-  bool reuse_port = false;                            // --reuse-port: one SO_REUSEPORT socket per worker
-  std::chrono::milliseconds keep_alive{5000};         // --keep-alive: idle keep-alive connection timeout
-  std::uint64_t keep_alive_requests = 1000;           // then the connection closes (0: never), like nginx
-  std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
-  std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
-  std::chrono::milliseconds body_deadline{60000};     // --body-deadline: whole body, however it trickles (408)
-  std::chrono::milliseconds write_timeout{30000};     // --write-timeout: no write progress -> close
-  std::chrono::milliseconds graceful_timeout{30000};  // --graceful-timeout: drain on SIGTERM
-  std::chrono::milliseconds shutdown_delay{0};        // --shutdown-delay: keep serving after SIGTERM
-  std::size_t limit_concurrency = 0;                  // --limit-concurrency: in-flight requests, 0 = none
-  std::size_t worker_connections = 10000;             // --worker-connections: per-worker connection cap
-  std::size_t limit_request_line = 8 * 1024;          // --limit-request-line (414)
-  std::size_t limit_request_fields = 100;             // --limit-request-fields (431)
-  std::size_t limit_request_field_size = 8 * 1024;    // --limit-request-field_size (431)
-  std::size_t limit_request_header_size = 64 * 1024;  // --limit-request-header-size (431)
-  std::size_t limit_request_body = 1024 * 1024;       // --limit-request-body (413)
-  std::size_t limit_json_depth = 64;                  // --limit-json-depth: Request::json() nesting (400)
-  std::uint64_t limit_fetch_response = 8u << 20;      // --limit-fetch-response: keel::fetch response body
-  std::size_t output_buffer_limit = 256 * 1024;       // pause reading a connection above this
+  std::vector<std::string> bind{"127.0.0.1:8000"};  // --bind HOST:PORT, [::]:PORT (repeatable)
+  int workers = 0;                                  // --workers; 0: $WEB_CONCURRENCY, else the number of CPUs
+  int backlog = 2048;                               // --backlog
+  unsigned unix_socket_mode = 0660;                 // --unix-socket-mode: permissions of unix: sockets
+  bool reuse_port = false;                          // --reuse-port: one SO_REUSEPORT socket per worker
+  // TLS on the --bind listeners (the admin listener stays plaintext), as in gunicorn/uvicorn.
+  std::string certfile;                                        // --certfile: PEM certificate chain
+  std::string keyfile;                                         // --keyfile: PEM private key
+  std::string keyfile_password_file;                           // --keyfile-password-file: decrypts the key
+  std::vector<std::string> tls_certificates;                   // --tls-certificate CERT:KEY, more pairs chosen by SNI
+  std::string ca_certs;                                        // --ca-certs: CA bundle for client certificates
+  std::string cert_reqs = "none";                              // --cert-reqs none|optional|required (mTLS)
+  std::string ciphers;                                         // --ciphers: TLS 1.2 list (empty: Mozilla intermediate)
+  std::string tls_ciphersuites;                                // --tls-ciphersuites: TLS 1.3 suites
+  std::string tls_min_version = "1.2";                         // --tls-min-version 1.2|1.3
+  std::chrono::milliseconds tls_handshake_timeout{10000};      // --tls-handshake-timeout
+  std::chrono::milliseconds tls_ticket_key_rotation{3600000};  // --tls-ticket-key-rotation
+  std::chrono::milliseconds keep_alive{5000};                  // --keep-alive: idle keep-alive connection timeout
+  std::uint64_t keep_alive_requests = 1000;                    // then the connection closes (0: never), like nginx
+  std::chrono::milliseconds header_timeout{10000};             // --header-timeout: whole request head (408)
+  std::chrono::milliseconds body_timeout{30000};               // --body-timeout: body read idle (408)
+  std::chrono::milliseconds body_deadline{60000};              // --body-deadline: whole body, however it trickles (408)
+  std::chrono::milliseconds write_timeout{30000};              // --write-timeout: no write progress -> close
+  std::chrono::milliseconds graceful_timeout{30000};           // --graceful-timeout: drain on SIGTERM
+  std::chrono::milliseconds shutdown_delay{0};                 // --shutdown-delay: keep serving after SIGTERM
+  std::size_t limit_concurrency = 0;                           // --limit-concurrency: in-flight requests, 0 = none
+  std::size_t worker_connections = 10000;                      // --worker-connections: per-worker connection cap
+  std::size_t limit_request_line = 8 * 1024;                   // --limit-request-line (414)
+  std::size_t limit_request_fields = 100;                      // --limit-request-fields (431)
+  std::size_t limit_request_field_size = 8 * 1024;             // --limit-request-field_size (431)
+  std::size_t limit_request_header_size = 64 * 1024;           // --limit-request-header-size (431)
+  std::size_t limit_request_body = 1024 * 1024;                // --limit-request-body (413)
+  std::size_t limit_json_depth = 64;                           // --limit-json-depth: Request::json() nesting (400)
+  std::uint64_t limit_fetch_response = 8u << 20;               // --limit-fetch-response: keel::fetch response body
+  std::size_t output_buffer_limit = 256 * 1024;                // pause reading a connection above this
   std::size_t request_buffer_budget = 64u << 20;     // --request-buffer-budget: buffered request bytes per worker (503)
   std::string server_header = "keel";                // --server-header NAME / --no-server-header
   std::chrono::milliseconds timeout{30000};          // --timeout: silent worker -> SIGABRT (0: off)

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "keel/tls_info.hpp"
+
 namespace keel {
 
 namespace http {
@@ -62,6 +64,11 @@ class Request {
   static std::string& id_header();
   // Peer address as "ip:port" (or "unix").
   [[nodiscard]] std::string_view client_address() const noexcept { return client_address_; }
+  // The TLS connection the request came on (version, cipher, SNI, ALPN, client certificate);
+  // null over plaintext.
+  [[nodiscard]] const TlsInfo* tls() const noexcept { return tls_; }
+  // "https" over TLS, else "http".
+  [[nodiscard]] std::string_view scheme() const noexcept { return tls_ != nullptr ? "https" : "http"; }
 
  private:
   friend class http::Exchange;  // the protocol side: a new request's head, body and peer
@@ -70,6 +77,7 @@ class Request {
   std::string_view route_ = "unmatched";
   std::vector<std::pair<std::string_view, std::string>> params_;
   std::string_view client_address_;
+  const TlsInfo* tls_ = nullptr;
   mutable std::string request_id_;
 };
 

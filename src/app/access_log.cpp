@@ -11,14 +11,24 @@ void AccessLog::request_finished(const http::RequestRecord& r) noexcept {
   for (const auto& p : excluded_)
     if (path == p) return;
   try {
-    log::write(log::Level::kInfo, "keel.access", "request_handled",
-               {{"method", r.method},
-                {"path", path},
-                {"status", r.status},
-                {"duration_ms", r.seconds * 1000.0},
-                {"bytes_in", r.bytes_in},
-                {"bytes_out", r.bytes_out},
-                {"user_agent", r.request->header("User-Agent").value_or("")}});
+    log::Field fields[] = {{"method", r.method},
+                           {"path", path},
+                           {"status", r.status},
+                           {"duration_ms", r.seconds * 1000.0},
+                           {"bytes_in", r.bytes_in},
+                           {"bytes_out", r.bytes_out},
+                           {"user_agent", r.request->header("User-Agent").value_or("")},
+                           // Over TLS only (the span below is cut to what applies).
+                           {"tls_version", std::string_view()},
+                           {"tls_cipher", std::string_view()},
+                           {"tls_client_subject", std::string_view()}};
+    std::size_t count = 7;
+    if (const TlsInfo* tls = r.request->tls()) {
+      fields[count++] = {"tls_version", tls->version};
+      fields[count++] = {"tls_cipher", tls->cipher};
+      if (!tls->client_subject.empty()) fields[count++] = {"tls_client_subject", tls->client_subject};
+    }
+    log::write(log::Level::kInfo, "keel.access", "request_handled", std::span<const log::Field>(fields, count));
   } catch (...) {
     // Logging must never fail a request (allocation failure while formatting).
   }

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 
 #include "app/access_log.hpp"
 #include "app/cli.hpp"
@@ -31,6 +32,8 @@
 #include "process/upgrade.hpp"
 #include "runtime/detached.hpp"
 #include "runtime/thread_pool.hpp"
+#include "tls/context.hpp"
+#include "tls/tickets.hpp"
 #include "trace/tracer.hpp"
 
 namespace keel {
@@ -54,6 +57,7 @@ runtime::Detached open_when_ready(Health& health, http::Server& server, std::vec
         for (const auto& l : reuse_port) {
           own.push_back(net::open_listener(l.bound, backlog, true));
           own.back().exclusive = true;
+          own.back().tls = l.tls;
         }
       } catch (const std::exception& e) {  // the shared sockets still work
         log::write(log::Level::kError, "keel.worker", "reuse_port_socket_failed", {{"error", e.what()}});
@@ -80,6 +84,7 @@ http::ServerConfig http_config(const ServerOptions& o) {
   c.body_timeout = o.body_timeout;
   c.body_deadline = o.body_deadline;
   c.write_timeout = o.write_timeout;
+  c.tls_handshake_timeout = o.tls_handshake_timeout;
   c.keep_alive_requests = o.keep_alive_requests;
   c.output_buffer_limit = o.output_buffer_limit;
   c.request_buffer_budget = o.request_buffer_budget;
@@ -88,6 +93,31 @@ http::ServerConfig http_config(const ServerOptions& o) {
   c.server_header = o.server_header;
   c.shutdown_delay = o.shutdown_delay;
   c.graceful_timeout = o.graceful_timeout;
+  return c;
+}
+
+// TLS for the --bind listeners; nullopt when none is configured. Throws naming the setting when
+// the configuration is incomplete.
+std::optional<tls::Config> tls_config(const ServerOptions& o) {
+  if (o.certfile.empty() && o.keyfile.empty() && o.tls_certificates.empty()) return std::nullopt;
+  if (o.certfile.empty() || o.keyfile.empty())
+    throw std::runtime_error(o.certfile.empty() ? "keyfile is set but certfile is not: TLS needs both"
+                                                : "certfile is set but keyfile is not: TLS needs both");
+  tls::Config c;
+  c.certificates.push_back({o.certfile, o.keyfile});
+  for (const std::string& pair : o.tls_certificates) {
+    const auto colon = pair.find(':');
+    c.certificates.push_back({pair.substr(0, colon), pair.substr(colon + 1)});
+  }
+  c.keyfile_password_file = o.keyfile_password_file;
+  c.ca_certs = o.ca_certs;
+  c.cert_reqs = o.cert_reqs == "required" || o.cert_reqs == "2"   ? tls::ClientCerts::kRequired
+                : o.cert_reqs == "optional" || o.cert_reqs == "1" ? tls::ClientCerts::kOptional
+                                                                  : tls::ClientCerts::kNone;
+  c.ciphers = o.ciphers;
+  c.ciphersuites = o.tls_ciphersuites;
+  c.min_version = o.tls_min_version;
+  c.ticket_key_rotation = std::chrono::duration_cast<std::chrono::seconds>(o.tls_ticket_key_rotation);
   return c;
 }
 
@@ -275,6 +305,23 @@ int App::serve() {
   }
   // Until a worker (or the single process) starts serving, this process may fork: no logging thread.
   log::set_synchronous(true);
+  // TLS is checked here, once, so a bad file stops the service with its name instead of every
+  // worker failing to boot. The ticket secret is made now, before any fork: all workers share it.
+  // Workers inherit this store (fork): one whose files fail to load at its start (a HUP, a
+  // respawn) still has the last good certificates to serve with.
+  std::optional<tls::CertificateStore> certificates;
+  try {
+    if (auto settings = tls_config(options_)) {
+      tls::init_ticket_secret();
+      certificates.emplace(std::move(*settings));
+      tls::log_outcome(*certificates, tls::CertificateStore::Reload::kReloaded);
+    }
+  } catch (const std::exception& e) {
+    log::write(log::Level::kCritical, "keel.tls", "tls_config_invalid", {{"error", e.what()}});
+    if (log::plain_stderr_ok()) std::cerr << "error: " << e.what() << "\n";
+    log::flush();
+    return 78;
+  }
   if (options_.workers <= 0) options_.workers = app::cpu_count();
   add_health_routes(*router_, false);
   if (options_.metrics_bind.empty()) {
@@ -303,16 +350,23 @@ int App::serve() {
     registry.retire(region);
     if (metrics_on && reason != "shutdown") metrics_detail::count_worker_restart(reason);
   };
+  supervision.handover_fds = [&registry, metrics_on] {
+    std::vector<std::pair<std::string, int>> fds;
+    if (metrics_on) {
+      // The next generation's arena may be the one an ended generation used: keep its counts first.
+      registry.absorb_ended_generations();
+      fds = registry.handover_fds();
+    }
+    // The next master decrypts the session tickets this one's workers issued.
+    if (tls::ticket_secret_fd() >= 0) fds.emplace_back(tls::kTicketSecretEnv, tls::ticket_secret_fd());
+    return fds;
+  };
   if (metrics_on) {
     supervision.generation_stats = [this, &registry] {
       return metrics_detail::http_summary_json(registry.render(metrics_detail::Format::kPrometheus, true),
                                                app::operational_paths(options_));
     };
-    supervision.handover_fds = [&registry] {
-      // The next generation's arena may be the one an ended generation used: keep its counts first.
-      registry.absorb_ended_generations();
-      return registry.handover_fds();
-    };
+
     supervision.target_changed = [](int workers) { metrics_detail::set_worker_count(workers); };
     supervision.tick = [&master_sampler, &next_sample_ms] {
       const auto now =
@@ -377,14 +431,19 @@ int App::serve() {
     if (log::plain_stderr_ok()) std::cerr << "error: " << e.what() << "\n";  // else the line above says it
     return 3;
   }
+  if (certificates)
+    for (auto& l : listeners) l.tls = !l.admin;
   std::vector<std::string> unix_paths;
   for (const auto& l : listeners) {
     log::write(log::Level::kInfo, "keel.server", "listening",
-               {{"address", l.url}, {"workers", options_.workers}, {"admin", l.admin}});
+               {{"address", l.tls ? "https" + l.url.substr(l.url.find(':')) : l.url},
+                {"workers", options_.workers},
+                {"admin", l.admin},
+                {"tls", l.tls}});
     if (l.bound.kind == net::BindAddress::Kind::kUnix) unix_paths.push_back(l.bound.path);
   }
-  const process::WorkerMain worker_main = [this](std::vector<net::Listener> ls, int worker_id,
-                                                 process::WorkerSlot* slot, std::uint64_t max_requests) {
+  const process::WorkerMain worker_main = [this, &certificates](std::vector<net::Listener> ls, int worker_id,
+                                                                process::WorkerSlot* slot, std::uint64_t max_requests) {
     // Each worker adds its own SO_REUSEPORT socket: the kernel spreads new connections over the
     // workers' queues. The inherited shared socket stays in the set, so connections the kernel
     // hashes to it are still accepted. A gated worker (new generation) opens its own only when it
@@ -398,6 +457,7 @@ int App::serve() {
       for (const auto& l : own) {
         ls.push_back(net::open_listener(l.bound, options_.backlog, true));
         ls.back().exclusive = true;
+        ls.back().tls = l.tls;
       }
     Request::json_max_depth() = options_.limit_json_depth;  // before the pool threads start
     detail::fetch_response_limit() = options_.limit_fetch_response;
@@ -409,6 +469,11 @@ int App::serve() {
     runtime::ThreadPool::set_current(&pool);
     auto server_owner = std::make_unique<http::Server>(http_config(options_), std::move(ls), slot, max_requests);
     http::Server& server = *server_owner;
+    if (certificates) {
+      // The files may have changed since the master last looked: take the newest before serving.
+      tls::log_outcome(*certificates, certificates->check());
+      server.set_tls(&*certificates);
+    }
     // The application behind the request seam: the traffic listeners' routes and middleware, and
     // the admin listener's operational routes (no middleware, no concurrency limit).
     app::Dispatcher traffic(*router_, middleware_, options_.limit_concurrency, options_.operational_middleware);
@@ -434,6 +499,7 @@ int App::serve() {
       observers.add(&*access_log);
     }
     if (!observers.empty()) {
+      if (certificates) observers.tls_contexts_loaded(*certificates->current());
       server.set_observer(&observers);
       traffic.set_observer(&observers);
       if (admin) admin->set_observer(&observers);
@@ -489,7 +555,10 @@ int App::serve() {
   };
   // HUP: the whole configuration is re-read into options_ (the workers forked next read it); the
   // master takes its part.
-  const process::ReloadConfig reload = [this]() -> std::optional<process::SupervisorConfig> {
+  const process::ReloadConfig reload = [this, &certificates]() -> std::optional<process::SupervisorConfig> {
+    // HUP reloads the certificates for the workers about to fork; a pair that fails keeps the
+    // old ones serving (named in the log line).
+    if (certificates) tls::log_outcome(*certificates, certificates->reload());
     if (!reload_config_ || !reload_config_()) return std::nullopt;
     return supervisor_config(options_);
   };

@@ -62,6 +62,7 @@ std::string known_hint(std::string_view arg, const std::set<std::string>& known)
 std::string server_group(std::string_view n) {
   auto starts = [n](std::string_view p) { return n.substr(0, p.size()) == p; };
   if (starts("otel_") || starts("trace_")) return "Tracing";
+  if (starts("tls_") || starts("cert") || starts("keyfile") || n == "ca_certs" || n == "ciphers") return "TLS";
   if (starts("log_") || starts("access_log") || n == "request_id_header") return "Logging";
   if (starts("health") || starts("readiness") || starts("startup_path") || starts("metrics_") ||
       n == "operational_middleware")

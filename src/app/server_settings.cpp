@@ -123,6 +123,67 @@ std::vector<ServerSetting> build() {
   all.push_back(restart_only(integer("backlog", &ServerOptions::backlog, "listen backlog", 1, 65535)));
   all.push_back(restart_only(boolean("reuse_port", &ServerOptions::reuse_port,
                                      "one SO_REUSEPORT listening socket per worker instead of one shared socket")));
+  all.push_back(restart_only(text("certfile", &ServerOptions::certfile,
+                                  "PEM certificate (and chain): the --bind listeners speak TLS (with keyfile)",
+                                  {"--ssl-certfile"})));
+  all.push_back(
+      restart_only(text("keyfile", &ServerOptions::keyfile, "PEM private key of certfile", {"--ssl-keyfile"})));
+  all.push_back(restart_only(text("keyfile_password_file", &ServerOptions::keyfile_password_file,
+                                  "file holding the password of an encrypted keyfile")));
+  {
+    ServerSetting pairs = restart_only(list("tls_certificates", &ServerOptions::tls_certificates,
+                                            "more CERTFILE:KEYFILE pairs, chosen by the SNI name their certificate "
+                                            "names (repeatable; certfile/keyfile is the default)",
+                                            {"--tls-certificate"}));
+    pairs.spec.validate = [](std::string_view t) -> std::string {
+      const auto items = config::parse_list(t);
+      if (!items) return "expected CERTFILE:KEYFILE pairs";
+      for (const auto& item : *items.value) {
+        const auto colon = item.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == item.size() ||
+            item.find(':', colon + 1) != std::string::npos)
+          return "expected CERTFILE:KEYFILE, got '" + item + "'";
+      }
+      return {};
+    };
+    all.push_back(std::move(pairs));
+  }
+  all.push_back(restart_only(text("ca_certs", &ServerOptions::ca_certs,
+                                  "PEM CA bundle that client certificates are verified against", {"--ssl-ca-certs"})));
+  {
+    ServerSetting reqs = restart_only(text("cert_reqs", &ServerOptions::cert_reqs,
+                                           "client certificates: none, optional (verified when sent) or required "
+                                           "(mutual TLS); 0/1/2 as in gunicorn",
+                                           {"--ssl-cert-reqs"}));
+    reqs.spec.validate = [](std::string_view t) -> std::string {
+      for (const char* ok : {"none", "optional", "required", "0", "1", "2"})
+        if (t == ok) return {};
+      return "expected none, optional or required";
+    };
+    all.push_back(std::move(reqs));
+  }
+  all.push_back(
+      restart_only(text("ciphers", &ServerOptions::ciphers,
+                        "TLS 1.2 cipher list, OpenSSL syntax (empty: Mozilla intermediate)", {"--ssl-ciphers"})));
+  all.push_back(restart_only(
+      text("tls_ciphersuites", &ServerOptions::tls_ciphersuites, "TLS 1.3 cipher suites, OpenSSL syntax")));
+  {
+    ServerSetting min = restart_only(
+        text("tls_min_version", &ServerOptions::tls_min_version, "oldest TLS version accepted: 1.2 or 1.3"));
+    min.spec.validate = [](std::string_view t) -> std::string {
+      return t == "1.2" || t == "1.3" ? std::string() : std::string("expected 1.2 or 1.3");
+    };
+    all.push_back(std::move(min));
+  }
+  all.push_back(duration("tls_handshake_timeout", &ServerOptions::tls_handshake_timeout,
+                         "from accept to a completed TLS handshake; then the connection closes"));
+  {
+    ServerSetting rotation =
+        restart_only(duration("tls_ticket_key_rotation", &ServerOptions::tls_ticket_key_rotation,
+                              "how often session ticket keys change (a ticket lives 1-2 periods)"));
+    rotation.spec.min = 1000;
+    all.push_back(std::move(rotation));
+  }
   {
     ServerSetting mode;
     mode.spec = {.name = "unix_socket_mode",

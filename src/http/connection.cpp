@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/strings.hpp"
 #include "http/response_writer.hpp"
 #include "log/log.hpp"
 
@@ -19,14 +20,17 @@ constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 
 }  // namespace
 
-Connection::Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin)
+Connection::Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin,
+                       std::unique_ptr<tls::Session> tls)
     : server_(server),
       handler_(handler),
       fd_(fd),
       peer_(std::move(peer)),
       parser_(server.parser_limits()),
+      tls_(std::move(tls)),
       admin_(admin) {
   set_peer_address(peer_);
+  if (tls_) accepted_at_ = runtime::Clock::now();
 }
 
 Connection::~Connection() {
@@ -36,7 +40,7 @@ Connection::~Connection() {
 
 void Connection::start() {
   server_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this);
-  server_.set_deadline(*this, Deadline::kKeepAlive);
+  server_.set_deadline(*this, tls_ ? Deadline::kHandshake : Deadline::kKeepAlive);
   // Data may already be waiting (accept after the client wrote): try at once.
   drive();
 }
@@ -48,6 +52,7 @@ void Connection::on_io(std::uint32_t events) {
     return;
   }
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) want_read_ = true;
+  if ((events & EPOLLOUT) != 0 && tls_read_wants_write_) want_read_ = true;
   // The peer's FIN may have arrived together with its last bytes: then a short read does not
   // mean the socket is drained, the EOF is still to be read.
   if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) peer_hup_ = true;
@@ -57,6 +62,10 @@ void Connection::on_io(std::uint32_t events) {
 // The connection's state machine: read, parse and handle, stream, write, until no step makes
 // progress. Every event and every async completion ends up here, so there is no re-entrancy.
 void Connection::drive() {
+  if (tls_ && !tls_->established() && !handshake()) {
+    if (!dead_) update_deadline();
+    return;
+  }
   while (!dead_) {
     bool progress = false;
     if (lingering_) {
@@ -140,12 +149,104 @@ std::string& Connection::output() {
   return out_;
 }
 
+bool Connection::handshake() {
+  if (handshake_deferred_) return false;
+  // A flood of new TLS connections must not starve the established ones: each loop iteration
+  // runs a bounded number of handshake steps, the rest wait for the next iteration.
+  if (!server_.take_handshake_budget()) {
+    handshake_deferred_ = true;
+    server_.defer_handshake(this);
+    return false;
+  }
+  switch (tls_->handshake()) {
+    case tls::Io::kDone:
+      set_tls(&tls_->info());
+      if (Observer* o = server_.observer())
+        o->tls_handshake({}, std::chrono::duration<double>(runtime::Clock::now() - accepted_at_).count(),
+                         tls_->info().resumed);
+      server_.set_deadline(*this, Deadline::kKeepAlive);
+      want_read_ = true;  // the first request may have come with the handshake's last flight
+      return true;
+    case tls::Io::kWantRead:
+    case tls::Io::kWantWrite:
+      return false;
+    case tls::Io::kClosed:
+    case tls::Io::kError:
+      handshake_failed(tls_->failure_reason());
+      return false;
+  }
+  return false;
+}
+
+void Connection::handshake_failed(std::string_view reason) {
+  if (Observer* o = server_.observer())
+    o->tls_handshake(reason, std::chrono::duration<double>(runtime::Clock::now() - accepted_at_).count(), false);
+  if (reason == "plain_http") {
+    // An http:// URL pointed at this TLS port: say so in plain HTTP, as nginx does, instead of
+    // a handshake error the client shows as garbage.
+    ResponseContext ctx;
+    ctx.version_minor = 1;
+    ctx.close = true;
+    ctx.server = server_.config().server_header;
+    ctx.date = server_.date().get();
+    std::string out;
+    write_response(out, problem_response(400, "this port speaks HTTPS; the request was plain HTTP", {}), ctx);
+    [[maybe_unused]] const ssize_t n = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
+    ::shutdown(fd_, SHUT_WR);
+  } else if (reason != "peer_closed" && reason != "timeout") {
+    log::write(
+        log::Level::kDebug, "keel.tls", "handshake_failed",
+        {{"client_ip", std::string(base::client_ip(peer_))}, {"reason", reason}, {"detail", tls_->failure_detail()}});
+  }
+  close_now();
+}
+
+ssize_t Connection::receive(char* buf, std::size_t size) {
+  if (!tls_) return ::recv(fd_, buf, size, 0);
+  tls_read_wants_write_ = false;
+  const tls::IoResult r = tls_->read(buf, size);
+  switch (r.status) {
+    case tls::Io::kDone:
+      return static_cast<ssize_t>(r.bytes);
+    case tls::Io::kClosed:
+      return 0;
+    case tls::Io::kWantWrite:
+      tls_read_wants_write_ = true;
+      [[fallthrough]];
+    case tls::Io::kWantRead:
+      errno = EAGAIN;
+      return -1;
+    case tls::Io::kError:
+      break;
+  }
+  errno = ECONNRESET;
+  return -1;
+}
+
+ssize_t Connection::transmit(const char* data, std::size_t size) {
+  if (!tls_) return ::send(fd_, data, size, MSG_NOSIGNAL);
+  const tls::IoResult r = tls_->write(data, size);
+  switch (r.status) {
+    case tls::Io::kDone:
+      return static_cast<ssize_t>(r.bytes);
+    case tls::Io::kWantRead:  // a TLS 1.3 key update in flight; the next readable event retries
+    case tls::Io::kWantWrite:
+      errno = EAGAIN;
+      return -1;
+    case tls::Io::kClosed:
+    case tls::Io::kError:
+      break;
+  }
+  errno = EPIPE;
+  return -1;
+}
+
 // One recv(). Returns true when it changed something (bytes, EOF).
 bool Connection::read_some() {
   if (lingering_) {
     char sink[16 * 1024];
     for (;;) {
-      const ssize_t n = ::recv(fd_, sink, sizeof sink, 0);
+      const ssize_t n = ::recv(fd_, sink, sizeof sink, 0);  // raw: TLS records are discarded unread
       if (n > 0) {
         lingered_bytes_ += static_cast<std::size_t>(n);
         if (lingered_bytes_ > kMaxLingerBytes) {
@@ -188,11 +289,12 @@ bool Connection::read_some() {
     }
   }
   const std::size_t space = rcap_ - rend_;
-  const ssize_t n = ::recv(fd_, rbuf_.get() + rend_, space, 0);
+  const ssize_t n = receive(rbuf_.get() + rend_, space);
   if (n > 0) {
     rend_ += static_cast<std::size_t>(n);
     // A short read drained the socket: with edge-triggered epoll, new data raises a new event.
-    if (static_cast<std::size_t>(n) < space && !peer_hup_) want_read_ = false;
+    // Not so through TLS: one record was read, more may wait in the socket (EAGAIN says when not).
+    if (static_cast<std::size_t>(n) < space && !peer_hup_ && !tls_) want_read_ = false;
     if (parser_.head_complete()) {
       // The idle timer restarts with every byte; the whole body also has a deadline, so a byte
       // now and then cannot hold the connection (and its buffer) for ever.
@@ -368,7 +470,7 @@ bool Connection::pump_stream() {
 bool Connection::flush() {
   const std::size_t before = out_off_;
   while (out_off_ < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    const ssize_t n = transmit(out_.data() + out_off_, out_.size() - out_off_);
     if (n > 0) {
       out_off_ += static_cast<std::size_t>(n);
       continue;
@@ -410,6 +512,7 @@ void Connection::start_linger() {
     close_now();
     return;
   }
+  if (tls_) tls_->close_notify();
   ::shutdown(fd_, SHUT_WR);
   lingering_ = true;
   want_read_ = true;
@@ -428,6 +531,10 @@ void Connection::close_now() {
 
 void Connection::update_deadline() {
   if (lingering_) return;
+  if (tls_ && !tls_->established()) {
+    if (deadline_kind_ != Deadline::kHandshake) server_.set_deadline(*this, Deadline::kHandshake);
+    return;
+  }
   if (out_pending() > 0) {
     if (deadline_kind_ != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
   } else if (busy()) {
@@ -444,6 +551,9 @@ void Connection::update_deadline() {
 
 void Connection::on_deadline(Deadline kind) {
   switch (kind) {
+    case Deadline::kHandshake:
+      handshake_failed("timeout");
+      break;
     case Deadline::kHeader:
     case Deadline::kBody:
       if (Observer* o = server_.observer()) o->rejected(Rejection::kTimeout);
@@ -471,6 +581,9 @@ void Connection::on_deadline(Deadline kind) {
 void Connection::drain() {
   if (dead_) return;
   keep_alive_ = false;  // a response in progress will carry Connection: close
+  // A handshake under way completes (bounded by its deadline); its request is answered with
+  // Connection: close like any other during the drain.
+  if (tls_ && !tls_->established()) return;
   if (!busy() && rend_ == rstart_ && out_pending() == 0 && !lingering_)
     server_.set_deadline(*this, Deadline::kDrainIdle);
 }

@@ -15,13 +15,16 @@
 #include "http/server.hpp"
 #include "keel/response.hpp"
 #include "runtime/event_loop.hpp"
+#include "tls/session.hpp"
 
 namespace keel::http {
 
 class Connection final : public runtime::IoHandler, public Exchange {
  public:
-  // admin: accepted on the admin listener (counted apart from traffic).
-  Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin = false);
+  // admin: accepted on the admin listener (counted apart from traffic). tls: the connection's
+  // TLS session (null: plaintext); the handshake comes before any request.
+  Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin = false,
+             std::unique_ptr<tls::Session> tls = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -41,6 +44,13 @@ class Connection final : public runtime::IoHandler, public Exchange {
   friend class Server;
 
   void drive();
+  // One step of the TLS handshake; false while it waits (the socket, or this loop iteration's
+  // handshake budget) or failed.
+  bool handshake();
+  void handshake_failed(std::string_view reason);
+  // recv()/send() through TLS when there is a session: >0 bytes, 0 EOF, -1 with errno (EAGAIN).
+  ssize_t receive(char* buf, std::size_t size);
+  ssize_t transmit(const char* data, std::size_t size);
   bool read_some();
   bool process_buffered();
   bool pump_stream();
@@ -65,6 +75,10 @@ class Connection final : public runtime::IoHandler, public Exchange {
   int fd_;
   std::string peer_;
   RequestParser parser_;
+  std::unique_ptr<tls::Session> tls_;
+  runtime::Clock::time_point accepted_at_{};  // the TLS handshake's duration
+  bool tls_read_wants_write_ = false;         // SSL_read waits for the socket to be writable
+  bool handshake_deferred_ = false;           // queued for the next loop iteration's budget
 
   std::unique_ptr<char[]> rbuf_;
   std::size_t rcap_ = 0, rstart_ = 0, rend_ = 0;

@@ -45,6 +45,8 @@ class Exchange {
 
   // The peer's address as "ip:port" (or "unix"); the storage is the caller's, for the exchange's life.
   void set_peer_address(std::string_view address) noexcept { request_.client_address_ = address; }
+  // The connection's TLS parameters (null: plaintext); the storage is the caller's.
+  void set_tls(const TlsInfo* tls) noexcept { request_.tls_ = tls; }
   // request_ now holds a new request (views into `parsed`, valid until finish()).
   void begin_request(const ParsedRequest& parsed) noexcept {
     request_.parsed_ = &parsed;

@@ -13,6 +13,9 @@
 namespace keel {
 class Request;
 }
+namespace keel::tls {
+class Contexts;
+}
 
 namespace keel::http {
 
@@ -49,6 +52,14 @@ class Observer {
   virtual void connection_closed() noexcept = 0;
   // Once per event-loop iteration; returns when it next needs to run (periodic sampling).
   virtual std::chrono::steady_clock::time_point tick(std::chrono::steady_clock::time_point now) noexcept = 0;
+  // A TLS handshake ended: failure is empty on success, else its reason ("timeout",
+  // "plain_http", "protocol_version", "no_shared_cipher", "client_certificate", "alpn",
+  // "peer_alert", "peer_closed", "other"); seconds from accept.
+  virtual void tls_handshake(std::string_view failure, double seconds, bool resumed) noexcept {
+    (void)failure, (void)seconds, (void)resumed;
+  }
+  // The server (re)loaded its certificates: at start and after every rotation.
+  virtual void tls_contexts_loaded(const tls::Contexts& contexts) noexcept { (void)contexts; }
 };
 
 // Several observers behind one (metrics and the access log).
@@ -75,6 +86,12 @@ class ObserverList final : public Observer {
     auto next = std::chrono::steady_clock::time_point::max();
     for (auto* o : list_) next = std::min(next, o->tick(now));
     return next;
+  }
+  void tls_handshake(std::string_view failure, double seconds, bool resumed) noexcept override {
+    for (auto* o : list_) o->tls_handshake(failure, seconds, resumed);
+  }
+  void tls_contexts_loaded(const tls::Contexts& contexts) noexcept override {
+    for (auto* o : list_) o->tls_contexts_loaded(contexts);
   }
 
  private:

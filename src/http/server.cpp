@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <arpa/inet.h>
@@ -33,8 +34,8 @@ thread_local Server* t_server = nullptr;
 
 class Server::Acceptor final : public runtime::IoHandler {
  public:
-  Acceptor(Server& s, int fd, bool admin) : server_(s), fd_(fd), admin_(admin) {}
-  void on_io(std::uint32_t) override { server_.on_accept(fd_, admin_); }
+  Acceptor(Server& s, int fd, bool admin, bool tls) : server_(s), fd_(fd), admin_(admin), tls_(tls) {}
+  void on_io(std::uint32_t) override { server_.on_accept(fd_, admin_, tls_); }
   int fd() const noexcept { return fd_; }
   bool admin() const noexcept { return admin_; }
   // Registers with (or leaves) the loop; idempotent.
@@ -52,6 +53,7 @@ class Server::Acceptor final : public runtime::IoHandler {
   Server& server_;
   int fd_;
   bool admin_;
+  bool tls_;
   bool polled_ = false;
 };
 
@@ -63,6 +65,8 @@ class Server::SignalWatcher final : public runtime::IoHandler {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
+    // HUP reloads the certificates (a single process has no master to start new workers).
+    if (server_.tls_ != nullptr) sigaddset(&set, SIGHUP);
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
     fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd_ >= 0) server_.loop().add(fd_, EPOLLIN, this);
@@ -75,6 +79,10 @@ class Server::SignalWatcher final : public runtime::IoHandler {
   void on_io(std::uint32_t) override {
     signalfd_siginfo info{};
     while (::read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      if (info.ssi_signo == SIGHUP) {
+        server_.reload_certificates();
+        continue;
+      }
       // TERM: graceful drain; a second TERM, INT or QUIT: stop now. The master marks (sigqueue)
       // the TERM that stops the whole service, as opposed to retiring this one worker.
       const bool graceful = info.ssi_signo == SIGTERM && !server_.shutting_down();
@@ -114,6 +122,7 @@ Server::Server(ServerConfig config, std::vector<net::Listener> listeners, proces
   set(Deadline::kHeader, config_.header_timeout);
   set(Deadline::kBody, config_.body_timeout);
   set(Deadline::kWrite, config_.write_timeout);
+  set(Deadline::kHandshake, config_.tls_handshake_timeout);
   set(Deadline::kLinger, std::chrono::seconds(2));
   // While draining, an idle keep-alive connection stays open this long: a client that sends
   // within it is answered with Connection: close (a clean end), instead of racing our close.
@@ -211,6 +220,10 @@ void Server::release(Connection* c) {
     if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
   }
   if (observer_ != nullptr) observer_->connection_closed();
+  if (c->handshake_deferred_)
+    if (auto it = std::find(deferred_handshakes_.begin(), deferred_handshakes_.end(), c);
+        it != deferred_handshakes_.end())
+      deferred_handshakes_.erase(it);
   graveyard_.push_back(c);
 }
 
@@ -226,17 +239,59 @@ void Server::request_done() noexcept {
   }
 }
 
+bool Server::take_handshake_budget() noexcept {
+  if (handshake_budget_ <= 0) return false;
+  --handshake_budget_;
+  return true;
+}
+
+void Server::defer_handshake(Connection* c) {
+  deferred_handshakes_.push_back(c);
+}
+
+void Server::check_certificates(runtime::Clock::time_point now) {
+  if (now < next_certificate_check_) return;
+  next_certificate_check_ = now + std::chrono::seconds(1);
+  log_certificates(tls_->check());
+}
+
+void Server::reload_certificates() {
+  if (tls_ != nullptr) log_certificates(tls_->reload());
+}
+
+void Server::log_certificates(tls::CertificateStore::Reload outcome) {
+  tls::log_outcome(*tls_, outcome);
+  if (outcome == tls::CertificateStore::Reload::kReloaded && observer_ != nullptr)
+    observer_->tls_contexts_loaded(*tls_->current());
+}
+
 runtime::Clock::time_point Server::tick() {
   for (Connection* c : graveyard_) delete c;
   graveyard_.clear();
   date_.refresh();
   const auto now = runtime::Clock::now();
+  handshake_budget_ = kHandshakesPerIteration;
+  if (!deferred_handshakes_.empty()) {
+    // Oldest first, as many as this iteration's budget allows; the rest wait one more.
+    std::vector<Connection*> ready;
+    ready.swap(deferred_handshakes_);
+    std::size_t i = 0;
+    for (; i < ready.size() && handshake_budget_ > 0; ++i) {
+      ready[i]->handshake_deferred_ = false;
+      ready[i]->drive();
+    }
+    deferred_handshakes_.insert(deferred_handshakes_.begin(), ready.begin() + static_cast<std::ptrdiff_t>(i),
+                                ready.end());
+  }
+  if (tls_ != nullptr) check_certificates(now);
   // The heartbeat: written once per loop iteration, and the loop wakes at least once a second.
   // A handler that blocks the loop stops it, which is what the master's --timeout watches.
   if (slot_ != nullptr)
     slot_->heartbeat_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count(),
                               std::memory_order_relaxed);
   runtime::Clock::time_point next = runtime::Clock::time_point::max();
+  if (!deferred_handshakes_.empty()) next = now;  // poll without waiting, then the next batch
+  if (tls_ != nullptr) next = std::min(next, next_certificate_check_);
   if (watchdog_ && slot_ == nullptr) {  // single process: the event loop itself is the liveness
     if (now >= next_watchdog_) {
       process::sd_notify("WATCHDOG=1");
@@ -318,7 +373,7 @@ void Server::pause_accepting(std::chrono::milliseconds for_how_long) {
     if (!a->admin()) a->poll(false);
 }
 
-bool Server::on_accept(int listen_fd, bool admin) {
+bool Server::on_accept(int listen_fd, bool admin, bool tls) {
   constexpr int kBatch = 64;  // then let the other connections of this loop iteration run
   admin = admin && admin_handler_ != nullptr;
   for (int i = 0; i < kBatch && (accepting_ || admin); ++i) {
@@ -353,7 +408,9 @@ bool Server::on_accept(int listen_fd, bool admin) {
     if (admin ? admin_connections_ >= kAdminConnections : connections_ >= config_.worker_connections) {
       // Over --worker-connections (or the admin cap): an explicit, cheap answer, then close.
       if (observer_ != nullptr) observer_->rejected(Rejection::kConnectionLimit);
-      [[maybe_unused]] const ssize_t n = ::send(fd, over_capacity_.data(), over_capacity_.size(), MSG_NOSIGNAL);
+      if (!tls) {  // a TLS client would read plaintext as a broken handshake: it just sees the close
+        [[maybe_unused]] const ssize_t n = ::send(fd, over_capacity_.data(), over_capacity_.size(), MSG_NOSIGNAL);
+      }
       ::shutdown(fd, SHUT_WR);
       ::close(fd);
       continue;
@@ -361,7 +418,16 @@ bool Server::on_accept(int listen_fd, bool admin) {
     const int one = 1;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto* c = new Connection(*this, admin ? *admin_handler_ : *handler_, fd, net::format_address(ss), admin);
+    std::unique_ptr<tls::Session> session;
+    if (tls && tls_ != nullptr) {
+      session = std::make_unique<tls::Session>(tls_->current(), fd);
+      if (!session->valid()) {  // out of memory in OpenSSL: refuse this one, keep serving
+        ::close(fd);
+        continue;
+      }
+    }
+    auto* c = new Connection(*this, admin ? *admin_handler_ : *handler_, fd, net::format_address(ss), admin,
+                             std::move(session));
     c->all_index_ = all_.size();
     all_.push_back(c);
     if (admin) {
@@ -402,7 +468,7 @@ void Server::close_listeners() {
   // The last look at the backlog: everything that reached us is accepted and served.
   for (const auto& l : listeners_)
     if (accepting_ || l.admin)
-      while (l.fd >= 0 && on_accept(l.fd, l.admin)) {
+      while (l.fd >= 0 && on_accept(l.fd, l.admin, l.tls && !l.admin)) {
       }
   for (auto& a : acceptors_) a->poll(false);
   accepting_ = false;
@@ -470,7 +536,7 @@ void Server::start_accepting(std::vector<net::Listener> more) {
     return;
   }
   for (auto& l : more) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin, l.tls && !l.admin));
     listeners_.push_back(std::move(l));
   }
   accept_gated_ = false;
@@ -484,7 +550,8 @@ int Server::run() {
   if (handler_ == nullptr) throw std::logic_error("http::Server::run() without a request handler");
   t_server = this;
   signals_ = std::make_unique<SignalWatcher>(*this);
-  for (const auto& l : listeners_) acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin));
+  for (const auto& l : listeners_)
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, l.fd, l.admin, l.tls && !l.admin));
   loop_.set_tick([this] { return tick(); });
   if (accept_gated_) {
     accepting_ = false;

@@ -18,6 +18,7 @@
 #include "net/listener.hpp"
 #include "process/worker_table.hpp"
 #include "runtime/event_loop.hpp"
+#include "tls/context.hpp"
 
 namespace keel::http {
 
@@ -25,7 +26,17 @@ class Connection;
 
 // Deadline kinds. Every connection is in at most one list; each list has one fixed duration,
 // so appending at the tail keeps it sorted and all operations are O(1).
-enum class Deadline : std::uint8_t { kNone, kKeepAlive, kHeader, kBody, kWrite, kLinger, kDrainIdle, kCount };
+enum class Deadline : std::uint8_t {
+  kNone,
+  kKeepAlive,
+  kHeader,
+  kBody,
+  kWrite,
+  kLinger,
+  kDrainIdle,
+  kHandshake,
+  kCount
+};
 
 class Server {
  public:
@@ -50,6 +61,12 @@ class Server {
   // health; null: its connections are not accepted). Set before run(); they outlive the server.
   void set_handler(RequestHandler* handler) noexcept { handler_ = handler; }
   void set_admin_handler(RequestHandler* handler) noexcept { admin_handler_ = handler; }
+  // TLS for the listeners marked tls (the traffic listeners when certfile/keyfile are set); the
+  // server checks the store's files once a second and reloads them when they change, and on
+  // reload_certificates(). Set before run(); it outlives the server.
+  void set_tls(tls::CertificateStore* store) noexcept { tls_ = store; }
+  // Loads the certificates again now (SIGHUP in a single process); logs the outcome.
+  void reload_certificates();
 
   // Server-wide state the connections use.
   const ServerConfig& config() const noexcept { return config_; }
@@ -84,6 +101,11 @@ class Server {
   void give_output(std::string& out);
   // Bytes of read buffers the connections hold now (the --request-buffer-budget account).
   std::size_t& buffered_request_bytes() noexcept { return buffered_request_bytes_; }
+  // TLS handshake steps this loop iteration may still run; a connection refused waits in
+  // defer_handshake() for the next iteration.
+  bool take_handshake_budget() noexcept;
+  void defer_handshake(Connection* c);
+  static constexpr int kHandshakesPerIteration = 16;
 
  private:
   class Acceptor;
@@ -96,7 +118,9 @@ class Server {
 
   runtime::Clock::time_point tick();
   // Accepts up to a batch of pending connections; true when the batch filled (more may wait).
-  bool on_accept(int listen_fd, bool admin);
+  bool on_accept(int listen_fd, bool admin, bool tls);
+  void check_certificates(runtime::Clock::time_point now);
+  void log_certificates(tls::CertificateStore::Reload outcome);
   // whole_service: the master stops everything (the listening sockets close for good), as
   // opposed to this worker retiring while the others keep accepting.
   void begin_shutdown(bool graceful, bool whole_service);
@@ -145,6 +169,10 @@ class Server {
   pid_t master_pid_ = 0;  // the parent at start: another parent means the master died
   bool orphaned_ = false;
   Observer* observer_ = nullptr;
+  tls::CertificateStore* tls_ = nullptr;
+  runtime::Clock::time_point next_certificate_check_{};
+  int handshake_budget_ = kHandshakesPerIteration;
+  std::vector<Connection*> deferred_handshakes_;
   std::uint64_t max_requests_ = 0;
   std::uint64_t requests_ = 0;
   std::optional<std::chrono::milliseconds> watchdog_;  // systemd WatchdogSec, single process only

@@ -17,17 +17,18 @@ struct ServerConfig {
   std::size_t limit_request_header_size = 64 * 1024;
   std::size_t limit_request_body = 1024 * 1024;
   // Timers of a connection.
-  std::chrono::milliseconds keep_alive{5000};       // idle between requests
-  std::chrono::milliseconds header_timeout{10000};  // the whole head (408)
-  std::chrono::milliseconds body_timeout{30000};    // body read idle (408)
-  std::chrono::milliseconds body_deadline{60000};   // the whole body (408)
-  std::chrono::milliseconds write_timeout{30000};   // no write progress: reset
-  std::uint64_t keep_alive_requests = 1000;         // then Connection: close (0: never)
-  std::size_t output_buffer_limit = 256 * 1024;     // reading pauses above this much unsent output
-  std::size_t request_buffer_budget = 64u << 20;    // read buffers beyond the standard size, per worker (503)
-  std::size_t worker_connections = 10000;           // traffic connections per worker (503 beyond)
-  bool reuse_port = false;                          // each worker accepts from its own socket too
-  std::string server_header = "keel";               // empty: no Server header
+  std::chrono::milliseconds keep_alive{5000};              // idle between requests
+  std::chrono::milliseconds header_timeout{10000};         // the whole head (408)
+  std::chrono::milliseconds body_timeout{30000};           // body read idle (408)
+  std::chrono::milliseconds body_deadline{60000};          // the whole body (408)
+  std::chrono::milliseconds write_timeout{30000};          // no write progress: reset
+  std::chrono::milliseconds tls_handshake_timeout{10000};  // accept -> TLS handshake done
+  std::uint64_t keep_alive_requests = 1000;                // then Connection: close (0: never)
+  std::size_t output_buffer_limit = 256 * 1024;            // reading pauses above this much unsent output
+  std::size_t request_buffer_budget = 64u << 20;           // read buffers beyond the standard size, per worker (503)
+  std::size_t worker_connections = 10000;                  // traffic connections per worker (503 beyond)
+  bool reuse_port = false;                                 // each worker accepts from its own socket too
+  std::string server_header = "keel";                      // empty: no Server header
   // Shutdown.
   std::chrono::milliseconds shutdown_delay{0};        // keep serving after SIGTERM
   std::chrono::milliseconds graceful_timeout{30000};  // then the drain is cut short

@@ -173,7 +173,7 @@ void append_console_value(std::string& out, std::string_view v) {
 // A key appears once per line: a field written at the call wins over the request context's, and
 // of two context fields with one key (bind_log_field twice) the later wins. Duplicate keys are
 // not valid JSON for many consumers (jq keeps the last, others reject the line).
-bool shadowed(std::string_view key, std::initializer_list<Field> fields) {
+bool shadowed(std::string_view key, std::span<const Field> fields) {
   for (const Field& f : fields)
     if (f.key == key) return true;
   return false;
@@ -188,17 +188,17 @@ bool bound_from(const Context& ctx, std::size_t from, std::string_view key) {
 }
 
 // A request's client_ip or route, unless a field of the line or a bound field has that key.
-bool request_key_shadowed(const Context& ctx, std::string_view key, std::initializer_list<Field> fields) {
+bool request_key_shadowed(const Context& ctx, std::string_view key, std::span<const Field> fields) {
   return shadowed(key, fields) || bound_from(ctx, 0, key);
 }
 
-bool shadowed_in_context(const Context& ctx, std::size_t index, std::initializer_list<Field> fields) {
+bool shadowed_in_context(const Context& ctx, std::size_t index, std::span<const Field> fields) {
   const std::string_view key = ctx.fields[index].first;
   return shadowed(key, fields) || bound_from(ctx, index + 1, key);
 }
 
-std::string format_line(Level level, std::string_view logger, std::string_view event,
-                        std::initializer_list<Field> fields, Format format) {
+std::string format_line(Level level, std::string_view logger, std::string_view event, std::span<const Field> fields,
+                        Format format) {
   std::string line;
   line.reserve(256);
   const std::string ts = timestamp(std::chrono::system_clock::now());
@@ -373,8 +373,8 @@ void reopen(State& s) {
     // Keep writing to the old descriptor, and say why there once; the next round tries again.
     if (s.reopen_error == e.what()) return;
     s.reopen_error = e.what();
-    const std::string line = format_line(Level::kError, "keel.log", "log_reopen_failed",
-                                         {{"file", s.options.file}, {"error", s.reopen_error}}, s.options.format);
+    const Field fields[] = {{"file", s.options.file}, {"error", s.reopen_error}};
+    const std::string line = format_line(Level::kError, "keel.log", "log_reopen_failed", fields, s.options.format);
     write_all(s.fd, line, false, 0);
   }
 }
@@ -471,8 +471,8 @@ void writer_loop() {
     }
     if (dropped > 0 && lost == 0) {
       // Space is back: say what was lost, once.
-      const std::string summary = format_line(Level::kWarning, "keel.log", "log_lines_dropped",
-                                              {{"count", static_cast<std::int64_t>(dropped)}}, format);
+      const Field fields[] = {{"count", static_cast<std::int64_t>(dropped)}};
+      const std::string summary = format_line(Level::kWarning, "keel.log", "log_lines_dropped", fields, format);
       if (write_all(fd, summary) != 0) {
         lost += 1;
         dropped += 1;
@@ -606,7 +606,7 @@ bool enabled(Level level, std::string_view logger) noexcept {
   return level >= threshold(s.options, logger);
 }
 
-void write(Level level, std::string_view logger, std::string_view event, std::initializer_list<Field> fields) {
+void write(Level level, std::string_view logger, std::string_view event, std::span<const Field> fields) {
   if (!enabled(level, logger)) return;
   State& s = state();
   const std::string line = format_line(level, logger, event, fields, s.options.format);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,7 +67,11 @@ void set_rotator(bool rotator);
 bool enabled(Level level, std::string_view logger) noexcept;
 
 // Formats the line now (with the current context) and queues it for the writer thread.
-void write(Level level, std::string_view logger, std::string_view event, std::initializer_list<Field> fields = {});
+void write(Level level, std::string_view logger, std::string_view event, std::span<const Field> fields);
+inline void write(Level level, std::string_view logger, std::string_view event,
+                  std::initializer_list<Field> fields = {}) {
+  write(level, logger, event, std::span<const Field>(fields.begin(), fields.size()));
+}
 
 // Waits until queued lines are written, at most until the deadline (before exit).
 void flush(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));

@@ -2,6 +2,7 @@
 
 #include "base/build_info.hpp"
 #include "log/log.hpp"
+#include "tls/context.hpp"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -40,6 +41,10 @@ struct Families {
   Gauge* generation_info;
   Counter* log_dropped;
   Counter* spans_dropped;
+  Counter* tls_handshakes;
+  Counter* tls_handshake_failures;
+  Histogram* tls_handshake_duration;
+  Gauge* tls_not_after;
 };
 
 Families* g_families = nullptr;
@@ -140,6 +145,16 @@ void register_builtin_metrics() {
                               "Log lines dropped: the in-memory buffer was full or the destination failed.");
   f->spans_dropped = &m.counter("keel_spans_dropped_total",
                                 "Spans dropped: the export queue was full or the collector refused or failed.");
+  f->tls_handshakes = &m.counter("keel_tls_handshakes_total",
+                                 "TLS handshakes completed; resumed=\"true\": with a session ticket.", {"resumed"});
+  f->tls_handshake_failures =
+      &m.counter("keel_tls_handshake_failures_total", "TLS handshakes that failed, by reason.", {"reason"});
+  f->tls_handshake_duration =
+      &m.histogram("keel_tls_handshake_duration_seconds", "Time from accept to a completed TLS handshake.", {},
+                   {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10});
+  f->tls_not_after = &m.gauge("keel_tls_certificate_not_after_seconds",
+                              "Expiry (Unix time) of each served TLS certificate, by its first name.", {"name"},
+                              {.gauge_mode = GaugeMode::kMin});
   g_families = f;
 }
 
@@ -207,6 +222,21 @@ HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue, std::function<
 
 HttpMetrics::RouteChildren& HttpMetrics::route(std::string_view route) {
   return routes_[route.data()];
+}
+
+void HttpMetrics::tls_handshake(std::string_view failure, double seconds, bool resumed) noexcept {
+  Families& f = *g_families;
+  if (failure.empty()) {
+    f.tls_handshakes->labels({resumed ? "true" : "false"}).inc();
+    f.tls_handshake_duration->labels({}).observe(seconds);
+  } else {
+    f.tls_handshake_failures->labels({failure}).inc();
+  }
+}
+
+void HttpMetrics::tls_contexts_loaded(const tls::Contexts& contexts) noexcept {
+  for (const tls::Certificate& c : contexts.certificates())
+    g_families->tls_not_after->labels({c.name}).set(static_cast<double>(c.not_after));
 }
 
 void HttpMetrics::request_started() noexcept {

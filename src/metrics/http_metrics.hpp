@@ -46,6 +46,8 @@ class HttpMetrics final : public http::Observer {
   void connection_opened() noexcept override;
   void connection_closed() noexcept override;
   std::chrono::steady_clock::time_point tick(std::chrono::steady_clock::time_point now) noexcept override;
+  void tls_handshake(std::string_view failure, double seconds, bool resumed) noexcept override;
+  void tls_contexts_loaded(const tls::Contexts& contexts) noexcept override;
 
  private:
   struct StatusChild {

@@ -33,6 +33,7 @@ struct Listener {
   std::string url;     // "http://127.0.0.1:8000" with the real port after bind
   BindAddress bound;   // host as given, real port (so workers can open SO_REUSEPORT siblings)
   bool admin = false;  // the admin listener (--metrics-bind): metrics and health only
+  bool tls = false;    // connections start with a TLS handshake (certfile/keyfile set)
   // Only this process listens on it (a worker's own SO_REUSEPORT socket): closing it resets the
   // connections waiting in its queue, so it must stop taking new ones first.
   bool exclusive = false;

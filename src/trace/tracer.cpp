@@ -163,7 +163,7 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
   // url.query when a query was received (even an empty one: "/x?").
   if (request.target().find('?') != std::string_view::npos)
     s.attributes.push_back({"url.query", redact_query(request.query())});
-  s.attributes.push_back({"url.scheme", std::string("http")});
+  s.attributes.push_back({"url.scheme", std::string(request.scheme())});
   s.attributes.push_back({"http.response.status_code", static_cast<std::int64_t>(status)});
   // server.address from Host (or an absolute-form target); none at all (HTTP/1.0 without Host):
   // no server.address and no server.port rather than an empty one.
@@ -185,6 +185,17 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
   }
   s.attributes.push_back({"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")});
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});
+  if (const TlsInfo* tls = request.tls()) {  // OpenTelemetry's tls.* semantic conventions
+    s.attributes.push_back({"tls.protocol.name", std::string("tls")});
+    const std::string_view v = tls->version;  // "TLSv1.3" -> "1.3"
+    s.attributes.push_back(
+        {"tls.protocol.version", std::string(v.substr(v.find('v') == std::string_view::npos ? 0 : v.find('v') + 1))});
+    s.attributes.push_back({"tls.cipher", tls->cipher});
+    s.attributes.push_back({"tls.resumed", tls->resumed});
+    if (!tls->server_name.empty()) s.attributes.push_back({"tls.client.server_name", tls->server_name});
+    if (!tls->alpn.empty()) s.attributes.push_back({"tls.next_protocol", tls->alpn});
+    if (!tls->client_subject.empty()) s.attributes.push_back({"tls.client.subject", tls->client_subject});
+  }
   if (const auto ua = request.header("User-Agent")) s.attributes.push_back({"user_agent.original", std::string(*ua)});
   if (status >= 500) {
     s.status = StatusCode::kError;

@@ -233,6 +233,20 @@ int main(int argc, char** argv) {
                           {"host", req.host()},     {"target", req.target()}, {"version_minor", req.version_minor()}};
   });
   app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
+  // What a handler learns of the TLS connection (test_tls).
+  app.get("/tls", [](keel::Request& req) {
+    nlohmann::json j{{"scheme", req.scheme()}, {"pid", ::getpid()}};
+    if (const keel::TlsInfo* t = req.tls())
+      j["tls"] = {{"version", t->version},
+                  {"cipher", t->cipher},
+                  {"server_name", t->server_name},
+                  {"alpn", t->alpn},
+                  {"resumed", t->resumed},
+                  {"client_subject", t->client_subject},
+                  {"client_issuer", t->client_issuer},
+                  {"client_certificate_pem", t->client_certificate_pem}};
+    return j;
+  });
   // Request::json(): the parsed body's top-level type (its nesting limit is limit_json_depth).
   app.post("/json-type", [](keel::Request& req) { return std::string(req.json().type_name()); });
   // keel::fetch of ?url= (GET, 2 s): what came back, without the body.
