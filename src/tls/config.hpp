@@ -30,11 +30,12 @@ struct Config {
   [[nodiscard]] bool enabled() const noexcept { return !certificates.empty(); }
 };
 
-// Mozilla's "intermediate" TLS 1.2 list (server-side TLS guidelines, version 5.7).
+// Mozilla's "intermediate" TLS 1.2 list (server-side TLS guidelines, version 5.7) without its
+// finite-field DHE suites: every client that has them has ECDHE too, and DHE costs a 2048-bit
+// modular exponentiation per handshake on a well-known group (testssl's LOGJAM note).
 inline constexpr const char* kIntermediateCiphers =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 inline constexpr const char* kDefaultCiphersuites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
