@@ -17,7 +17,7 @@
                                              metric names/labels (src/metrics/http_metrics.cpp),
                                              thresholds and window (src/process/upgrade.hpp),
                                              excluded routes (include/keel/app.hpp), crash reasons
-                                             (src/process/prefork.cpp), steps and arguments, the
+                                             (src/process/supervisor_policy.cpp), steps and arguments, the
                                              scrape config's labels; --derive-rules writes the
                                              queries as recording rules (for promtool)
   check_deploy.py compose FILE.yaml          secrets, healthchecks behind service_healthy, keel
@@ -564,7 +564,7 @@ ARG_STANDINS = {"namespace": "keel-demo", "canary-hash": "canary0", "stable-hash
 # The analysis arguments that carry `keel upgrade`'s thresholds: argument -> UpgradeRequest field.
 UPGRADE_ARGS = {"max-error-ratio": "max_error_ratio", "max-error-ratio-delta": "max_error_ratio_delta",
                 "max-p99-ratio": "max_p99_ratio", "p99-floor": "p99_floor", "min-requests": "min_requests"}
-# Worker exit reasons keel does not count as crashes (prefork.cpp: `expected` exits).
+# Worker exit reasons keel does not count as crashes (supervisor_policy.cpp: `expected` exits).
 EXPECTED_EXIT_REASONS = {"recycled", "scaled_down", "rolling_restart", "shutdown"}
 _ARG_REF = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
 
@@ -617,7 +617,7 @@ def keel_excluded_routes(rel="include/keel/app.hpp"):
     return out
 
 
-def keel_exit_reasons(rel="src/process/prefork.cpp"):
+def keel_exit_reasons(rel="src/process/supervisor_policy.cpp"):
     text = read_source(rel)
     start = text.index("const char* reason_name(")
     body = text[start:text.index("\n}\n", start)]
@@ -739,7 +739,7 @@ def check_analysis_template(path, name, at, exported, defaults, excluded, reason
                 crash = reasons - EXPECTED_EXIT_REASONS
                 if chosen != crash:
                     problems.add(swhere, f"reason must select exactly keel's unasked exits {sorted(crash)} "
-                                         f"(src/process/prefork.cpp), got {sorted(chosen)}")
+                                         f"(src/process/supervisor_policy.cpp), got {sorted(chosen)}")
         rules.append({"record": sanitize(f"{name}:{metric['name']}").replace("__", "_"), "expr": resolved})
     for arg in sorted(set(args) - used_args):
         problems.add(where, f"argument {arg} is declared but never used")

@@ -32,6 +32,7 @@
 #include "keel/json_writer.hpp"
 #include "log/log.hpp"
 #include "process/sd_notify.hpp"
+#include "process/supervisor_policy.hpp"
 #include "process/worker_table.hpp"
 
 namespace keel::process {
@@ -40,11 +41,6 @@ namespace {
 void reopen_logs_handler(int) {
   log::request_reopen();
 }
-
-constexpr int kBootFailure = 3;                    // a worker that cannot start: do not respawn forever
-constexpr std::int64_t kAbortGraceMs = 2000;       // SIGABRT -> SIGKILL
-constexpr std::int64_t kReadyDeadlineMs = 30'000;  // a replacement must be ready by then
-constexpr std::int64_t kMaxBackoffMs = 10'000;
 
 // SIGABRT in a worker (sent by the master on --timeout): write the blocked thread's stack to
 // stderr with async-signal-safe calls only, then die of SIGABRT. In JSON mode the stack is one
@@ -276,29 +272,40 @@ std::string control_socket_path_problem(const std::string& path) {
 std::vector<std::string> g_command_line;
 bool g_handed_over = false;
 
-enum class ExitReason { kNone, kTimeout, kRecycled, kScaledDown, kReplaced, kShutdown };
-
-const char* reason_name(ExitReason r, int status, bool boot_failed) {
-  switch (r) {
-    case ExitReason::kTimeout:
-      return "timeout";
-    case ExitReason::kRecycled:
-      return "recycled";
-    case ExitReason::kScaledDown:
-      return "scaled_down";
-    case ExitReason::kReplaced:
-      return "rolling_restart";
-    case ExitReason::kShutdown:
-      return "shutdown";
-    case ExitReason::kNone:
-      break;
-  }
-  if (boot_failed) return "boot_failed";
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) return "killed_oom_suspected";
-  if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0)) return "crashed";
-  return "exited";
+SupervisorPolicy::Config policy_config(const SupervisorConfig& c) {
+  SupervisorPolicy::Config p;
+  p.workers = c.workers;
+  p.timeout = c.timeout;
+  p.graceful_timeout = c.graceful_timeout;
+  p.shutdown_delay = c.shutdown_delay;
+  p.max_requests = c.max_requests;
+  p.max_requests_jitter = c.max_requests_jitter;
+  p.max_worker_lifetime = c.max_worker_lifetime;
+  p.max_worker_memory = c.max_worker_memory;
+  return p;
 }
 
+// The policy's view of the workers: their shared-memory slots and /proc.
+class SlotProbe final : public WorkerProbe {
+ public:
+  explicit SlotProbe(const std::map<pid_t, WorkerSlot*>& slots) : slots_(slots) {}
+  [[nodiscard]] WorkerState state(pid_t pid) const override { return slots_.at(pid)->get_state(); }
+  [[nodiscard]] std::int64_t heartbeat_ms(pid_t pid) const override {
+    return slots_.at(pid)->heartbeat_ms.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t rss_bytes(pid_t pid) const override {
+    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+    std::uint64_t size = 0, resident = 0;
+    if (!(statm >> size >> resident)) return 0;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  }
+
+ private:
+  const std::map<pid_t, WorkerSlot*>& slots_;
+};
+
+// Carries out the supervisor's decisions (process/supervisor_policy.hpp): forks, signals, reaps,
+// and everything around the workers (hooks, logs, sd_notify, generations, the control socket).
 class Master {
  public:
   Master(const SupervisorConfig& config, std::vector<net::Listener> listeners, const WorkerMain& worker_main,
@@ -309,28 +316,17 @@ class Master {
         hooks_(hooks),
         reload_config_(reload_config),
         observer_(observer),
-        target_(config.workers) {}
+        policy_(policy_config(config), std::random_device{}()) {}
 
   int run();
 
  private:
-  struct Worker {
-    int id = 0;
-    WorkerSlot* slot = nullptr;
-    std::int64_t started_ms = 0;
-    std::uint64_t max_requests = 0;
-    ExitReason reason = ExitReason::kNone;
-    std::int64_t abort_sent_ms = 0;  // SIGABRT sent (timeout)
-    bool kill_sent = false;
-    bool was_ready = false;
-    pid_t replaced_by = 0;  // a replacement is booting for this worker
-    pid_t replaces = 0;     // this worker is the replacement of that one
-  };
-
-  pid_t spawn(int id, pid_t replaces = 0);
+  // Carries out the policy's actions, in order.
+  void execute(const Actions& actions);
+  // Forks the worker of a kSpawn action; its pid, or -1.
+  pid_t spawn(const Action& action);
   void reap();
   void supervise();
-  void start_replacement(pid_t old_pid, Worker& old, ExitReason why);
   void on_signal(int sig);
   void start_upgrade();
   void check_upgrade(pid_t pid, int status);
@@ -353,9 +349,6 @@ class Master {
   void announce_to_supervisor() const;
   void begin_stop(bool graceful);
   void signal_all(int sig);
-  void scale_to(int workers);
-  std::uint64_t rss_bytes(pid_t pid) const;
-  int highest_live_id() const;
 
   SupervisorConfig config_;  // replaced by a HUP's re-read one
   std::vector<net::Listener> listeners_;
@@ -364,17 +357,9 @@ class Master {
   const ReloadConfig& reload_config_;
   const SupervisionObserver& observer_;
   WorkerTable table_;
-  std::map<pid_t, Worker> workers_;
-  std::map<int, int> crash_streak_;         // id -> consecutive failures
-  std::map<int, std::int64_t> respawn_at_;  // id -> when to start it again
-  std::vector<pid_t> rolling_;              // HUP: workers still to replace, in order
-  int target_;
-  bool stopping_ = false;
-  bool booted_ = false;  // every initial worker became ready once
+  SupervisorPolicy policy_;             // the workers and what becomes of them
+  std::map<pid_t, WorkerSlot*> slots_;  // the policy's workers' shared-memory slots
   int exit_code_ = 0;
-  std::int64_t stop_deadline_ms_ = INT64_MAX;
-  std::int64_t last_memory_check_ms_ = 0;
-  bool reloading_ = false;
   pid_t upgrade_pid_ = 0;  // the new master being started by SIGUSR2
   std::int64_t upgrade_deadline_ms_ = 0;
   pid_t upgrade_from_ = 0;                            // this master replaces that one: stop it once our workers serve
@@ -394,22 +379,19 @@ class Master {
   bool parked_ = false;
   int parked_target_ = 0;
   std::int64_t park_deadline_ms_ = 0;
-  std::uint64_t crashes_ = 0;     // worker exits that were not asked for (crash, timeout, OOM kill)
   std::string upgrade_progress_;  // the `upgrade` command's live numbers, shown by `status`
   std::optional<std::chrono::milliseconds> watchdog_ = sd_watchdog_interval();
   std::int64_t next_watchdog_ms_ = 0;
-  std::mt19937_64 rng_{std::random_device{}()};
 };
 
-pid_t Master::spawn(int id, pid_t replaces) {
+pid_t Master::spawn(const Action& action) {
+  const int id = action.worker_id;
   WorkerSlot* slot = table_.acquire();
   if (slot == nullptr) {
     log::write(log::Level::kError, "keel.master", "worker_table_full", {{"worker_id", id}});
     return -1;
   }
-  std::uint64_t max_requests = config_.max_requests;
-  if (max_requests != 0 && config_.max_requests_jitter != 0)
-    max_requests += std::uniform_int_distribution<std::uint64_t>(0, config_.max_requests_jitter)(rng_);
+  const std::uint64_t max_requests = action.max_requests;
   run_hook("pre_fork", hooks_.pre_fork, id);
   const pid_t master_pid = ::getpid();
   const pid_t pid = ::fork();
@@ -451,67 +433,91 @@ pid_t Master::spawn(int id, pid_t replaces) {
   slot->pid.store(pid);
   log::write(log::Level::kInfo, "keel.master", "worker_spawned",
              {{"worker_pid", static_cast<std::int64_t>(pid)}, {"worker_id", id}});
-  Worker w;
-  w.id = id;
-  w.slot = slot;
-  w.started_ms = steady_ms();
-  w.max_requests = max_requests;
-  w.replaces = replaces;
-  workers_[pid] = w;
+  slots_[pid] = slot;
+  policy_.spawned(action, pid, steady_ms());
   return pid;
 }
 
-void Master::signal_all(int sig) {
-  for (const auto& [pid, w] : workers_) ::kill(pid, sig);
-}
-
-void Master::scale_to(int workers) {
-  workers = std::clamp(workers, 1, static_cast<int>(WorkerTable::kSlots) / 2);
-  if (observer_.target_changed && workers != target_) observer_.target_changed(workers);
-  while (target_ < workers) {
-    ++target_;
-    respawn_at_[target_ - 1] = steady_ms();
-    log::write(log::Level::kInfo, "keel.master", "scale_up", {{"workers", target_}});
-  }
-  while (target_ > workers) {
-    --target_;
-    log::write(log::Level::kInfo, "keel.master", "scale_down", {{"workers", target_}});
-    const int id = highest_live_id();
-    for (auto& [pid, w] : workers_) {
-      if (w.id == id && w.reason == ExitReason::kNone && w.replaces == 0) {
-        w.reason = ExitReason::kScaledDown;
-        ::kill(pid, SIGTERM);
+void Master::execute(const Actions& actions) {
+  using Kind = Action::Kind;
+  using Cause = Action::Cause;
+  for (const Action& a : actions) {
+    switch (a.kind) {
+      case Kind::kSpawn: {
+        if (a.pid == 0) {
+          spawn(a);
+          break;
+        }
+        // Recycling, HUP: the replacement first; the old worker stops once the new one is ready.
+        if (a.cause == Cause::kRecycleLifetime)
+          log::write(log::Level::kInfo, "keel.master", "max_worker_lifetime_reached", {{"worker_id", a.worker_id}});
+        else if (a.cause == Cause::kRecycleMemory)
+          log::write(log::Level::kWarning, "keel.master", "max_worker_memory_reached",
+                     {{"worker_id", a.worker_id}, {"rss_bytes", a.value}});
+        if (const pid_t fresh = spawn(a); fresh > 0)
+          log::write(log::Level::kInfo, "keel.master", "worker_replacing",
+                     {{"worker_id", a.worker_id},
+                      {"old_pid", static_cast<std::int64_t>(a.pid)},
+                      {"new_pid", static_cast<std::int64_t>(fresh)},
+                      {"reason", reason_name(a.replacement_reason(), 0, false)}});
+        break;
       }
+      case Kind::kSignal:
+        if (a.cause == Cause::kTimeout) {
+          log::write(log::Level::kCritical, "keel.master", "worker_timeout",
+                     {{"worker_pid", static_cast<std::int64_t>(a.pid)},
+                      {"worker_id", a.worker_id},
+                      {"silent_s", static_cast<double>(a.value) / 1000.0}});
+        } else if (a.cause == Cause::kNotReady) {
+          log::write(log::Level::kError, "keel.master", "worker_not_ready",
+                     {{"worker_pid", static_cast<std::int64_t>(a.pid)}, {"worker_id", a.worker_id}});
+        }
+        if (a.cause == Cause::kStopService) {
+          sigval value{};
+          value.sival_int = kStopServiceSignalValue;
+          ::sigqueue(a.pid, a.signal, value);
+        } else {
+          ::kill(a.pid, a.signal);
+        }
+        break;
+      case Kind::kTargetChanged:
+        if (observer_.target_changed) observer_.target_changed(static_cast<int>(a.value));
+        break;
+      case Kind::kScaleUp:
+        log::write(log::Level::kInfo, "keel.master", "scale_up", {{"workers", a.value}});
+        break;
+      case Kind::kScaleDown:
+        log::write(log::Level::kInfo, "keel.master", "scale_down", {{"workers", a.value}});
+        break;
+      case Kind::kWorkersReady:
+        log::write(log::Level::kInfo, "keel.master", "workers_ready", {{"workers", a.value}});
+        sd_notify("READY=1\nSTATUS=serving");
+        run_hook("when_ready", hooks_.when_ready);
+        if (upgrade_from_ != 0) {
+          // Binary upgrade: our workers serve, so the old master may drain and go.
+          log::write(log::Level::kInfo, "keel.master", "upgrade_takeover",
+                     {{"old_master", static_cast<std::int64_t>(upgrade_from_)}});
+          ::kill(upgrade_from_, SIGTERM);
+          upgrade_from_ = 0;
+        }
+        break;
+      case Kind::kRollingRestartLastWorker:
+        log::write(log::Level::kInfo, "keel.master", "rolling_restart_last_worker", {});
+        break;
+      case Kind::kRollingRestartDone:
+        log::write(log::Level::kInfo, "keel.master", "rolling_restart_done", {});
+        sd_notify("READY=1\nSTATUS=serving");
+        run_hook("when_ready", hooks_.when_ready);
+        break;
+      case Kind::kStopOverdue:
+        log::write(log::Level::kWarning, "keel.master", "workers_killed", {{"remaining", a.value}});
+        break;
     }
   }
 }
 
-int Master::highest_live_id() const {
-  int best = -1;
-  for (const auto& [pid, w] : workers_)
-    if (w.reason == ExitReason::kNone && w.replaces == 0) best = std::max(best, w.id);
-  return best;
-}
-
-std::uint64_t Master::rss_bytes(pid_t pid) const {
-  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-  std::uint64_t size = 0, resident = 0;
-  if (!(statm >> size >> resident)) return 0;
-  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-void Master::start_replacement(pid_t old_pid, Worker& old, ExitReason why) {
-  if (old.replaced_by != 0 || stopping_) return;
-  const pid_t fresh = spawn(old.id, old_pid);
-  if (fresh > 0) {
-    old.replaced_by = fresh;
-    old.reason = why;
-    log::write(log::Level::kInfo, "keel.master", "worker_replacing",
-               {{"worker_id", old.id},
-                {"old_pid", static_cast<std::int64_t>(old_pid)},
-                {"new_pid", static_cast<std::int64_t>(fresh)},
-                {"reason", reason_name(why, 0, false)}});
-  }
+void Master::signal_all(int sig) {
+  for (const auto& [pid, w] : policy_.workers()) ::kill(pid, sig);
 }
 
 void Master::reap() {
@@ -535,68 +541,40 @@ void Master::reap() {
       if (observer_.generation_ended) observer_.generation_ended();
       continue;
     }
-    const auto it = workers_.find(pid);
-    if (it == workers_.end()) {
+    const auto exit = policy_.exited(pid, status, steady_ms());
+    if (!exit) {
       // A generation this master started and let go of (it retired us, or we retired it).
       if (observer_.generation_ended) observer_.generation_ended();
       continue;
     }
-    Worker w = it->second;
-    workers_.erase(it);
-    const std::uint64_t requests = w.slot->requests.load();
-    const std::size_t slot_index = table_.index_of(*w.slot);
-    const std::int64_t age_ms = steady_ms() - w.started_ms;
-    const bool boot_failed = !w.was_ready && WIFEXITED(status) && WEXITSTATUS(status) == kBootFailure;
-    const char* reason = reason_name(w.reason, status, boot_failed);
-    const bool expected = w.reason != ExitReason::kNone && w.reason != ExitReason::kTimeout;
-    if (!expected) ++crashes_;
-    log::write(expected ? log::Level::kInfo : log::Level::kWarning, "keel.master", "worker_exited",
+    const auto slot_it = slots_.find(pid);
+    WorkerSlot& slot = *slot_it->second;
+    slots_.erase(slot_it);
+    const std::uint64_t requests = slot.requests.load();
+    const std::size_t slot_index = table_.index_of(slot);
+    log::write(exit->expected ? log::Level::kInfo : log::Level::kWarning, "keel.master", "worker_exited",
                {{"worker_pid", static_cast<std::int64_t>(pid)},
-                {"worker_id", w.id},
-                {"age_s", static_cast<double>(age_ms) / 1000.0},
+                {"worker_id", exit->worker.id},
+                {"age_s", static_cast<double>(exit->age_ms) / 1000.0},
                 {"requests", static_cast<std::int64_t>(requests)},
                 {"exit_code", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
                 {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0},
-                {"reason", reason}});
+                {"reason", exit->reason}});
     // Before the slot can be handed to another worker: its metrics fold into the retired totals.
-    if (observer_.worker_reaped) observer_.worker_reaped(slot_index, reason);
-    table_.release(*w.slot);
-    run_hook("worker_exit", hooks_.worker_exit, w.id, static_cast<int>(pid), std::string_view(reason));
-    // This was the old worker of a replacement pair: the replacement carries on.
-    for (auto& [other_pid, other] : workers_)
-      if (other.replaces == pid) other.replaces = 0;
-    if (stopping_) continue;
-    if (w.replaces != 0) {
-      // A replacement died before taking over: keep the old worker serving, stop any roll.
-      if (auto old = workers_.find(w.replaces); old != workers_.end()) {
-        old->second.replaced_by = 0;
-        old->second.reason = ExitReason::kNone;
-      }
-      if (!rolling_.empty()) {
-        log::write(log::Level::kError, "keel.master", "rolling_restart_aborted",
-                   {{"reason", "a new worker failed before becoming ready"}, {"remaining", rolling_.size()}});
-        rolling_.clear();
-      }
-      continue;
-    }
-    if (boot_failed && !booted_) {
+    if (observer_.worker_reaped) observer_.worker_reaped(slot_index, exit->reason);
+    table_.release(slot);
+    run_hook("worker_exit", hooks_.worker_exit, exit->worker.id, static_cast<int>(pid), std::string_view(exit->reason));
+    if (exit->rolling_aborted != 0)
+      log::write(log::Level::kError, "keel.master", "rolling_restart_aborted",
+                 {{"reason", "a new worker failed before becoming ready"}, {"remaining", exit->rolling_aborted}});
+    if (exit->exit_code) {
       log::write(log::Level::kCritical, "keel.master", "worker_boot_failed",
                  {{"worker_pid", static_cast<std::int64_t>(pid)},
-                  {"worker_id", w.id},
+                  {"worker_id", exit->worker.id},
                   {"message", "a worker failed while starting; not respawning (exit code 3)"}});
-      exit_code_ = kBootFailure;
+      exit_code_ = *exit->exit_code;
       begin_stop(true);
-      continue;
     }
-    if (w.reason == ExitReason::kScaledDown || w.replaced_by != 0) continue;  // nothing to refill
-    // Crash-loop guard: exponential backoff per worker id for workers that die before they are
-    // ready (a boot that keeps failing). One that served comes back at once: killed from outside
-    // (OOM killer, an operator) it is healthy, and delaying it only removes capacity.
-    int& streak = crash_streak_[w.id];
-    streak = w.was_ready ? 0 : streak + 1;
-    const std::int64_t delay =
-        streak == 0 ? 0 : std::min<std::int64_t>(kMaxBackoffMs, 100LL << std::min(streak - 1, 10));
-    respawn_at_[w.id] = steady_ms() + delay;
   }
 }
 
@@ -611,73 +589,7 @@ void Master::supervise() {
   }
   serve_control();
   check_reload();
-  const bool check_memory = config_.max_worker_memory != 0 && now - last_memory_check_ms_ >= 1000;
-  if (check_memory) last_memory_check_ms_ = now;
-  bool all_ready = !workers_.empty();
-  for (auto& [pid, w] : workers_) {
-    const WorkerState state = w.slot->get_state();
-    if (state == WorkerState::kReady || state == WorkerState::kRetiring) {
-      if (!w.was_ready) {
-        w.was_ready = true;
-        if (w.replaces != 0) {
-          // The replacement serves: retire the worker it replaces, gracefully.
-          if (auto old = workers_.find(w.replaces); old != workers_.end()) ::kill(w.replaces, SIGTERM);
-        }
-      }
-    } else if (state == WorkerState::kBooting) {
-      all_ready = false;
-      if (w.replaces != 0 && now - w.started_ms > kReadyDeadlineMs && !w.kill_sent) {
-        log::write(log::Level::kError, "keel.master", "worker_not_ready",
-                   {{"worker_pid", static_cast<std::int64_t>(pid)}, {"worker_id", w.id}});
-        ::kill(pid, SIGKILL);
-        w.kill_sent = true;
-      }
-    }
-    // Liveness: a loop silent for --timeout is stuck (a blocking handler, a deadlock).
-    if (config_.timeout.count() > 0 && !stopping_ && state != WorkerState::kDraining) {
-      const std::int64_t silent = now - w.slot->heartbeat_ms.load(std::memory_order_relaxed);
-      if (w.abort_sent_ms == 0 && silent > config_.timeout.count()) {
-        log::write(log::Level::kCritical, "keel.master", "worker_timeout",
-                   {{"worker_pid", static_cast<std::int64_t>(pid)},
-                    {"worker_id", w.id},
-                    {"silent_s", static_cast<double>(silent) / 1000.0}});
-        w.reason = ExitReason::kTimeout;
-        w.abort_sent_ms = now;
-        ::kill(pid, SIGABRT);
-      } else if (w.abort_sent_ms != 0 && !w.kill_sent && now - w.abort_sent_ms > kAbortGraceMs) {
-        ::kill(pid, SIGKILL);
-        w.kill_sent = true;
-      }
-    }
-    if (stopping_ || w.replaced_by != 0 || w.reason != ExitReason::kNone || w.replaces != 0) continue;
-    // Recycling: ask for a replacement first; the old worker stops once the new one is ready.
-    if (state == WorkerState::kRetiring) {
-      start_replacement(pid, w, ExitReason::kRecycled);
-    } else if (state == WorkerState::kReady && config_.max_worker_lifetime.count() > 0 &&
-               now - w.started_ms > config_.max_worker_lifetime.count()) {
-      log::write(log::Level::kInfo, "keel.master", "max_worker_lifetime_reached", {{"worker_id", w.id}});
-      start_replacement(pid, w, ExitReason::kRecycled);
-    } else if (check_memory && state == WorkerState::kReady) {
-      if (const std::uint64_t rss = rss_bytes(pid); rss > config_.max_worker_memory) {
-        log::write(log::Level::kWarning, "keel.master", "max_worker_memory_reached",
-                   {{"worker_id", w.id}, {"rss_bytes", static_cast<std::int64_t>(rss)}});
-        start_replacement(pid, w, ExitReason::kRecycled);
-      }
-    }
-  }
-  if (all_ready && !booted_) {
-    booted_ = true;
-    log::write(log::Level::kInfo, "keel.master", "workers_ready", {{"workers", workers_.size()}});
-    sd_notify("READY=1\nSTATUS=serving");
-    run_hook("when_ready", hooks_.when_ready);
-    if (upgrade_from_ != 0) {
-      // Binary upgrade: our workers serve, so the old master may drain and go.
-      log::write(log::Level::kInfo, "keel.master", "upgrade_takeover",
-                 {{"old_master", static_cast<std::int64_t>(upgrade_from_)}});
-      ::kill(upgrade_from_, SIGTERM);
-      upgrade_from_ = 0;
-    }
-  }
+  execute(policy_.check_workers(now, SlotProbe(slots_)));
   if (parked_ && now >= park_deadline_ms_) {
     log::write(log::Level::kInfo, "keel.master", "rollback_window_expired", {{"generation", generation_}});
     retire();
@@ -689,125 +601,77 @@ void Master::supervise() {
     ::kill(upgrade_pid_, SIGKILL);
     upgrade_deadline_ms_ = INT64_MAX;  // reaped (and the pid file restored) in reap()
   }
-  if (reloading_ && rolling_.empty()) {
-    bool pending = false;
-    for (const auto& [pid, w] : workers_) pending = pending || w.replaces != 0;
-    if (!pending) {
-      reloading_ = false;
-      log::write(log::Level::kInfo, "keel.master", "rolling_restart_done", {});
-      sd_notify("READY=1\nSTATUS=serving");
-      run_hook("when_ready", hooks_.when_ready);
-    }
-  }
   if (watchdog_ && now >= next_watchdog_ms_) {
     sd_notify("WATCHDOG=1");
     next_watchdog_ms_ = now + watchdog_->count() / 2;
   }
-  // HUP rolling restart: one worker at a time, the next once the previous replacement serves.
-  if (!rolling_.empty() && !stopping_) {
-    bool busy = false;
-    for (const auto& [pid, w] : workers_) busy = busy || w.replaces != 0;
-    if (!busy) {
-      const pid_t next = rolling_.front();
-      rolling_.erase(rolling_.begin());
-      if (auto it = workers_.find(next); it != workers_.end())
-        start_replacement(next, it->second, ExitReason::kReplaced);
-      if (rolling_.empty()) log::write(log::Level::kInfo, "keel.master", "rolling_restart_last_worker", {});
-    }
-  }
-  // Respawns whose backoff has passed, and scale-ups.
-  for (auto it = respawn_at_.begin(); it != respawn_at_.end();) {
-    if (stopping_ || it->first >= target_) {
-      it = respawn_at_.erase(it);
-    } else if (it->second <= now) {
-      spawn(it->first);
-      it = respawn_at_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  execute(policy_.start_due(now));
 }
 
 void Master::begin_stop(bool graceful) {
-  if (!stopping_) {
+  if (!policy_.stopping()) {
     log::write(log::Level::kInfo, "keel.master", graceful ? "graceful_shutdown" : "fast_shutdown", {});
     sd_notify("STOPPING=1");
   }
-  stopping_ = true;
-  rolling_.clear();
-  respawn_at_.clear();
   // The service stops: a generation an unfinished `upgrade` started stops with it.
   if (next_gen_pid_ != 0 && !g_handed_over) ::kill(next_gen_pid_, graceful ? SIGTERM : SIGINT);
-  for (auto& [pid, w] : workers_)
-    if (w.reason == ExitReason::kNone) w.reason = ExitReason::kShutdown;
-  if (graceful && !g_handed_over) {
-    // The whole service stops: tell the workers so (they refuse new connections, serve the
-    // backlog, then close the sockets). After a hand-over the new master's workers share the
-    // sockets, so ours just retire.
-    for (const auto& [pid, w] : workers_) {
-      sigval value{};
-      value.sival_int = kStopServiceSignalValue;
-      ::sigqueue(pid, SIGTERM, value);
-    }
-  } else {
-    signal_all(graceful ? SIGTERM : SIGINT);
-  }
+  // The whole service stops unless our listeners were handed over (then the new master's workers
+  // share the sockets, so ours just retire).
+  execute(policy_.stop(graceful, !g_handed_over, steady_ms()));
   for (auto& l : listeners_) {
     if (l.fd >= 0) ::close(l.fd);
     l.fd = -1;
   }
-  const auto grace = graceful ? config_.shutdown_delay + config_.graceful_timeout + std::chrono::seconds(1)
-                              : std::chrono::milliseconds(5000);
-  stop_deadline_ms_ = std::min(stop_deadline_ms_, steady_ms() + grace.count());
 }
 
 void Master::on_signal(int sig) {
   switch (sig) {
     case SIGTERM:
-      if (upgrade_pid_ != 0 && !stopping_) {
+      if (upgrade_pid_ != 0 && !policy_.stopping()) {
         // The new master took over: its workers serve; ours drain.
         log::write(log::Level::kInfo, "keel.master", "upgrade_succeeded",
                    {{"new_master", static_cast<std::int64_t>(upgrade_pid_)}});
         g_handed_over = true;
         upgrade_pid_ = 0;
       }
-      begin_stop(!stopping_);  // a second TERM escalates
+      begin_stop(!policy_.stopping());  // a second TERM escalates
       break;
     case SIGINT:
     case SIGQUIT:
       begin_stop(false);
       break;
     case SIGHUP: {
-      if (stopping_) break;
+      if (policy_.stopping()) break;
       sd_notify("RELOADING=1");
       // New workers fork from this process: once the options here are the re-read ones, every
       // replacement starts with them. A rejected configuration keeps the old one; the roll still
       // happens (HUP also means "restart the workers").
-      if (reload_config_)
-        if (auto fresh = reload_config_()) config_ = std::move(*fresh);
-      if (config_.workers != target_) scale_to(config_.workers);
-      rolling_.clear();
-      for (const auto& [pid, w] : workers_)
-        if (w.reason == ExitReason::kNone && w.replaces == 0) rolling_.push_back(pid);
-      log::write(log::Level::kInfo, "keel.master", "rolling_restart", {{"workers", rolling_.size()}});
-      reloading_ = true;
+      if (reload_config_) {
+        if (auto fresh = reload_config_()) {
+          config_ = std::move(*fresh);
+          policy_.set_config(policy_config(config_));
+        }
+      }
+      if (config_.workers != policy_.target()) execute(policy_.scale_to(config_.workers, steady_ms()));
+      const std::size_t rolling = policy_.start_rolling_restart();
+      log::write(log::Level::kInfo, "keel.master", "rolling_restart", {{"workers", rolling}});
       break;
     }
     case SIGUSR1:
       // A log file moved by an external logrotate: every process reopens it. (On stdout, the
       // owner of the stream rotates; nothing to do.)
       log::request_reopen();
-      log::write(log::Level::kInfo, "keel.master", "reopen_logs", {{"workers", workers_.size()}});
+      log::write(log::Level::kInfo, "keel.master", "reopen_logs", {{"workers", policy_.workers().size()}});
       signal_all(SIGUSR1);
       break;
     case SIGUSR2:
       start_upgrade();
       break;
     case SIGTTIN:
-      if (!stopping_) scale_to(target_ + 1);
+      if (!policy_.stopping()) execute(policy_.scale_to(policy_.target() + 1, steady_ms()));
       break;
     case SIGTTOU:
-      if (!stopping_) scale_to(target_ - 1);
+      if (!policy_.stopping()) execute(policy_.scale_to(policy_.target() - 1, steady_ms()));
       break;
     default:
       break;
@@ -815,7 +679,7 @@ void Master::on_signal(int sig) {
 }
 
 void Master::start_upgrade() {
-  if (stopping_ || upgrade_pid_ != 0) return;
+  if (policy_.stopping() || upgrade_pid_ != 0) return;
   if (g_command_line.empty()) {
     log::write(log::Level::kError, "keel.master", "upgrade_failed", {{"reason", "no command line to execute"}});
     return;
@@ -924,14 +788,14 @@ std::string Master::status_json() const {
   JsonWriter w;
   w.begin_object();
   w.key("master_pid").value(static_cast<std::int64_t>(::getpid()));
-  w.key("workers_target").value(target_);
-  w.key("stopping").value(stopping_);
+  w.key("workers_target").value(policy_.target());
+  w.key("stopping").value(policy_.stopping());
   w.key("upgrading").value(upgrade_pid_ != 0);
   w.key("generation").value(generation_);
   w.key("version").value(config_.service_version);
   w.key("role").value(parked_ ? "parked" : candidate_ ? "candidate" : "primary");
   if (parked_) w.key("parked_for_s").value(static_cast<double>(park_deadline_ms_ - now) / 1000.0);
-  w.key("crashes").value(static_cast<std::uint64_t>(crashes_));
+  w.key("crashes").value(static_cast<std::uint64_t>(policy_.crashes()));
   if (next_gen_number_ != 0) {
     w.key("next_generation").begin_object();
     w.key("generation").value(next_gen_number_);
@@ -942,14 +806,15 @@ std::string Master::status_json() const {
   }
   if (!upgrade_progress_.empty()) w.key("upgrade").raw(upgrade_progress_);
   w.key("workers").begin_array();
-  for (const auto& [pid, worker] : workers_) {
-    const int state = static_cast<int>(worker.slot->get_state());
+  for (const auto& [pid, worker] : policy_.workers()) {
+    const WorkerSlot& slot = *slots_.at(pid);
+    const int state = static_cast<int>(slot.get_state());
     w.begin_object();
     w.key("id").value(worker.id);
     w.key("pid").value(static_cast<std::int64_t>(pid));
     w.key("state").value(state >= 0 && state <= 4 ? kStates[state] : "unknown");
     w.key("age_s").value(static_cast<double>(now - worker.started_ms) / 1000.0);
-    w.key("requests").value(static_cast<std::uint64_t>(worker.slot->requests.load(std::memory_order_relaxed)));
+    w.key("requests").value(static_cast<std::uint64_t>(slot.requests.load(std::memory_order_relaxed)));
     w.end_object();
   }
   w.end_array().end_object();
@@ -1002,7 +867,7 @@ void Master::serve_control() {
     }
     [[maybe_unused]] const ssize_t n = ::send(c, body.data(), body.size(), MSG_NOSIGNAL);
     ::close(c);
-    if (control_fd_ < 0 || stopping_) return;  // the command moved or closed the socket
+    if (control_fd_ < 0 || policy_.stopping()) return;  // the command moved or closed the socket
   }
 }
 
@@ -1016,13 +881,13 @@ std::string Master::handle_control(const std::string& request) {
   const std::string cmd = j["cmd"].get<std::string>();
   if (cmd == "status") return status_json();
   if (cmd == "stats") return stats_json();
-  if (stopping_) return control_error("the master is stopping");
+  if (policy_.stopping()) return control_error("the master is stopping");
   if (cmd == "scale") {
     if (!j.contains("workers") || !j["workers"].is_number_integer() || j["workers"].get<std::int64_t>() < 1 ||
         j["workers"].get<std::int64_t>() > 4096)
       return control_error("scale: \"workers\" must be an integer >= 1");
     if (parked_) return control_error("scale: the master is parked (unpark first)");
-    scale_to(j["workers"].get<int>());
+    execute(policy_.scale_to(j["workers"].get<int>(), steady_ms()));
     return control_ok();
   }
   if (cmd == "spawn") return spawn_generation(j);
@@ -1051,7 +916,7 @@ std::string Master::handle_control(const std::string& request) {
     g_handed_over = false;  // the listening sockets are ours to close when the service stops
     upgrade_progress_.clear();
     log::write(log::Level::kInfo, "keel.master", "generation_promoted",
-               {{"generation", generation_}, {"version", config_.service_version}, {"workers", target_}});
+               {{"generation", generation_}, {"version", config_.service_version}, {"workers", policy_.target()}});
     if (!control_failed.empty()) return control_error("promoted, but " + control_failed);
     return control_ok();
   }
@@ -1142,17 +1007,10 @@ void Master::retire() {
 // (`upgrade --rollback`: unpark forks warm workers, no exec, no reconfiguration) until the window
 // ends, then retires.
 void Master::park(std::int64_t window_ms) {
-  if (!parked_) parked_target_ = target_;
+  if (!parked_) parked_target_ = policy_.target();
   parked_ = true;
   park_deadline_ms_ = steady_ms() + window_ms;
-  respawn_at_.clear();
-  rolling_.clear();
-  target_ = 0;
-  for (auto& [pid, w] : workers_) {
-    if (w.reason != ExitReason::kNone) continue;
-    w.reason = ExitReason::kScaledDown;
-    ::kill(pid, SIGTERM);
-  }
+  execute(policy_.park());
   // The new generation is on its own now: a signal to this parked master must not reach it, and
   // the listening sockets are its too.
   next_gen_pid_ = 0;
@@ -1168,27 +1026,25 @@ void Master::unpark() {
   parked_ = false;
   candidate_ = true;  // serving again, but not primary until promoted
   const std::int64_t now = steady_ms();
-  target_ = parked_target_;
-  for (int id = 0; id < target_; ++id) respawn_at_[id] = now;
-  if (observer_.target_changed) observer_.target_changed(target_);
+  execute(policy_.unpark(parked_target_, now));
   log::write(log::Level::kInfo, "keel.master", "generation_unparked",
-             {{"generation", generation_}, {"workers", target_}});
+             {{"generation", generation_}, {"workers", policy_.target()}});
 }
 
 std::string Master::stats_json() const {
   int ready = 0;
-  for (const auto& [pid, w] : workers_) {
-    const WorkerState state = w.slot->get_state();
+  for (const auto& [pid, w] : policy_.workers()) {
+    const WorkerState state = slots_.at(pid)->get_state();
     if (w.reason == ExitReason::kNone && (state == WorkerState::kReady || state == WorkerState::kRetiring)) ++ready;
   }
   JsonWriter w;
   w.begin_object();
   w.key("generation").value(generation_);
   w.key("version").value(config_.service_version);
-  w.key("workers_target").value(target_);
+  w.key("workers_target").value(policy_.target());
   w.key("workers_ready").value(ready);
-  w.key("crashes").value(static_cast<std::uint64_t>(crashes_));
-  w.key("stopping").value(stopping_);
+  w.key("crashes").value(static_cast<std::uint64_t>(policy_.crashes()));
+  w.key("stopping").value(policy_.stopping());
   const std::string http = observer_.generation_stats ? observer_.generation_stats() : std::string();
   if (!http.empty()) w.key("http").raw(http);
   w.end_object();
@@ -1235,7 +1091,7 @@ void Master::check_reload() {
       off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
     }
   }
-  if (reload_at_ms_ != 0 && steady_ms() >= reload_at_ms_ && upgrade_pid_ == 0 && booted_) {
+  if (reload_at_ms_ != 0 && steady_ms() >= reload_at_ms_ && upgrade_pid_ == 0 && policy_.booted()) {
     reload_at_ms_ = 0;
     log::write(log::Level::kInfo, "keel.master", "reload", {{"reason", "a watched file changed"}});
     start_upgrade();
@@ -1277,19 +1133,14 @@ int Master::run() {
     return 78;
   }
   announce_to_supervisor();
-  if (observer_.target_changed) observer_.target_changed(target_);
-  for (int id = 0; id < target_; ++id) spawn(id);
-  log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", target_}});
+  execute(policy_.start());
+  log::write(log::Level::kInfo, "keel.master", "workers_started", {{"workers", policy_.target()}});
   watch_for_reload();
 
   for (;;) {
     reap();
-    if (stopping_ && workers_.empty()) break;
-    if (stopping_ && steady_ms() >= stop_deadline_ms_) {
-      log::write(log::Level::kWarning, "keel.master", "workers_killed", {{"remaining", workers_.size()}});
-      signal_all(SIGKILL);
-      stop_deadline_ms_ = INT64_MAX;
-    }
+    if (policy_.stopping() && policy_.workers().empty()) break;
+    execute(policy_.stop_overdue(steady_ms()));
     supervise();
     timespec timeout{0, 100 * 1000 * 1000};
     siginfo_t info{};
