@@ -116,6 +116,11 @@ def tls_get(port: int, path: str = "/tls", ctx: ssl.SSLContext | None = None, se
         return TlsResult(status, headers, body, s, s.getpeercert(binary_form=True))
 
 
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def der_of(pem_file: str) -> bytes:
     with open(pem_file) as f:
         return ssl.PEM_cert_to_DER_cert(f.read())
@@ -376,6 +381,25 @@ class ResumptionTest(KeelTestCase):
         self.assertNotIn(r.json()["pid"], old_pids)
         self.assertTrue(r.session_reused, "a ticket issued before the HUP resumes on a new worker")
         self.assertGreater(metric_value(server.port, "keel_tls_handshakes_total", 'resumed="true"'), 0)
+
+
+    def test_ticket_resumes_on_the_next_generation_after_an_upgrade(self):
+        server = self.start_two_workers()
+        ctx = client_context()
+        first = tls_get(server.port, ctx=ctx)
+        old_master = server.pid
+        server.send_signal(signal.SIGUSR2)  # the master re-executes itself; the new one takes over
+        started = server.wait_for_stdout(lambda e: e.get("event") == "upgrade_started", timeout=10)
+        self.assertIsNotNone(started, server.output_tail())
+        new_master = started["new_master"]
+        self.assertIsNotNone(server.wait_for_stdout(lambda e: e.get("event") == "upgrade_succeeded", timeout=20),
+                             server.output_tail())
+        self.assertEqual(server.wait(20), 0, "the old master did not exit\n" + server.output_tail())
+        r = tls_get(server.port, ctx=ctx, session=first.session)
+        worker = r.json()["pid"]
+        self.assertEqual(parent_of(worker), new_master,
+                         f"worker {worker} is not the new master's (old master {old_master})")
+        self.assertTrue(r.session_reused, "a ticket issued by the old generation resumes on the new one")
 
 
 class RotationTest(KeelTestCase):
