@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Validates the deploy kit (deploy/), offline once its tools are installed:
-#   Kubernetes   kubectl kustomize of every overlay (+ the commented PostgreSQL variant) and of
-#                deploy/k8s/argo-rollouts, each document against its API schema (strict: unknown
-#                fields are errors; Argo Rollouts' Rollout/AnalysisTemplate too), cross-checks
-#                (keel settings, secret as a file, probes, grace period, references)
+#   Kubernetes   kubectl kustomize of every overlay (rolling, blue-green, canary, tls; + the
+#                commented PostgreSQL variant) and of deploy/k8s/argo-rollouts, each document
+#                against its API schema (strict: unknown fields are errors; Argo Rollouts'
+#                Rollout/AnalysisTemplate too), cross-checks (keel settings as registered in
+#                src/app/server_settings.cpp, secret as a file, TLS files in read-only Secret
+#                volumes without subPath, probes and their schemes, grace period, references)
 #   Argo         the canary analysis against keel's sources (metric names and labels, upgrade's
 #                thresholds and window, excluded routes), its queries parsed by promtool and
 #                unit-tested on synthetic series (tests/deploy/argo_analysis.test.yml)
 #   Prometheus   promtool check config / check rules / test rules, metric names in every rule
 #   Grafana      the dashboard JSON: ${datasource} everywhere, only known metrics, labels, variables
 #   Compose      docker-compose config -q, secrets, healthchecks, settings, loopback-only ports
-#   tests/deploy the unit tests of the rendered manifests
+#   tests/deploy the unit tests of the rendered manifests, the static checks of the Dockerfile
 # First run installs what is missing: Debian packages (kubectl via kubernetes-client, promtool
 # via prometheus, docker-compose, python3-yaml, nodejs/npm) and the npm packages pinned in
 # deploy/tools/package-lock.json into build/deploy-tools (never into the repository), and
@@ -123,7 +125,7 @@ install_tools() {
 
 # ---- checks ---------------------------------------------------------------------------------
 
-OVERLAYS=(rolling blue-green canary)
+OVERLAYS=(rolling blue-green canary tls)
 
 render_overlays() {
   local rc=0 o
@@ -153,7 +155,7 @@ render_overlays() {
   return $rc
 }
 
-RENDERS=("$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/rolling-postgres.yaml" "$OUT/argo-rollouts.yaml")
+RENDERS=("$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/tls.yaml" "$OUT/rolling-postgres.yaml" "$OUT/argo-rollouts.yaml")
 
 k8s_schema() {
   node deploy/tools/validate-k8s.mjs --modules "$TOOLS/node_modules" --modules "$ARGO_TOOLS/node_modules" \
@@ -172,7 +174,7 @@ prom_config() {
     echo "this promtool is built without Kubernetes discovery (Debian removes it): checking prometheus.yml"
     echo "with kubernetes_sd_configs swapped for a static stand-in; the SD block is checked on its own"
     "$PY" deploy/tools/check_deploy.py prom-config deploy/prometheus/prometheus.yml \
-      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/argo-rollouts.yaml" \
+      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/tls.yaml" "$OUT/argo-rollouts.yaml" \
       --derive "$OUT/prometheus.derived.yml" || rc=1
     promtool check config "$OUT/prometheus.derived.yml" || rc=1
   else
@@ -180,7 +182,7 @@ prom_config() {
   fi
   if [ ! -f "$OUT/prometheus.derived.yml" ]; then
     "$PY" deploy/tools/check_deploy.py prom-config deploy/prometheus/prometheus.yml \
-      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/argo-rollouts.yaml" || rc=1
+      --manifests "$OUT/rolling.yaml" "$OUT/blue-green.yaml" "$OUT/canary.yaml" "$OUT/tls.yaml" "$OUT/argo-rollouts.yaml" || rc=1
   fi
   promtool check config deploy/prometheus/prometheus.compose.yml || rc=1
   return $rc
@@ -223,13 +225,15 @@ compose() {
     && "$PY" deploy/tools/check_deploy.py compose deploy/compose/compose.yaml
 }
 
+# test_image.DockerfileTest only: the static checks of the Dockerfile (instant). The image build
+# and run (test_image.BuildAndTestScript, deploy/docker/build-and-test.sh) take minutes: not here.
 unit_tests() {
-  (cd tests/deploy && "$PY" -m unittest test_manifests 2>&1)
+  (cd tests/deploy && "$PY" -m unittest test_manifests test_image.DockerfileTest 2>&1)
 }
 
 rm -f "$OUT/prometheus.derived.yml"
 install_tools
-step "kustomize: render overlays (rolling, blue-green, canary) + argo" render_overlays
+step "kustomize: render overlays (rolling, blue-green, canary, tls) + argo" render_overlays
 step "kubernetes: API schema, strict fields (kubernetes-models)" k8s_schema
 step "kubernetes: keel settings, secret, probes, references" k8s_consistency
 step "argo rollouts: analysis vs keel sources, promtool test" argo_analysis
@@ -238,7 +242,7 @@ step "prometheus: promtool check rules + metric names" prom_rules
 step "prometheus: promtool test rules" prom_tests
 step "grafana: dashboard + provisioning" dashboard
 step "compose: docker-compose config + consistency" compose
-step "tests/deploy: test_manifests (unittest)" unit_tests
+step "tests/deploy: test_manifests, test_image.DockerfileTest" unit_tests
 
 ended=$(date +%s.%N)
 printf '\n=== summary\n'

@@ -9,9 +9,13 @@
                                              that the rendered pods really carry; --derive writes a
                                              copy without kubernetes_sd for a promtool built without
                                              Kubernetes discovery (Debian's)
-  check_deploy.py k8s RENDERED.yaml...       keel settings in ConfigMaps/env, secret as a file,
-                                             probes, grace period, selectors and references
-                                             (Argo Rollouts too: workloadRef, Services, HPA target)
+  check_deploy.py k8s RENDERED.yaml...       keel settings in ConfigMaps/env (the settings keel
+                                             registers, src/app/server_settings.cpp), secret as a
+                                             file, TLS (certificate and key in a read-only Secret
+                                             volume without subPath, probes' scheme, Service port
+                                             protocol), probes, grace period, selectors and
+                                             references (Argo Rollouts too: workloadRef, Services,
+                                             HPA target)
   check_deploy.py argo RENDERED.yaml [--prometheus prometheus.yml] [--derive-rules OUT.yml]
                                              Argo Rollouts canary analysis against keel's sources:
                                              metric names/labels (src/metrics/http_metrics.cpp),
@@ -22,6 +26,10 @@
                                              queries as recording rules (for promtool)
   check_deploy.py compose FILE.yaml          secrets, healthchecks behind service_healthy, keel
                                              settings, loopback-only ports, mounted paths
+
+The metric table below (KEEL_METRICS) is checked against keel's registrations
+(src/metrics/http_metrics.cpp) by the dashboard, rules and argo commands: a metric or label keel
+does not export is an error, one keel exports that the table lacks is a warning.
 
 Exit status 0 when everything holds, 1 with every problem on stderr, 2 on usage errors.
 The YAML commands need PyYAML (Debian python3-yaml); the dashboard command only the stdlib.
@@ -34,7 +42,8 @@ import sys
 
 # ---- what keel exposes (docs/metrics.md, docs/configuration.md) ---------------------------
 
-# Metric name -> its own labels (target labels come on top). "to come": the logging/tracing work.
+# Metric name -> its own labels (target labels come on top). Checked against keel's registrations
+# (keel_exported_metrics(), src/metrics/http_metrics.cpp) by the commands that use it.
 KEEL_METRICS = {
     "http_requests_total": {"method", "route", "status", "version"},
     "http_requests_in_flight": set(),
@@ -51,15 +60,21 @@ KEEL_METRICS = {
     "keel_workers": set(),
     "keel_worker_restarts_total": {"reason"},
     "keel_build_info": {"version", "commit"},
-    "keel_log_dropped_total": set(),  # to come
-    "keel_spans_dropped_total": set(),  # to come
+    "keel_log_dropped_total": set(),
+    "keel_spans_dropped_total": set(),
     "keel_generation_info": {"generation", "version"},
+    # TLS on the --bind listeners. The expiry gauge is Unix seconds, the minimum across workers
+    # (a worker that has not reloaded yet keeps the older date), by the certificate's first name.
+    "keel_tls_certificate_not_after_seconds": {"name"},
+    "keel_tls_handshakes_total": {"resumed"},
+    "keel_tls_handshake_failures_total": {"reason"},
 }
 KEEL_HISTOGRAMS = {
     "http_request_duration_seconds": {"method", "route", "version"},
     "http_request_size_bytes": {"method", "route"},
     "http_response_size_bytes": {"method", "route"},
     "keel_event_loop_lag_seconds": set(),
+    "keel_tls_handshake_duration_seconds": set(),
 }
 for _name, _labels in KEEL_HISTOGRAMS.items():
     KEEL_METRICS[_name + "_bucket"] = _labels | {"le"}
@@ -71,24 +86,23 @@ TARGET_LABELS = {"job", "instance", "namespace", "pod", "track", "slot", "node"}
 # Series Prometheus itself writes per target, allowed in rules (not in the dashboard).
 PROMETHEUS_SERIES = {"up": set()}
 
-# keel's own settings: each is --x-y, file key x_y and env KEEL_X_Y; keel warns about any other
-# KEEL_* (an error with strict_env), and a manifest should not carry one.
-KEEL_SETTINGS = {
-    "bind", "unix_socket_mode", "workers", "backlog", "reuse_port", "keep_alive", "header_timeout",
-    "body_timeout", "body_deadline", "write_timeout", "graceful_timeout", "shutdown_delay", "timeout", "max_requests",
-    "max_requests_jitter", "max_worker_lifetime", "max_worker_memory", "pid_file", "control_socket",
-    "reload", "reload_extra_files", "limit_concurrency", "worker_connections", "limit_request_line",
-    "limit_request_fields", "limit_request_field_size", "limit_request_header_size",
-    "limit_request_body", "request_buffer_budget", "limit_json_depth", "limit_fetch_response", "server_header", "threads",
-    "thread_queue", "health_path", "readiness_path", "startup_path", "health_cache_ttl", "metrics_bind",
-    "service_version", "strict_env",
-}
-KEEL_ENV = {"KEEL_" + s.upper() for s in KEEL_SETTINGS} | {"KEEL_CONFIG", "KEEL_ENV_FILE"}
+# keel's own settings (each is --x-y, file key x_y and env KEEL_X_Y) are read from the sources,
+# keel_settings() below: keel warns about any other KEEL_* (an error with strict_env), and a
+# manifest should not carry one. These must be among them, or the reading of the sources broke
+# (not keel).
+SETTINGS_EXPECTED = {"bind", "workers", "metrics_bind", "shutdown_delay", "graceful_timeout", "keep_alive",
+                     "max_worker_memory", "certfile", "keyfile", "cert_reqs", "health_path"}
+# Not settings, but KEEL_* variables keel reads (src/config/loader.hpp).
+KEEL_ENV_EXTRA = {"KEEL_CONFIG", "KEEL_ENV_FILE"}
 # keel-demo's settings (apps/demo/main.cpp): their own names, or the APP_ prefix.
 DEMO_ENV = {"DATABASE_URL", "SECRET_KEY", "CACHE_URL", "APP_CACHE_TTL", "APP_FAULT_ERROR_RATIO",
             "APP_FAULT_LATENCY", "APP_FAULT_FAIL_STARTUP", "APP_FAULT_NEVER_READY"}
 SECRET_SETTINGS_ENV = {"SECRET_KEY"}
 HEALTH_PATHS = {"liveness": "/health", "readiness": "/health/ready", "startup": "/health/startup"}
+# The container port names of the traffic listener (KEEL_BIND): "https" once it speaks TLS
+# (deploy/k8s/overlays/tls), and the admin listener (KEEL_METRICS_BIND, always plain HTTP).
+TRAFFIC_PORTS = ("http", "https")
+ADMIN_PORT = "admin"
 
 PROMQL_FUNCTIONS = {
     "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh", "avg_over_time",
@@ -196,6 +210,7 @@ def iter_panels(panels):
 
 def cmd_dashboard(path):
     problems = Problems()
+    check_metrics_table(problems)
     try:
         with open(path, encoding="utf-8") as f:
             dash = json.load(f)
@@ -279,6 +294,7 @@ def parse_duration(value):
 
 def cmd_rules(paths):
     problems = Problems()
+    check_metrics_table(problems)
     metrics = dict(KEEL_METRICS)
     metrics.update(PROMETHEUS_SERIES)
     n = 0
@@ -385,13 +401,103 @@ def cmd_prom_config(path, manifests, derive):
 # ---- rendered Kubernetes manifests ----------------------------------------------------------
 
 def check_env_names(names, where, problems):
+    try:
+        known = keel_env()
+    except (OSError, ValueError) as e:
+        problems.add(where, f"cannot check KEEL_* variables: {e}")
+        return
     for name in names:
-        if name.startswith("KEEL_") and name not in KEEL_ENV and name[:-5] not in KEEL_ENV:
+        if name.startswith("KEEL_") and name not in known and name[:-5] not in known:
             problems.add(where, f"{name}: not a keel setting (keel exits 78 on unknown KEEL_* variables)")
         if name.startswith("APP_") and name not in DEMO_ENV and name[:-5] not in DEMO_ENV:
             problems.add(where, f"{name}: not a keel-demo setting (keel ignores it with a warning)")
         if name in SECRET_SETTINGS_ENV:
             problems.add(where, f"{name}: a secret passed as a value; use {name}_FILE and a mounted secret")
+
+
+def _mount_of(container, path):
+    """The volume mount whose directory holds path (the deepest one), or None."""
+    best = None
+    for m in container.get("volumeMounts", []):
+        if path.startswith(m["mountPath"].rstrip("/") + "/") and (best is None or len(m["mountPath"]) > len(best["mountPath"])):
+            best = m
+    return best
+
+
+def check_tls_file(where, var, path, pod, container, problems):
+    """A file keel watches for rotation (certificate, key, CA bundle): in a Secret volume mounted
+    read-only, as a directory (no subPath: the kubelet never updates a subPath mount)."""
+    for m in container.get("volumeMounts", []):
+        if m["mountPath"].rstrip("/") == path.rstrip("/"):
+            if m.get("subPath") or m.get("subPathExpr"):
+                problems.add(where, f"{var}={path} is a subPath mount of volume {m['name']}: subPath mounts never receive "
+                                    "Secret updates, so a renewed certificate would be served only after a restart; mount the directory")
+            else:
+                problems.add(where, f"{var}={path} is a mount point, not a file inside a mounted Secret volume")
+            return
+    mount = _mount_of(container, path)
+    if mount is None:
+        problems.add(where, f"{var}={path} is not inside a mounted volume")
+        return
+    volume = next((v for v in pod.get("volumes", []) if v["name"] == mount["name"]), {})
+    secret = volume.get("secret")
+    if secret is None:
+        problems.add(where, f"{var}={path} is on volume {mount['name']}, which is not a Secret volume")
+        return
+    if not mount.get("readOnly"):
+        problems.add(where, f"{var}={path}: volume {mount['name']} must be mounted readOnly")
+    if mount.get("subPath") or mount.get("subPathExpr"):
+        problems.add(where, f"{var}={path}: volume {mount['name']} is mounted with subPath, which never receives Secret updates")
+    key = os.path.relpath(path, mount["mountPath"])
+    items = secret.get("items")
+    if items and key not in [i["path"] for i in items]:
+        problems.add(where, f"{var}={path}: Secret volume {mount['name']} projects no item with path {key}")
+    elif not items and "/" in key:
+        problems.add(where, f"{var}={path}: a Secret volume without items has no subdirectories ({key})")
+    if secret.get("optional"):
+        problems.add(where, f"{var}={path}: Secret {secret.get('secretName')} is optional; without it keel cannot start "
+                            "(TLS needs certfile and keyfile): let the pod wait for the Secret instead")
+
+
+def check_tls(where, pod, container, env, problems):
+    """TLS of the --bind listeners (KEEL_CERTFILE/KEEL_KEYFILE): True when it is on."""
+    certfile, keyfile = env.get("KEEL_CERTFILE"), env.get("KEEL_KEYFILE")
+    if not certfile and not keyfile:
+        for var in ("KEEL_KEYFILE_PASSWORD_FILE", "KEEL_CA_CERTS", "KEEL_CERT_REQS", "KEEL_TLS_CERTIFICATES"):
+            if env.get(var):
+                problems.add(where, f"{var} is set without KEEL_CERTFILE/KEEL_KEYFILE: the listeners do not speak TLS")
+        return False
+    if not (certfile and keyfile):
+        problems.add(where, "TLS needs both KEEL_CERTFILE and KEEL_KEYFILE (keel refuses to start with only one)")
+    for var in ("KEEL_CERTFILE", "KEEL_KEYFILE", "KEEL_KEYFILE_PASSWORD_FILE", "KEEL_CA_CERTS"):
+        if env.get(var):
+            check_tls_file(where, var, env[var], pod, container, problems)
+    return True
+
+
+def check_probe_schemes(where, container, env, ports, tls, problems):
+    """Probes on the traffic port speak what it speaks (HTTPS with TLS: keel answers plain HTTP
+    there with a 400); the admin listener (KEEL_METRICS_BIND) is plain HTTP whatever TLS does."""
+    def bind_port(var):
+        m = re.search(r":(\d+)$", str(env.get(var, "")).split(",")[0].strip())
+        return int(m.group(1)) if m else None
+
+    traffic, admin = bind_port("KEEL_BIND"), bind_port("KEEL_METRICS_BIND")
+    for kind in HEALTH_PATHS:
+        get = (container.get(f"{kind}Probe") or {}).get("httpGet")
+        if not get:
+            continue
+        port = ports.get(get.get("port"), get.get("port"))
+        scheme = get.get("scheme", "HTTP")
+        if port == admin and scheme != "HTTP":
+            problems.add(where, f"{kind}Probe: scheme {scheme} on the admin port {port}: the admin listener is plain HTTP")
+        elif port == traffic and tls and scheme != "HTTPS":
+            problems.add(where, f"{kind}Probe: scheme {scheme} on the TLS port {port}: keel answers plain HTTP there with 400; use scheme: HTTPS")
+        elif port == traffic and not tls and scheme != "HTTP":
+            problems.add(where, f"{kind}Probe: scheme {scheme} on port {port}, which speaks plain HTTP (no KEEL_CERTFILE)")
+        if port == traffic and tls and str(env.get("KEEL_CERT_REQS", "none")) in ("required", "2"):
+            problems.add(where, f"{kind}Probe on the TLS port with KEEL_CERT_REQS=required: the kubelet presents no client "
+                                "certificate; probe the admin port")
 
 
 def check_rollout(path, name, ro, deployments, services, hpas, problems):
@@ -457,7 +563,7 @@ def selects(selector, labels):
 
 def cmd_k8s(paths):
     problems = Problems()
-    n_dep = n_rollouts = 0
+    n_dep = n_rollouts = n_tls = 0
     for path in paths:
         docs = load_yaml_docs(path)
         by_kind = {}
@@ -465,6 +571,7 @@ def cmd_k8s(paths):
             by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
         configmaps = by_kind.get("ConfigMap", {})
         deployments = by_kind.get("Deployment", {})
+        traffic = {}  # Deployment -> (TLS on, traffic container port)
         for cm_name, cm in configmaps.items():
             check_env_names((cm.get("data") or {}).keys(), f"{path}: ConfigMap {cm_name}", problems)
         for name, dep in deployments.items():
@@ -496,6 +603,8 @@ def cmd_k8s(paths):
                         problems.add(where, f"{kind}Probe must GET {path_}")
                     elif probe["httpGet"].get("port") not in ports and probe["httpGet"].get("port") not in ports.values():
                         problems.add(where, f"{kind}Probe port {probe['httpGet'].get('port')} is not a container port")
+                tls = check_tls(where, pod, c, env, problems)
+                check_probe_schemes(where, c, env, ports, tls, problems)
                 secret_file = env.get("SECRET_KEY_FILE")
                 mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
                 secret_volumes = {v["name"] for v in pod.get("volumes", []) if "secret" in v}
@@ -503,10 +612,18 @@ def cmd_k8s(paths):
                     problems.add(where, "SECRET_KEY_FILE is not set")
                 elif not any(secret_file.startswith(mounts[v].rstrip("/") + "/") for v in secret_volumes if v in mounts):
                     problems.add(where, f"SECRET_KEY_FILE={secret_file} is not inside a mounted Secret volume")
-                for key, port in (("KEEL_BIND", "http"), ("KEEL_METRICS_BIND", "admin")):
+                # The traffic port is named for what it speaks: "https" with TLS, else "http".
+                traffic_name = "https" if tls else "http"
+                wrong = [n for n in TRAFFIC_PORTS if n != traffic_name and n in ports]
+                if wrong:
+                    problems.add(where, f"container port '{wrong[0]}': the traffic listener speaks "
+                                        f"{'TLS' if tls else 'plain HTTP'}, name it '{traffic_name}'")
+                for key, port in (("KEEL_BIND", traffic_name), ("KEEL_METRICS_BIND", ADMIN_PORT)):
                     bind = env.get(key, "")
                     if not bind.endswith(f":{ports.get(port)}"):
                         problems.add(where, f"{key}={bind} does not listen on the container port '{port}' ({ports.get(port)})")
+                traffic[name] = (tls, ports.get(traffic_name))
+                n_tls += tls
             try:
                 need = parse_duration(env.get("KEEL_SHUTDOWN_DELAY", 0)) + parse_duration(env.get("KEEL_GRACEFUL_TIMEOUT", "30s")) + 1
                 if pod.get("terminationGracePeriodSeconds", 30) <= need:
@@ -521,9 +638,22 @@ def cmd_k8s(paths):
                 problems.add(f"{path}: Service {name}", f"selector {sel} matches no Deployment's pods")
             for p in svc["spec"]["ports"]:
                 for d in matching:
-                    names = {cp.get("name") for c in d["spec"]["template"]["spec"]["containers"] for cp in c.get("ports", [])}
-                    if isinstance(p.get("targetPort"), str) and p["targetPort"] not in names:
+                    cports = {cp.get("name"): cp["containerPort"] for c in d["spec"]["template"]["spec"]["containers"]
+                              for cp in c.get("ports", [])}
+                    if isinstance(p.get("targetPort"), str) and p["targetPort"] not in cports:
                         problems.add(f"{path}: Service {name}", f"targetPort {p['targetPort']} is not a port of {d['metadata']['name']}")
+                    # Meshes, ingress controllers and Gateway implementations pick the protocol
+                    # to the pods from appProtocol (or the port name's prefix).
+                    tls, port = traffic.get(d["metadata"]["name"], (False, None))
+                    if port is None or cports.get(p.get("targetPort"), p.get("targetPort")) != port:
+                        continue
+                    says_https = p.get("appProtocol") == "https" or str(p.get("name", "")).split("-")[0] == "https"
+                    if tls and not (p.get("appProtocol") == "https" and says_https):
+                        problems.add(f"{path}: Service {name}", f"port {p.get('name')} reaches {d['metadata']['name']}'s TLS "
+                                     "listener: set appProtocol: https (and name it https)")
+                    elif not tls and says_https:
+                        problems.add(f"{path}: Service {name}", f"port {p.get('name')} says https, but "
+                                     f"{d['metadata']['name']} serves plain HTTP (no KEEL_CERTFILE)")
         rollouts = by_kind.get("Rollout", {})
         n_rollouts += len(rollouts)
         for name, ro in rollouts.items():
@@ -551,8 +681,14 @@ def cmd_k8s(paths):
             if not any(all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
                        for d in deployments.values()):
                 problems.add(f"{path}: PodDisruptionBudget {name}", "selects no Deployment's pods")
-    return problems.finish(f"kubernetes consistency: {n_dep} Deployments, {n_rollouts} Rollout(s) in {len(paths)} renderings: "
-                           "keel settings known, secret as a file, probes on keel's paths, grace period, references resolve")
+    try:
+        n_settings = len(keel_settings())
+    except (OSError, ValueError):
+        n_settings = "?"  # reported per variable by check_env_names
+    return problems.finish(f"kubernetes consistency: {n_dep} Deployments ({n_tls} with TLS), {n_rollouts} Rollout(s) in "
+                           f"{len(paths)} renderings: keel settings known ({n_settings} in src/app/server_settings.cpp), "
+                           "secret as a file, TLS files in read-only Secret volumes without subPath, probes on keel's paths "
+                           "and schemes, grace period, references resolve")
 
 
 # ---- Argo Rollouts: the canary analysis against keel's own sources ---------------------------
@@ -572,6 +708,43 @@ _ARG_REF = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
 def read_source(rel):
     with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
         return f.read()
+
+
+_SETTINGS_CACHE = {}
+
+
+def keel_settings(rel="src/app/server_settings.cpp"):
+    """The names of keel's settings, from their registrations in server_settings.cpp: the builders
+    duration/size/integer/boolean/text/list("name", ...), spec = {.name = "name"} and the
+    std::tuple{"name", ...} lists. Raises ValueError when the expected ones are not all found."""
+    if rel not in _SETTINGS_CACHE:
+        text = read_source(rel)
+        names = set(re.findall(r'\b(?:duration|size|integer|boolean|text|list)\(\s*"([a-z][a-z0-9_]*)"', text))
+        names |= set(re.findall(r'\.name\s*=\s*"([a-z][a-z0-9_]*)"', text))
+        names |= set(re.findall(r'std::tuple\{\s*"([a-z][a-z0-9_]*)"', text))
+        missing = SETTINGS_EXPECTED - names
+        if missing:
+            raise ValueError(f"{rel}: cannot find the settings {sorted(missing)} (has the registration changed?)")
+        _SETTINGS_CACHE[rel] = names
+    return _SETTINGS_CACHE[rel]
+
+
+def keel_env():
+    return {"KEEL_" + s.upper() for s in keel_settings()} | KEEL_ENV_EXTRA
+
+
+def check_metrics_table(problems, where="deploy/tools/check_deploy.py"):
+    """KEEL_METRICS against keel's registrations: an entry keel does not export (or with other
+    labels) is a problem; a metric keel exports that the table lacks is printed as a warning."""
+    exported = keel_exported_metrics()
+    for name, labels in KEEL_METRICS.items():
+        if name not in exported:
+            problems.add(where, f"KEEL_METRICS has {name}, which src/metrics/http_metrics.cpp does not register")
+        elif exported[name] != labels:
+            problems.add(where, f"KEEL_METRICS[{name}] = {sorted(labels)}, but keel exports {sorted(exported[name])}")
+    for name in sorted(set(exported) - set(KEEL_METRICS)):
+        print(f"warning: keel exports {name}, which KEEL_METRICS in {where} does not list "
+              "(rules and dashboards cannot use it yet)")
 
 
 def keel_exported_metrics(rel="src/metrics/http_metrics.cpp"):
@@ -850,10 +1023,7 @@ def cmd_argo(paths, prom_path, derive_rules):
     if len(excluded) != 4:
         problems.add("include/keel/app.hpp", f"cannot read the default health/metrics paths ({excluded})")
     # The table the dashboard and rule checks use must agree with what keel exports.
-    for mname, labels in exported.items():
-        if KEEL_METRICS.get(mname) not in (None, labels):
-            problems.add("deploy/tools/check_deploy.py", f"KEEL_METRICS[{mname}] = {sorted(KEEL_METRICS[mname])}, "
-                                                        f"but keel exports {sorted(labels)}")
+    check_metrics_table(problems)
     rules, n_templates, n_steps, used_labels = [], 0, 0, set()
     for path in paths:
         by_kind = {}

@@ -231,6 +231,114 @@ class ReleaseOverlaysTest(unittest.TestCase):
         self.assertEqual(hpa["spec"]["minReplicas"], 9)
 
 
+@unittest.skipIf(KUBECTL is None, "kubectl is not installed (deploy/validate.sh installs it)")
+class TlsOverlayTest(unittest.TestCase):
+    """deploy/k8s/overlays/tls: overlays/rolling with the traffic listener speaking TLS."""
+
+    MOUNT = "/etc/keel/tls"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objects = render("tls")
+        (cls.deployment,) = of_kind(cls.objects, "Deployment")
+        cls.pod = cls.deployment["spec"]["template"]["spec"]
+        cls.container = next(c for c in cls.pod["containers"] if c["name"] == "keel-demo")
+        configmaps = {c["metadata"]["name"]: c for c in of_kind(cls.objects, "ConfigMap")}
+        cls.env = {}
+        for source in cls.container.get("envFrom", []):
+            cls.env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        for var in cls.container.get("env", []):
+            cls.env[var["name"]] = var.get("value")
+        cls.ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
+        (cls.rolling,) = of_kind(render("rolling"), "Deployment")
+
+    def bind_port(self, variable):
+        return int(self.env[variable].rsplit(":", 1)[1])
+
+    def test_certificate_and_key_are_keel_settings(self):
+        with open(os.path.join(ROOT, "src", "app", "server_settings.cpp"), encoding="utf-8") as f:
+            source = f.read()
+        for setting in ("certfile", "keyfile"):
+            self.assertRegex(source, rf'\btext\(\s*"{setting}"', f"keel has no setting {setting} (KEEL_{setting.upper()})")
+        self.assertEqual(self.env["KEEL_CERTFILE"], f"{self.MOUNT}/tls.crt")
+        self.assertEqual(self.env["KEEL_KEYFILE"], f"{self.MOUNT}/tls.key")
+
+    def test_tls_secret_is_mounted_read_only_as_a_directory(self):
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        for var in ("KEEL_CERTFILE", "KEEL_KEYFILE"):
+            path = self.env[var]
+            with self.subTest(var=var):
+                # No mount may cover the file itself (a subPath mount never sees a renewal).
+                for m in self.container["volumeMounts"]:
+                    self.assertNotEqual(m["mountPath"].rstrip("/"), path, f"{path} is mounted on its own")
+                    self.assertFalse(m.get("subPath") or m.get("subPathExpr"), f"{m['name']} uses subPath")
+                mount = next(m for m in self.container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/"))
+                self.assertEqual(mount["mountPath"], self.MOUNT)
+                self.assertIs(mount.get("readOnly"), True)
+                secret = volumes[mount["name"]].get("secret")
+                self.assertIsNotNone(secret, f"{mount['name']} is not a Secret volume")
+                self.assertEqual(secret["secretName"], "keel-demo-tls")
+                self.assertFalse(secret.get("optional", False), "without the Secret the pod must wait, not start")
+                key = os.path.relpath(path, mount["mountPath"])
+                # The keys of a kubernetes.io/tls Secret, all projected (no items).
+                self.assertIn(key, ("tls.crt", "tls.key"))
+                self.assertNotIn("items", secret)
+                # Readable by keel through the pod's fsGroup, by nobody else.
+                self.assertEqual(secret.get("defaultMode"), 0o440)
+        self.assertEqual(self.pod["securityContext"]["fsGroup"], self.pod["securityContext"]["runAsUser"])
+
+    def test_probes_keep_working(self):
+        traffic, admin = self.bind_port("KEEL_BIND"), self.bind_port("KEEL_METRICS_BIND")
+        self.assertEqual(self.ports, {"https": traffic, "admin": admin})
+        expected = {  # probe: (path, port, scheme): HTTPS on the TLS port, plain HTTP on the admin one
+            "startupProbe": ("/health/startup", traffic, "HTTPS"),
+            "readinessProbe": ("/health/ready", traffic, "HTTPS"),
+            "livenessProbe": ("/health", admin, "HTTP"),
+        }
+        rolling = next(c for c in self.rolling["spec"]["template"]["spec"]["containers"] if c["name"] == "keel-demo")
+        for probe, (path, port, scheme) in expected.items():
+            with self.subTest(probe=probe):
+                get = self.container[probe]["httpGet"]
+                self.assertEqual(get["path"], path)
+                self.assertEqual(self.ports.get(get["port"], get["port"]), port)
+                self.assertEqual(get.get("scheme", "HTTP"), scheme)
+                # Timing is the base's: only the port name and the scheme change.
+                timing = {k: v for k, v in self.container[probe].items() if k != "httpGet"}
+                self.assertEqual(timing, {k: v for k, v in rolling[probe].items() if k != "httpGet"})
+        self.assertNotIn(self.env.get("KEEL_CERT_REQS"), ("required", "2"), "the kubelet has no client certificate")
+
+    def test_service_speaks_https_to_the_tls_port(self):
+        (service,) = of_kind(self.objects, "Service")
+        self.assertTrue(selects(service["spec"]["selector"], self.deployment["spec"]["template"]["metadata"]["labels"]))
+        (port,) = service["spec"]["ports"]
+        self.assertEqual((port["name"], port.get("appProtocol"), port["port"]), ("https", "https", 443))
+        self.assertEqual(self.ports.get(port["targetPort"], port["targetPort"]), self.bind_port("KEEL_BIND"))
+
+    def test_prometheus_still_scrapes_the_plain_admin_port(self):
+        annotations = self.deployment["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(int(annotations["prometheus.io/port"]), self.bind_port("KEEL_METRICS_BIND"))
+        self.assertNotIn("prometheus.io/scheme", annotations)
+
+    def test_nothing_else_differs_from_rolling(self):
+        """The overlay is rolling + TLS: undo the TLS changes and the Deployments are equal."""
+        tls = json.loads(json.dumps(self.deployment))
+        spec = tls["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "tls"]
+        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "tls"]
+        for p in container["ports"]:
+            if p["name"] == "https":
+                p["name"] = "http"
+        for probe in ("startupProbe", "readinessProbe"):
+            container[probe]["httpGet"]["port"] = "http"
+            del container[probe]["httpGet"]["scheme"]
+        rolling = json.loads(json.dumps(self.rolling))
+        for d in (tls, rolling):  # the ConfigMap's hash suffix differs: its content is tested above
+            for source in d["spec"]["template"]["spec"]["containers"][0]["envFrom"]:
+                source["configMapRef"]["name"] = "keel-demo-config"
+        self.assertEqual(tls, rolling)
+
+
 def upgrade_defaults():
     """keel upgrade's UpgradeRequest defaults (src/process/upgrade.hpp): name -> text of the value."""
     with open(os.path.join(ROOT, "src", "process", "upgrade.hpp"), encoding="utf-8") as f:
