@@ -4,7 +4,9 @@
 Every file under src/<module>/ may include its own module and the modules of lower layers, and
 the public headers (include/keel/*.hpp) that those modules own. Anything else is a violation,
 printed as file:line with the rule it breaks. Also fails when a module or public header is not
-in the table (a new one must be placed in a layer), and prints the module graph with --graph.
+in the table (a new one must be placed in a layer), or when CMakeLists.txt's keel_module(<name>
+LAYER <n>) disagrees with the table (CMake lets a module link only lower layers, and the debug
+build's link check holds the code to that), and prints the module graph with --graph.
 
     scripts/check-layers.py [--graph]
 """
@@ -55,6 +57,7 @@ KNOWN = {
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/([A-Za-z0-9_./]+)"')
+CMAKE_MODULE = re.compile(r'^keel_module\((\w+) LAYER (\d+)\b', re.MULTILINE)
 
 
 def layer_of(module):
@@ -103,6 +106,15 @@ def main():
                             what = f"keel/{header} (owned by {target})" if target_dir == "keel" else f"{target}/{header}"
                             problems.append(f"{rel}:{lineno}: {module} (layer {layer_of(module)}) includes {what} "
                                             f"(layer {layer_of(target)}): only lower layers")
+    with open(os.path.join(ROOT, "CMakeLists.txt"), encoding="utf-8") as f:
+        cmake_layers = {name: int(layer) for name, layer in CMAKE_MODULE.findall(f.read())}
+    for module in sorted(os.listdir(src)):
+        if os.path.isdir(os.path.join(src, module)) and module not in cmake_layers:
+            problems.append(f"src/{module}/: no keel_module({module} LAYER ...) in CMakeLists.txt")
+    for module, layer in sorted(cmake_layers.items()):
+        if layer_of(module) != layer:
+            problems.append(f"CMakeLists.txt: keel_module({module} LAYER {layer}), but the table has it in layer "
+                            f"{layer_of(module)}")
     for edge, why in KNOWN.items():
         if edge[1] not in graph.get(edge[0], set()):
             problems.append(f"known exception {edge[0]} -> {edge[1]} is gone: remove it from KNOWN")
@@ -114,7 +126,8 @@ def main():
     if problems:
         print(f"check-layers: {len(problems)} problem(s); the table is in docs/architecture.md", file=sys.stderr)
         return 1
-    print(f"check-layers: every include follows the layer table ({len(KNOWN)} known exceptions)")
+    print(f"check-layers: every include follows the layer table ({len(KNOWN)} known exceptions); "
+          "CMakeLists.txt places the modules as it does")
     return 0
 
 

@@ -85,7 +85,7 @@ echo "== testssl.sh"
 # Protocols, cipher categories, forward secrecy, server defaults and preferences, every
 # vulnerability check, each cipher per protocol; not the (slow) client simulations.
 testssl --quiet --color 0 --warnings off --add-ca "$tmp/ca.pem" --jsonfile "$out/testssl.json" \
-  --protocols --std --fs --server-defaults --server-preference --each-cipher --vulnerable \
+  --ip 127.0.0.1 --protocols --std --fs --server-defaults --server-preference --each-cipher --vulnerable \
   "https://localhost:$port/plaintext" >"$out/testssl.txt" 2>&1 || true
 /usr/bin/python3 - "$out/testssl.json" "$out/testssl-summary.txt" <<'PY' || failed=1
 import json, sys
