@@ -234,6 +234,20 @@ class HandshakeTest(KeelTestCase):
         self.assertIsNotNone(
             metric_value(self.server.port, "keel_tls_certificate_not_after_seconds", 'name="other.test"'))
 
+    def test_the_healthcheck_subcommand_speaks_tls_to_a_tls_listener(self):
+        cert, key = pki.localhost
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--bind", f"127.0.0.1:{self.server.port}", "--certfile",
+                                        cert, "--keyfile", key, "healthcheck")
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "healthcheck", "--url",
+                                        f"https://127.0.0.1:{self.server.port}/health")
+        self.assertEqual(rc, 0, out + err)
+        # Plain HTTP to the TLS port is a 400: the probe would be wrong, and says so.
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "healthcheck", "--url",
+                                        f"http://127.0.0.1:{self.server.port}/health")
+        self.assertEqual(rc, 1)
+        self.assertIn("400", err)
+
     def test_the_admin_listener_stays_plaintext(self):
         cert, key = pki.localhost
         server = self.start_server("--certfile", cert, "--keyfile", key, "--metrics-bind", "127.0.0.1:0", listening=2)
