@@ -112,7 +112,8 @@ SSL_CTX* make_context(const Config& config, const CertificatePair& pair, const s
     }
     if (req.asked) {
       ERR_clear_error();
-      throw std::runtime_error("keyfile " + pair.keyfile + ": cannot decrypt it with the keyfile_password_file password");
+      throw std::runtime_error("keyfile " + pair.keyfile +
+                               ": cannot decrypt it with the keyfile_password_file password");
     }
     if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
       ERR_clear_error();
@@ -134,16 +135,17 @@ SSL_CTX* make_context(const Config& config, const CertificatePair& pair, const s
 
   if (config.cert_reqs != ClientCerts::kNone) {
     if (config.ca_certs.empty())
-      throw std::runtime_error("cert_reqs " + std::string(config.cert_reqs == ClientCerts::kRequired ? "required" : "optional") +
+      throw std::runtime_error("cert_reqs " +
+                               std::string(config.cert_reqs == ClientCerts::kRequired ? "required" : "optional") +
                                " needs ca_certs (the CA bundle client certificates are verified against)");
     if (SSL_CTX_load_verify_locations(ctx, config.ca_certs.c_str(), nullptr) != 1)
       fail("ca_certs " + config.ca_certs + ": cannot load PEM CA certificates");
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config.ca_certs.c_str());
     if (names == nullptr) fail("ca_certs " + config.ca_certs + ": no CA certificate in it");
     SSL_CTX_set_client_CA_list(ctx, names);
-    SSL_CTX_set_verify(ctx,
-                       SSL_VERIFY_PEER | (config.cert_reqs == ClientCerts::kRequired ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-                       nullptr);
+    SSL_CTX_set_verify(
+        ctx, SSL_VERIFY_PEER | (config.cert_reqs == ClientCerts::kRequired ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        nullptr);
     SSL_CTX_set_verify_depth(ctx, 10);
   }
   // Resumption: stateless tickets under keys every worker shares; no per-process session cache.
@@ -247,8 +249,8 @@ int Contexts::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, co
   const auto* self = static_cast<const Contexts*>(arg);
   unsigned char* selected = nullptr;
   const auto* server = reinterpret_cast<const unsigned char*>(self->alpn_wire_.data());
-  if (SSL_select_next_proto(&selected, outlen, server, static_cast<unsigned int>(self->alpn_wire_.size()), in,
-                            inlen) != OPENSSL_NPN_NEGOTIATED)
+  if (SSL_select_next_proto(&selected, outlen, server, static_cast<unsigned int>(self->alpn_wire_.size()), in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_ALERT_FATAL;  // RFC 7301: no_application_protocol
   *out = selected;
   return SSL_TLSEXT_ERR_OK;
@@ -268,9 +270,8 @@ std::string CertificateStore::files_signature() const {
       sig += path + ":missing;";
       return;
     }
-    sig += path + ':' + std::to_string(st.st_dev) + '/' + std::to_string(st.st_ino) + '/' +
-           std::to_string(st.st_size) + '/' + std::to_string(st.st_mtim.tv_sec) + '.' +
-           std::to_string(st.st_mtim.tv_nsec) + ';';
+    sig += path + ':' + std::to_string(st.st_dev) + '/' + std::to_string(st.st_ino) + '/' + std::to_string(st.st_size) +
+           '/' + std::to_string(st.st_mtim.tv_sec) + '.' + std::to_string(st.st_mtim.tv_nsec) + ';';
   };
   for (const CertificatePair& p : config_.certificates) {
     add(p.certfile);

@@ -1,10 +1,10 @@
 #include "tls/tickets.hpp"
 
+#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -36,7 +36,8 @@ void derive(const char* label, long long slot, unsigned char* out, std::size_t s
   unsigned char input[32] = {};
   const std::size_t label_len = std::strlen(label);
   std::memcpy(input, label, label_len);
-  for (int i = 0; i < 8; ++i) input[label_len + static_cast<std::size_t>(i)] = static_cast<unsigned char>(slot >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i)
+    input[label_len + static_cast<std::size_t>(i)] = static_cast<unsigned char>(slot >> (56 - 8 * i));
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
   HMAC(EVP_sha256(), g_secret.data(), static_cast<int>(g_secret.size()), input, label_len + 8, digest, &digest_len);
@@ -113,7 +114,9 @@ void init_ticket_secret() {
   g_secret_fd = fd;
 }
 
-int ticket_secret_fd() noexcept { return g_secret_fd; }
+int ticket_secret_fd() noexcept {
+  return g_secret_fd;
+}
 
 void use_shared_ticket_keys(SSL_CTX* ctx, std::chrono::seconds rotation) {
   init_ticket_secret();  // normally done already by the master, before the workers fork
