@@ -180,7 +180,7 @@ std::vector<ServerSetting> build() {
   {
     ServerSetting rotation =
         restart_only(duration("tls_ticket_key_rotation", &ServerOptions::tls_ticket_key_rotation,
-                              "how often session ticket keys change (a ticket lives 1-2 periods)"));
+                              "how often session ticket keys change, and how long a ticket is valid"));
     rotation.spec.min = 1000;
     all.push_back(std::move(rotation));
   }

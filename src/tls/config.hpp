@@ -24,7 +24,8 @@ struct Config {
   std::string ciphers;       // TLS 1.2 cipher list (OpenSSL syntax)
   std::string ciphersuites;  // TLS 1.3 suites (OpenSSL syntax)
   std::string min_version = "1.2";
-  std::vector<std::string> alpn{"http/1.1"};  // in the server's order of preference
+  // In the server's order of preference; the HTTP/1 connection speaks both 1.x (as nginx offers).
+  std::vector<std::string> alpn{"http/1.1", "http/1.0"};
   std::chrono::seconds ticket_key_rotation{3600};
 
   [[nodiscard]] bool enabled() const noexcept { return !certificates.empty(); }

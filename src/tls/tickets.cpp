@@ -122,7 +122,7 @@ void use_shared_ticket_keys(SSL_CTX* ctx, std::chrono::seconds rotation) {
   init_ticket_secret();  // normally done already by the master, before the workers fork
   g_rotation_seconds.store(std::max<long long>(1, rotation.count()), std::memory_order_relaxed);
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_callback);
-  // A ticket is accepted for up to two rotation periods; clients learn the shorter bound.
+  // The session timeout (and the lifetime hint clients see): one rotation period.
   SSL_CTX_set_timeout(ctx, static_cast<long>(std::max<long long>(1, rotation.count())));
 }
 

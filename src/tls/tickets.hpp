@@ -1,6 +1,7 @@
 // Session tickets that every worker of a service can decrypt: the ticket keys are derived from
 // one secret and the current time slot (ticket_key_rotation long), so workers agree on them
-// without talking to each other, and a ticket stays valid for one to two rotation periods.
+// without talking to each other. A ticket is valid for one period (the session timeout), so one
+// issued late in a period is still decrypted, and renewed, under the previous period's keys.
 // The secret is made once per service (by the first master), reaches the workers by fork and
 // the next master of an upgrade by an inherited descriptor, so a client resumes on any worker,
 // after a HUP and across upgrade generations.

@@ -188,6 +188,11 @@ class HandshakeTest(KeelTestCase):
             time.sleep(0.1)
         self.assertGreater(now, before)
 
+    def test_alpn_http10_is_accepted(self):
+        r = tls_get(self.server.port, ctx=client_context(alpn=("http/1.0",)))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.alpn, "http/1.0")
+
     def test_alpn_without_a_common_protocol_fails_the_handshake(self):
         with self.assertRaises(ssl.SSLError) as cm:
             tls_get(self.server.port, ctx=client_context(alpn=("h3", "spdy/3")))
