@@ -19,6 +19,7 @@ for tool in testssl sslscan openssl curl; do
   command -v "$tool" >/dev/null || { echo "check-tls: missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
 out=$root/build/tls-scan
+rm -rf "$out"  # testssl.sh refuses to overwrite its JSON file
 mkdir -p "$out"
 tmp=$(mktemp -d /tmp/keel-tls-scan.XXXXXX)
 pid=""
