@@ -99,6 +99,11 @@ struct ServerOptions {
   bool access_log_health = false;                    // also for health and metrics requests
   bool operational_middleware = false;               // run the app's middleware on health and metrics too
   std::string request_id_header = "X-Request-ID";    // read and echoed
+  // Behind proxies (docs/proxies.md).
+  bool proxy_headers = true;                                         // --proxy-headers: from trusted peers only
+  std::vector<std::string> forwarded_allow_ips{"127.0.0.1", "::1"};  // --forwarded-allow-ips: IPs, CIDRs, *
+  bool proxy_protocol = false;  // --proxy-protocol: PROXY v1/v2 header first (--bind listeners)
+  std::string root_path;        // --root-path: the prefix a proxy mounts the app under ("/api")
   // Tracing (OpenTelemetry's standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, ...).
   bool otel_sdk_disabled = false;
   bool trace_health = false;                          // also record spans for health and metrics requests

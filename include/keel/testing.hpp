@@ -46,7 +46,9 @@ struct TestResponse {
 class TestClient {
  public:
   // The app's routes and middleware as registered so far; its options() (threads,
-  // limit_request_body, operational_middleware, ...) as they are now.
+  // limit_request_body, operational_middleware, root_path, ...) as they are now. Requests come
+  // from the peer 127.0.0.1: with proxy_headers on and 127.0.0.1 in forwarded_allow_ips (the
+  // defaults), their X-Forwarded-* / Forwarded headers count as a server would count them.
   explicit TestClient(App& app);
   ~TestClient();
   TestClient(const TestClient&) = delete;

@@ -11,8 +11,14 @@ void AccessLog::request_finished(const http::RequestRecord& r) noexcept {
   for (const auto& p : excluded_)
     if (path == p) return;
   try {
+    // Under --root-path, the path the client asked for (the prefix and the routed path).
+    std::string full_path;
+    if (!r.request->root_path().empty()) {
+      full_path.reserve(r.request->root_path().size() + path.size());
+      full_path.append(r.request->root_path()).append(path);
+    }
     log::Field fields[] = {{"method", r.method},
-                           {"path", path},
+                           {"path", full_path.empty() ? path : std::string_view(full_path)},
                            {"status", r.status},
                            {"duration_ms", r.seconds * 1000.0},
                            {"bytes_in", r.bytes_in},

@@ -27,6 +27,7 @@
 #include "metrics/generation_stats.hpp"
 #include "metrics/http_metrics.hpp"
 #include "metrics/registry.hpp"
+#include "net/ip.hpp"
 #include "net/listener.hpp"
 #include "process/prefork.hpp"
 #include "process/upgrade.hpp"
@@ -91,6 +92,9 @@ http::ServerConfig http_config(const ServerOptions& o) {
   c.worker_connections = o.worker_connections;
   c.reuse_port = o.reuse_port;
   c.server_header = o.server_header;
+  c.proxy_headers = o.proxy_headers;
+  c.forwarded_allow_ips = net::AddressSet::parse(o.forwarded_allow_ips);  // validated with the settings
+  c.proxy_protocol = o.proxy_protocol;
   c.shutdown_delay = o.shutdown_delay;
   c.graceful_timeout = o.graceful_timeout;
   return c;
@@ -322,6 +326,13 @@ int App::serve() {
     log::flush();
     return 78;
   }
+  // serve() without run(): the options were never validated as settings.
+  if (const std::string error = net::AddressSet::check(options_.forwarded_allow_ips); !error.empty()) {
+    log::write(log::Level::kCritical, "keel.server", "invalid_option", {{"forwarded_allow_ips", error}});
+    if (log::plain_stderr_ok()) std::cerr << "error: forwarded_allow_ips: " << error << "\n";
+    log::flush();
+    return 78;
+  }
   if (options_.workers <= 0) options_.workers = app::cpu_count();
   add_health_routes(*router_, false);
   if (options_.metrics_bind.empty()) {
@@ -476,7 +487,8 @@ int App::serve() {
     }
     // The application behind the request seam: the traffic listeners' routes and middleware, and
     // the admin listener's operational routes (no middleware, no concurrency limit).
-    app::Dispatcher traffic(*router_, middleware_, options_.limit_concurrency, options_.operational_middleware);
+    app::Dispatcher traffic(*router_, middleware_, options_.limit_concurrency, options_.operational_middleware,
+                            options_.root_path);
     std::optional<app::Dispatcher> admin;
     server.set_handler(&traffic);
     if (admin_router_) {

@@ -16,11 +16,13 @@
 namespace keel::app {
 
 Dispatcher::Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency,
-                       bool operational_middleware)
+                       bool operational_middleware, std::string root_path)
     : router_(router),
       middleware_(middleware),
       limit_concurrency_(limit_concurrency),
-      operational_middleware_(operational_middleware) {
+      operational_middleware_(operational_middleware),
+      root_path_(std::move(root_path)) {
+  while (!root_path_.empty() && root_path_.back() == '/') root_path_.pop_back();  // "/api/" is "/api", "/" none
   for (const Middleware& m : middleware_) has_around_ = has_around_ || static_cast<bool>(m.around);
 }
 
@@ -45,6 +47,18 @@ void Dispatcher::handle(http::Exchange& exchange) noexcept {
   s.middleware_ran = 0;
   s.counted = false;
   Request& request = exchange.request();
+  // --root-path: a proxy that mounts the application under a prefix may pass it on or strip it;
+  // either way the routes see the path after it, and root_path() says what it is.
+  if (!root_path_.empty()) {
+    request.root_path_ = root_path_;
+    const std::string_view path = request.path_;
+    if (path.size() >= root_path_.size() && path.compare(0, root_path_.size(), root_path_) == 0) {
+      if (path.size() == root_path_.size())
+        request.path_ = path.substr(0, 1);  // "/api" is the application's "/"
+      else if (path[root_path_.size()] == '/')
+        request.path_ = path.substr(root_path_.size());
+    }
+  }
   // Every request has an id (the client's X-Request-ID when valid): logs, error bodies and the
   // response carry it.
   log::Context& lc = s.log_context;

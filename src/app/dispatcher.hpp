@@ -27,9 +27,9 @@ class Dispatcher final : public http::RequestHandler {
  public:
   // limit_concurrency: requests handled at once (0: no limit). operational_middleware: the
   // middleware also runs on operational routes (health, metrics). The router and middleware
-  // outlive this.
+  // outlive this. root_path: --root-path (empty: none; else "/prefix" without a trailing '/').
   Dispatcher(const Router& router, const std::vector<Middleware>& middleware, std::size_t limit_concurrency,
-             bool operational_middleware = false);
+             bool operational_middleware = false, std::string root_path = {});
   ~Dispatcher() override;
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -70,6 +70,7 @@ class Dispatcher final : public http::RequestHandler {
   const std::vector<Middleware>& middleware_;
   std::size_t limit_concurrency_;
   bool operational_middleware_;
+  std::string root_path_;
   bool has_around_ = false;
   std::size_t in_flight_ = 0;
   http::Observer* observer_ = nullptr;

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "config/values.hpp"
+#include "net/ip.hpp"
 #include "net/listener.hpp"
 
 namespace keel::app {
@@ -260,6 +261,38 @@ std::vector<ServerSetting> build() {
                                 "value of the Server response header (empty or --no-server-header: none)");
     header.spec.pattern = "[\\x20-\\x7e]*";  // a header value: no control characters
     all.push_back(std::move(header));
+  }
+  // Behind proxies (docs/proxies.md).
+  all.push_back(boolean("proxy_headers", &ServerOptions::proxy_headers,
+                        "read X-Forwarded-For/-Proto/-Host/-Port and Forwarded from the peers in "
+                        "forwarded_allow_ips: client address, scheme and host"));
+  {
+    ServerSetting allow = list("forwarded_allow_ips", &ServerOptions::forwarded_allow_ips,
+                               "peers whose proxy headers are believed: IPs and CIDR blocks (IPv4, IPv6), or * "
+                               "for any; unix socket peers always are");
+    allow.spec.validate = [](std::string_view t) -> std::string {
+      const auto items = config::parse_list(t);
+      if (!items) return "expected a list of IP addresses and CIDR blocks";
+      return net::AddressSet::check(*items.value);
+    };
+    allow.env_aliases = {{"FORWARDED_ALLOW_IPS", ""}};  // uvicorn's and gunicorn's variable
+    all.push_back(std::move(allow));
+  }
+  all.push_back(boolean("proxy_protocol", &ServerOptions::proxy_protocol,
+                        "connections on the --bind listeners start with a PROXY protocol v1/v2 header (from a "
+                        "load balancer) whose source address becomes the peer; without one they are closed"));
+  {
+    ServerSetting root = text("root_path", &ServerOptions::root_path,
+                              "the path prefix a proxy mounts the application under (\"/api\"): routes match the "
+                              "path after it, Request::root_path() gives it for building URLs");
+    root.spec.validate = [](std::string_view t) -> std::string {
+      if (t.empty()) return {};
+      if (t.front() != '/') return "expected a path starting with '/'";
+      for (const char c : t)
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#') return "expected a path without spaces, '?' or '#'";
+      return {};
+    };
+    all.push_back(std::move(root));
   }
   all.push_back(
       integer("threads", &ServerOptions::threads, "threads per worker for offloaded blocking calls", 1, 1024));

@@ -9,6 +9,7 @@
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
 #include "keel/app.hpp"
+#include "net/ip.hpp"
 #include "runtime/event_loop.hpp"
 #include "runtime/thread_pool.hpp"
 
@@ -18,10 +19,13 @@ namespace {
 // One request handed to the dispatcher as the HTTP/1 connection would, its answer kept.
 class LocalExchange final : public http::Exchange {
  public:
-  LocalExchange(const http::ParsedRequest& parsed, std::size_t size, runtime::EventLoop& loop)
+  // trusted: the options' forwarded_allow_ips when proxy headers are read from this peer.
+  LocalExchange(const http::ParsedRequest& parsed, std::size_t size, runtime::EventLoop& loop,
+                const net::AddressSet* trusted)
       : size_(size), loop_(loop) {
     set_peer_address("127.0.0.1:0");
     begin_request(parsed);
+    if (trusted != nullptr) apply_proxy_headers(*trusted);
   }
   bool peer_gone() const noexcept override { return false; }
   http::Delivery respond(Response& response) override {
@@ -67,13 +71,17 @@ std::optional<std::string> TestResponse::header(std::string_view name) const {
 struct TestClient::Impl {
   explicit Impl(App& app)
       : options(app.options()),
-        dispatcher(app.router(), app.middleware(), 0, app.options().operational_middleware),
+        dispatcher(app.router(), app.middleware(), 0, app.options().operational_middleware, app.options().root_path),
         pool(app.options().threads, app.options().thread_queue) {
     limits.max_request_line = options.limit_request_line;
     limits.max_header_field = options.limit_request_field_size;
     limits.max_header_count = options.limit_request_fields;
     limits.max_header_block = options.limit_request_header_size;
     limits.max_body = options.limit_request_body;
+    // The test client's peer is 127.0.0.1: its proxy headers count as the server would count them.
+    forwarded_allow_ips = net::AddressSet::parse(options.forwarded_allow_ips);
+    const auto loopback = net::parse_ip("127.0.0.1");
+    proxy_headers = options.proxy_headers && forwarded_allow_ips.contains(*loopback);
   }
   ~Impl() { pool.stop(std::chrono::steady_clock::now() + std::chrono::seconds(5)); }
 
@@ -82,6 +90,8 @@ struct TestClient::Impl {
   runtime::EventLoop loop;
   runtime::ThreadPool pool;
   http::ParserLimits limits;
+  net::AddressSet forwarded_allow_ips;
+  bool proxy_headers = false;
 };
 
 TestClient::TestClient(App& app) : impl_(std::make_unique<Impl>(app)) {}
@@ -114,7 +124,8 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
     out.body = r.body();
     return out;
   }
-  LocalExchange exchange(parser.request(), parser.consumed(), impl_->loop);
+  LocalExchange exchange(parser.request(), parser.consumed(), impl_->loop,
+                         impl_->proxy_headers ? &impl_->forwarded_allow_ips : nullptr);
   runtime::ThreadPool* previous = runtime::ThreadPool::current();
   runtime::ThreadPool::set_current(&impl_->pool);
   // Handled from inside the loop, so a handler that suspends (keel::sleep, keel::offload,

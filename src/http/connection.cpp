@@ -10,6 +10,7 @@
 #include "base/strings.hpp"
 #include "http/response_writer.hpp"
 #include "log/log.hpp"
+#include "net/proxy_protocol.hpp"
 
 namespace keel::http {
 namespace {
@@ -31,6 +32,8 @@ Connection::Connection(Server& server, RequestHandler& handler, int fd, std::str
       admin_(admin) {
   set_peer_address(peer_);
   if (tls_) accepted_at_ = runtime::Clock::now();
+  proxy_pending_ = server.config().proxy_protocol && !admin;
+  if (!proxy_pending_) decide_proxy_trust();
 }
 
 Connection::~Connection() {
@@ -40,7 +43,8 @@ Connection::~Connection() {
 
 void Connection::start() {
   server_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this);
-  server_.set_deadline(*this, tls_ ? Deadline::kHandshake : Deadline::kKeepAlive);
+  // The PROXY header is bounded like a request head (--header-timeout), from accept.
+  server_.set_deadline(*this, proxy_pending_ ? Deadline::kHeader : tls_ ? Deadline::kHandshake : Deadline::kKeepAlive);
   // Data may already be waiting (accept after the client wrote): try at once.
   drive();
 }
@@ -62,6 +66,10 @@ void Connection::on_io(std::uint32_t events) {
 // The connection's state machine: read, parse and handle, stream, write, until no step makes
 // progress. Every event and every async completion ends up here, so there is no re-entrancy.
 void Connection::drive() {
+  if (proxy_pending_ && !read_proxy_header()) {
+    if (!dead_) update_deadline();
+    return;
+  }
   if (tls_ && !tls_->established() && !handshake()) {
     if (!dead_) update_deadline();
     return;
@@ -147,6 +155,88 @@ void Connection::release_read_buffer() {
 std::string& Connection::output() {
   if (out_.empty() && out_.capacity() < 256) server_.take_output(out_);
   return out_;
+}
+
+void Connection::decide_proxy_trust() {
+  const ServerConfig& config = server_.config();
+  proxy_headers_trusted_ = false;
+  if (!config.proxy_headers) return;
+  if (peer_.rfind("unix", 0) == 0) {  // a unix socket's peer is on this machine: trusted, as in uvicorn
+    proxy_headers_trusted_ = true;
+  } else if (!config.forwarded_allow_ips.empty()) {
+    const auto ip = net::peer_ip(peer_);
+    proxy_headers_trusted_ = ip && config.forwarded_allow_ips.contains(*ip);
+  }
+}
+
+bool Connection::read_proxy_header() {
+  if (proxy_skip_ == 0) {
+    char head[net::kProxyHeaderPeek];
+    ssize_t n = 0;
+    do {
+      n = ::recv(fd_, head, sizeof head, MSG_PEEK);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+      close_now();  // closed without a byte (a balancer's TCP check): nothing to count
+      return false;
+    }
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) close_now();
+      return false;
+    }
+    const net::ProxyHeader h = net::parse_proxy_header(std::string_view(head, static_cast<std::size_t>(n)));
+    switch (h.status) {
+      case net::ProxyHeader::Status::kIncomplete:
+        // The rest comes with the next readable event, unless the peer already finished sending.
+        if (peer_hup_ || static_cast<std::size_t>(n) == sizeof head) proxy_header_failed("truncated header");
+        return false;
+      case net::ProxyHeader::Status::kInvalid:
+        proxy_header_failed(h.error);
+        return false;
+      case net::ProxyHeader::Status::kDone:
+        break;
+    }
+    proxy_source_ = h.source;
+    proxy_skip_ = h.length;
+  }
+  // Take exactly the header (version 2's TLVs unread), nothing of what follows.
+  char sink[4096];
+  while (proxy_skip_ > 0) {
+    const ssize_t n = ::recv(fd_, sink, std::min(proxy_skip_, sizeof sink), 0);
+    if (n > 0) {
+      proxy_skip_ -= static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (peer_hup_) proxy_header_failed("truncated header");
+      return false;
+    }
+    proxy_header_failed("truncated header");
+    return false;
+  }
+  proxy_pending_ = false;
+  if (!proxy_source_.empty()) {  // the balancer's client is this connection's peer from now on
+    peer_ = std::move(proxy_source_);
+    set_peer_address(peer_);
+  }
+  decide_proxy_trust();
+  server_.set_deadline(*this, tls_ ? Deadline::kHandshake : Deadline::kKeepAlive);
+  want_read_ = true;
+  return true;
+}
+
+void Connection::proxy_header_failed(std::string_view reason) {
+  if (Observer* o = server_.observer()) o->rejected(Rejection::kProxyProtocol);
+  // A balancer that does not send the header is a configuration mistake worth seeing: one line per
+  // 5 s at most (a scanner must not flood the log), the metric counts every one.
+  static runtime::Clock::time_point last_warning{};
+  if (const auto now = runtime::Clock::now(); now - last_warning > std::chrono::seconds(5)) {
+    last_warning = now;
+    log::write(log::Level::kWarning, "keel.http", "proxy_protocol_rejected",
+               {{"client_ip", std::string(base::client_ip(peer_))}, {"reason", reason}});
+  }
+  close_now();
 }
 
 bool Connection::handshake() {
@@ -362,6 +452,7 @@ bool Connection::process_buffered() {
 void Connection::handle_request() {
   const ParsedRequest& p = parser_.request();
   begin_request(p);
+  if (proxy_headers_trusted_) apply_proxy_headers(server_.config().forwarded_allow_ips);
   head_request_ = p.method == "HEAD";
   // keep_alive_requests (nginx's keepalive_requests): a long-lived connection is closed now and
   // then, so clients spread over new workers (scale-up, a canary generation) instead of staying
@@ -531,6 +622,10 @@ void Connection::close_now() {
 
 void Connection::update_deadline() {
   if (lingering_) return;
+  if (proxy_pending_) {
+    if (deadline_kind_ != Deadline::kHeader) server_.set_deadline(*this, Deadline::kHeader);
+    return;
+  }
   if (tls_ && !tls_->established()) {
     if (deadline_kind_ != Deadline::kHandshake) server_.set_deadline(*this, Deadline::kHandshake);
     return;
@@ -555,6 +650,11 @@ void Connection::on_deadline(Deadline kind) {
       handshake_failed("timeout");
       break;
     case Deadline::kHeader:
+      if (proxy_pending_) {
+        proxy_header_failed("timeout");
+        break;
+      }
+      [[fallthrough]];
     case Deadline::kBody:
       if (Observer* o = server_.observer()) o->rejected(Rejection::kTimeout);
       send_error(408, kind == Deadline::kHeader ? "timed out reading the request head" : "timed out reading the body");
@@ -582,8 +682,8 @@ void Connection::drain() {
   if (dead_) return;
   keep_alive_ = false;  // a response in progress will carry Connection: close
   // A handshake under way completes (bounded by its deadline); its request is answered with
-  // Connection: close like any other during the drain.
-  if (tls_ && !tls_->established()) return;
+  // Connection: close like any other during the drain. So does a PROXY header (--header-timeout).
+  if (proxy_pending_ || (tls_ && !tls_->established())) return;
   if (!busy() && rend_ == rstart_ && out_pending() == 0 && !lingering_)
     server_.set_deadline(*this, Deadline::kDrainIdle);
 }

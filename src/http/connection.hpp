@@ -44,6 +44,13 @@ class Connection final : public runtime::IoHandler, public Exchange {
   friend class Server;
 
   void drive();
+  // --proxy-protocol: reads the PROXY header off the socket (peeked, then exactly its length
+  // taken, so a TLS ClientHello or a request after it stays unread); false while it waits or
+  // failed (then the connection is closed).
+  bool read_proxy_header();
+  void proxy_header_failed(std::string_view reason);
+  // Whether this peer's proxy headers are read (--proxy-headers, --forwarded-allow-ips).
+  void decide_proxy_trust();
   // One step of the TLS handshake; false while it waits (the socket, or this loop iteration's
   // handshake budget) or failed.
   bool handshake();
@@ -79,6 +86,10 @@ class Connection final : public runtime::IoHandler, public Exchange {
   runtime::Clock::time_point accepted_at_{};  // the TLS handshake's duration
   bool tls_read_wants_write_ = false;         // SSL_read waits for the socket to be writable
   bool handshake_deferred_ = false;           // queued for the next loop iteration's budget
+  bool proxy_pending_ = false;                // --proxy-protocol: the PROXY header is still to come
+  std::size_t proxy_skip_ = 0;                // bytes of a parsed PROXY header still to take off the socket
+  std::string proxy_source_;                  // its source address, the peer once the header is taken
+  bool proxy_headers_trusted_ = false;        // the peer's X-Forwarded-* / Forwarded are read
 
   std::unique_ptr<char[]> rbuf_;
   std::size_t rcap_ = 0, rstart_ = 0, rend_ = 0;

@@ -8,8 +8,10 @@
 #include <string>
 #include <string_view>
 
+#include "http/request_parser.hpp"
 #include "keel/request.hpp"
 #include "keel/response.hpp"
+#include "net/ip.hpp"
 
 namespace keel::http {
 
@@ -44,7 +46,10 @@ class Exchange {
   Exchange& operator=(const Exchange&) = delete;
 
   // The peer's address as "ip:port" (or "unix"); the storage is the caller's, for the exchange's life.
-  void set_peer_address(std::string_view address) noexcept { request_.client_address_ = address; }
+  void set_peer_address(std::string_view address) noexcept {
+    request_.peer_address_ = address;
+    request_.client_address_ = address;
+  }
   // The connection's TLS parameters (null: plaintext); the storage is the caller's.
   void set_tls(const TlsInfo* tls) noexcept { request_.tls_ = tls; }
   // request_ now holds a new request (views into `parsed`, valid until finish()).
@@ -53,7 +58,15 @@ class Exchange {
     request_.route_ = "unmatched";
     request_.params_.clear();
     request_.request_id_.clear();
+    request_.path_ = parsed.path;
+    request_.root_path_ = {};
+    request_.client_address_ = request_.peer_address_;
+    request_.host_ = {};
+    request_.scheme_ = {};
   }
+  // From a peer in --forwarded-allow-ips (with --proxy-headers), after begin_request: the client
+  // address, scheme and host the proxy headers name (http/forwarded.hpp).
+  void apply_proxy_headers(const net::AddressSet& trusted);
   void end_request() noexcept { request_.parsed_ = nullptr; }
   // The id the answer carries (X-Request-ID), when one was given or made.
   const std::string& request_id_if_any() const noexcept { return request_.request_id_; }

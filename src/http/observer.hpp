@@ -28,6 +28,7 @@ enum class Rejection {
   kConnectionLimit,   // --worker-connections (503)
   kThreadPoolFull,    // offload queue full (503)
   kBufferBudget,      // the worker's request buffer budget is spent (503)
+  kProxyProtocol,     // --proxy-protocol: a missing, malformed or too slow PROXY header (closed, no answer)
 };
 
 struct RequestRecord {

@@ -17,14 +17,11 @@ std::string_view Request::method() const noexcept {
 std::string_view Request::target() const noexcept {
   return parsed_->target;
 }
-std::string_view Request::path() const noexcept {
-  return parsed_->path;
-}
 std::string_view Request::query() const noexcept {
   return parsed_->query;
 }
 std::string_view Request::host() const noexcept {
-  return parsed_->host;
+  return host_.empty() ? parsed_->host : host_;
 }
 int Request::version_minor() const noexcept {
   return parsed_->version_minor;

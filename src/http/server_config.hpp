@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "net/ip.hpp"
+
 namespace keel::http {
 
 struct ServerConfig {
@@ -29,6 +31,10 @@ struct ServerConfig {
   std::size_t worker_connections = 10000;                  // traffic connections per worker (503 beyond)
   bool reuse_port = false;                                 // each worker accepts from its own socket too
   std::string server_header = "keel";                      // empty: no Server header
+  // Behind proxies (docs/proxies.md).
+  bool proxy_headers = true;            // read X-Forwarded-* / Forwarded from trusted peers
+  net::AddressSet forwarded_allow_ips;  // the trusted peers (unix socket peers always are)
+  bool proxy_protocol = false;          // traffic connections start with a PROXY protocol header
   // Shutdown.
   std::chrono::milliseconds shutdown_delay{0};        // keep serving after SIGTERM
   std::chrono::milliseconds graceful_timeout{30000};  // then the drain is cut short

@@ -65,10 +65,10 @@ std::string_view method_label(std::string_view m) {
   return "other";
 }
 
-constexpr std::array<std::string_view, 7> kRejectionReasons{"parse_error",       "too_large",        "timeout",
+constexpr std::array<std::string_view, 8> kRejectionReasons{"parse_error",       "too_large",        "timeout",
                                                             "concurrency_limit", "connection_limit", "thread_pool_full",
-                                                            "buffer_budget"};
-static_assert(kRejectionReasons.size() == static_cast<std::size_t>(http::Rejection::kBufferBudget) + 1,
+                                                            "buffer_budget",     "proxy_protocol"};
+static_assert(kRejectionReasons.size() == static_cast<std::size_t>(http::Rejection::kProxyProtocol) + 1,
               "one label per http::Rejection, in its order");
 
 double boot_time_seconds() {

@@ -73,7 +73,7 @@ class HttpMetrics final : public http::Observer {
   GaugeChild* in_flight_;
   GaugeChild* open_;
   CounterChild* accepted_;
-  CounterChild* rejected_[static_cast<std::size_t>(http::Rejection::kBufferBudget) + 1];  // one per reason
+  CounterChild* rejected_[static_cast<std::size_t>(http::Rejection::kProxyProtocol) + 1];  // one per reason
   HistogramChild* loop_lag_;
   GaugeChild* pool_queue_;
   std::function<std::size_t()> pool_queue_depth_;

@@ -13,8 +13,9 @@ namespace {
 
 std::unique_ptr<Tracer> g_tracer;
 
-std::string_view host_without_port(std::string_view host, std::int64_t& port) {
-  port = 80;
+// port: the one the host names, else default_port (the scheme's).
+std::string_view host_without_port(std::string_view host, std::int64_t default_port, std::int64_t& port) {
+  port = default_port;
   if (!host.empty() && host.front() == '[') {
     const auto close = host.find(']');
     if (close != std::string_view::npos && close + 2 < host.size() && host[close + 1] == ':')
@@ -159,29 +160,33 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
   s.attributes.reserve(16);
   s.attributes.push_back({"http.request.method", std::string(method.value)});
   if (!method.known) s.attributes.push_back({"http.request.method_original", std::string(request.method())});
-  s.attributes.push_back({"url.path", std::string(request.path())});
+  // The path the client asked for: under --root-path, the prefix the proxy mounts the app at too.
+  if (request.root_path().empty())
+    s.attributes.push_back({"url.path", std::string(request.path())});
+  else
+    s.attributes.push_back({"url.path", std::string(request.root_path()) + std::string(request.path())});
   // url.query when a query was received (even an empty one: "/x?").
   if (request.target().find('?') != std::string_view::npos)
     s.attributes.push_back({"url.query", redact_query(request.query())});
   s.attributes.push_back({"url.scheme", std::string(request.scheme())});
   s.attributes.push_back({"http.response.status_code", static_cast<std::int64_t>(status)});
-  // server.address from Host (or an absolute-form target); none at all (HTTP/1.0 without Host):
-  // no server.address and no server.port rather than an empty one.
+  // server.address from Host (or an absolute-form target, or what a trusted proxy forwarded);
+  // none at all (HTTP/1.0 without Host): no server.address and no server.port rather than an
+  // empty one.
   std::int64_t port = 80;
-  const std::string_view host = host_without_port(request.host(), port);
+  const std::string_view host = host_without_port(request.host(), request.scheme() == "https" ? 443 : 80, port);
   if (!host.empty()) {
     s.attributes.push_back({"server.address", std::string(host)});
     s.attributes.push_back({"server.port", port});
   }
-  const std::string_view peer = request.client_address();
+  // client.address: the client a trusted proxy named, else the peer; network.peer.*: the peer.
+  const std::string_view peer = request.peer_address();
   std::int64_t peer_port = 0;
   const std::string_view peer_ip = peer_address(peer, peer_port);
+  s.attributes.push_back({"client.address", std::string(base::client_ip(request.client_address()))});  // or "unix"
   if (!peer_ip.empty()) {
-    s.attributes.push_back({"client.address", std::string(peer_ip)});
     s.attributes.push_back({"network.peer.address", std::string(peer_ip)});
     if (peer_port > 0) s.attributes.push_back({"network.peer.port", peer_port});
-  } else {
-    s.attributes.push_back({"client.address", std::string(base::client_ip(peer))});  // "unix"
   }
   s.attributes.push_back({"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")});
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});

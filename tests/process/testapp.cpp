@@ -247,6 +247,16 @@ int main(int argc, char** argv) {
                   {"client_certificate_pem", t->client_certificate_pem}};
     return j;
   });
+  // What a handler learns of proxies in front (test_proxy): the client, the peer, scheme, host and
+  // the --root-path split.
+  app.get("/proxy-info", [](keel::Request& req) {
+    return nlohmann::json{{"client_address", req.client_address()},
+                          {"peer_address", req.peer_address()},
+                          {"scheme", req.scheme()},
+                          {"host", req.host()},
+                          {"path", req.path()},
+                          {"root_path", req.root_path()}};
+  });
   // Request::json(): the parsed body's top-level type (its nesting limit is limit_json_depth).
   app.post("/json-type", [](keel::Request& req) { return std::string(req.json().type_name()); });
   // keel::fetch of ?url= (GET, 2 s): what came back, without the body.
