@@ -406,14 +406,17 @@ class DocsMatchBehaviourTest(unittest.TestCase):
     def test_what_the_core_links(self):
         import re
         cmake = self.read("CMakeLists.txt")
-        core = " ".join(re.findall(r"target_link_libraries\(keel\s([^)]*)\)", cmake))
+        # libkeel.a is made of the modules (keel_module(...)); what they link, the core links.
+        core = " ".join(re.findall(r"keel_module\(([^)]*)\)", cmake) +
+                        re.findall(r"target_link_libraries\(keel\s([^)]*)\)", cmake))
         self.assertIn("KEEL_CURL", core, "premise: the core library links libcurl (OTLP export)")
+        self.assertIn("OpenSSL::SSL", core, "premise: the core library links OpenSSL (TLS)")
         self.assertNotIn("KEEL_CHECK_DEPS", core, "premise: libpq/hiredis/sqlite3 only via keel::checks")
         health = self.read("docs/health.md")
         self.assertNotIn("the core links none of these", health)
         self.assertRegex(health, r"libcurl[^.]*core links anyway")
         links = self.section("docs/dependencies.md", "## What a service links")
-        for lib in ("libcurl", "zlib", "toml++", "keel::checks", "libpq", "hiredis", "SQLite"):
+        for lib in ("libcurl", "zlib", "toml++", "OpenSSL", "keel::checks", "libpq", "hiredis", "SQLite"):
             self.assertIn(lib, links)
         curl_row = [l for l in self.read("docs/dependencies.md").splitlines() if l.startswith("| libcurl")][0]
         self.assertIn("core", curl_row)
