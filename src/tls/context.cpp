@@ -92,6 +92,10 @@ SSL_CTX* make_context(const Config& config, const CertificatePair& pair, const s
   // Writes may be partial and retried from a buffer that moved (the connection's output string);
   // idle connections give their read/write buffers back.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  // One read(2) per request instead of two (a record's header, then its body): OpenSSL reads
+  // what the socket has. The connection reads until SSL_read wants more (never stops at a short
+  // read), so records buffered here are never left behind an edge-triggered epoll.
+  SSL_CTX_set_read_ahead(ctx, 1);
   const std::string ciphers = config.ciphers.empty() ? kIntermediateCiphers : config.ciphers;
   if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) fail("ciphers: no usable cipher in '" + ciphers + "'");
   const std::string suites = config.ciphersuites.empty() ? kDefaultCiphersuites : config.ciphersuites;
