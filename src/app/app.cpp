@@ -125,6 +125,22 @@ std::optional<tls::Config> tls_config(const ServerOptions& o) {
   return c;
 }
 
+// The scheme a listener's --bind entry gives it: its own (opened from the entry), or the entry's
+// with the same address (a socket inherited across an upgrade or from systemd carries none).
+net::BindAddress::Scheme configured_scheme(const net::Listener& l, const std::vector<net::BindAddress>& binds) {
+  if (l.bound.scheme != net::BindAddress::Scheme::kDefault) return l.bound.scheme;
+  for (const net::BindAddress& b : binds) {
+    if (b.kind == net::BindAddress::Kind::kUnix && l.bound.kind == net::BindAddress::Kind::kUnix &&
+        b.path == l.bound.path)
+      return b.scheme;
+    const std::string port = std::to_string(b.port);
+    if (b.kind == net::BindAddress::Kind::kTcp && b.port != 0 &&
+        (l.url == "http://" + b.host + ":" + port || l.url == "http://[" + b.host + "]:" + port))
+      return b.scheme;
+  }
+  return net::BindAddress::Scheme::kDefault;
+}
+
 // The process model's part of the configuration.
 process::SupervisorConfig supervisor_config(const ServerOptions& o) {
   process::SupervisorConfig c;
@@ -314,7 +330,13 @@ int App::serve() {
   // Workers inherit this store (fork): one whose files fail to load at its start (a HUP, a
   // respawn) still has the last good certificates to serve with.
   std::optional<tls::CertificateStore> certificates;
+  std::vector<net::BindAddress> binds;
   try {
+    for (const auto& spec : options_.bind) {
+      binds.push_back(net::parse_bind(spec));
+      if (binds.back().scheme == net::BindAddress::Scheme::kHttps && options_.certfile.empty())
+        throw std::runtime_error("bind " + spec + " is https: it needs certfile and keyfile");
+    }
     if (auto settings = tls_config(options_)) {
       tls::init_ticket_secret();
       certificates.emplace(std::move(*settings));
@@ -416,9 +438,8 @@ int App::serve() {
     } else if (listeners = net::systemd_listeners(); !listeners.empty()) {
       log::write(log::Level::kInfo, "keel.server", "socket_activation", {{"sockets", listeners.size()}});
     } else {
-      for (const auto& spec : options_.bind)
-        listeners.push_back(net::open_listener(net::parse_bind(spec), options_.backlog, options_.reuse_port,
-                                               options_.unix_socket_mode));
+      for (const auto& bind : binds)
+        listeners.push_back(net::open_listener(bind, options_.backlog, options_.reuse_port, options_.unix_socket_mode));
     }
     if (!options_.metrics_bind.empty()) {
       // The admin listener: inherited across an upgrade (found by its address), else opened now.
@@ -442,8 +463,13 @@ int App::serve() {
     if (log::plain_stderr_ok()) std::cerr << "error: " << e.what() << "\n";  // else the line above says it
     return 3;
   }
-  if (certificates)
-    for (auto& l : listeners) l.tls = !l.admin;
+  // TLS per listener: its --bind entry's scheme (https://, http://), else TLS when certfile is
+  // set. Sockets inherited across an upgrade or from systemd carry no scheme: found by address.
+  for (auto& l : listeners) {
+    const net::BindAddress::Scheme scheme = configured_scheme(l, binds);
+    l.tls = !l.admin && (scheme == net::BindAddress::Scheme::kHttps ||
+                         (scheme == net::BindAddress::Scheme::kDefault && certificates.has_value()));
+  }
   std::vector<std::string> unix_paths;
   for (const auto& l : listeners) {
     log::write(log::Level::kInfo, "keel.server", "listening",

@@ -10,6 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <string_view>
+#include <utility>
+
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -19,14 +22,26 @@
 
 namespace keel::net {
 
-BindAddress parse_bind(const std::string& spec) {
+BindAddress parse_bind(const std::string& full) {
   BindAddress out;
+  std::string spec = full;
+  for (const auto& [prefix, scheme] :
+       {std::pair{"http://", BindAddress::Scheme::kHttp}, std::pair{"https://", BindAddress::Scheme::kHttps}}) {
+    if (spec.rfind(prefix, 0) == 0) {
+      out.scheme = scheme;
+      spec = spec.substr(std::string_view(prefix).size());
+      if (spec.rfind("fd://", 0) == 0 || (spec.find('/') != std::string::npos && spec.rfind("unix:", 0) != 0))
+        throw std::invalid_argument("invalid bind address '" + full + "': expected " + prefix + "HOST:PORT or " +
+                                    prefix + "unix:PATH");
+      break;
+    }
+  }
   if (spec.rfind("unix:", 0) == 0) {
     out.kind = BindAddress::Kind::kUnix;
     out.path = spec.substr(5);
-    if (out.path.empty()) throw std::invalid_argument("invalid bind address '" + spec + "': empty socket path");
+    if (out.path.empty()) throw std::invalid_argument("invalid bind address '" + full + "': empty socket path");
     if (out.path.size() >= sizeof(sockaddr_un::sun_path))
-      throw std::invalid_argument("invalid bind address '" + spec + "': socket path longer than " +
+      throw std::invalid_argument("invalid bind address '" + full + "': socket path longer than " +
                                   std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
     return out;
   }
@@ -35,14 +50,14 @@ BindAddress parse_bind(const std::string& spec) {
     const std::string n = spec.substr(5);
     const auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), out.fd);
     if (n.empty() || ec != std::errc() || ptr != n.data() + n.size() || out.fd < 0)
-      throw std::invalid_argument("invalid bind address '" + spec + "': expected fd://N with N a descriptor number");
+      throw std::invalid_argument("invalid bind address '" + full + "': expected fd://N with N a descriptor number");
     return out;
   }
   std::string port_part;
   if (!spec.empty() && spec.front() == '[') {
     const auto close = spec.find(']');
     if (close == std::string::npos || close + 1 >= spec.size() || spec[close + 1] != ':')
-      throw std::invalid_argument("invalid bind address '" + spec + "': expected [IPv6]:PORT");
+      throw std::invalid_argument("invalid bind address '" + full + "': expected [IPv6]:PORT");
     out.host = spec.substr(1, close - 1);
     port_part = spec.substr(close + 2);
   } else {
@@ -52,7 +67,7 @@ BindAddress parse_bind(const std::string& spec) {
       out.host = "0.0.0.0";
     } else {
       if (spec.find(':') != colon)
-        throw std::invalid_argument("invalid bind address '" + spec + "': put IPv6 addresses in brackets");
+        throw std::invalid_argument("invalid bind address '" + full + "': put IPv6 addresses in brackets");
       out.host = colon == 0 ? "0.0.0.0" : spec.substr(0, colon);
       port_part = spec.substr(colon + 1);
     }
@@ -60,9 +75,9 @@ BindAddress parse_bind(const std::string& spec) {
   int port = -1;
   const auto [ptr, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), port);
   if (port_part.empty() || ec != std::errc() || ptr != port_part.data() + port_part.size() || port < 0 || port > 65535)
-    throw std::invalid_argument("invalid bind address '" + spec + "': port must be 0-65535");
+    throw std::invalid_argument("invalid bind address '" + full + "': port must be 0-65535");
   out.port = port;
-  if (out.host.empty()) throw std::invalid_argument("invalid bind address '" + spec + "': empty host");
+  if (out.host.empty()) throw std::invalid_argument("invalid bind address '" + full + "': empty host");
   return out;
 }
 

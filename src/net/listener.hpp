@@ -13,15 +13,20 @@ namespace keel::net {
 
 struct BindAddress {
   enum class Kind { kTcp, kUnix, kFd };
+  // "http://" or "https://" in front of the address: plaintext or TLS on this listener whatever
+  // the others are; none: TLS when a certificate is configured.
+  enum class Scheme { kDefault, kHttp, kHttps };
   Kind kind = Kind::kTcp;
+  Scheme scheme = Scheme::kDefault;
   std::string host;  // kTcp: IPv4 or IPv6 literal, or a resolvable name ("localhost")
   int port = 0;      // kTcp
   std::string path;  // kUnix: socket file
   int fd = -1;       // kFd: an inherited listening socket
 };
 
-// Parses "HOST:PORT", "[V6]:PORT", ":PORT"/"PORT" (all interfaces), "unix:/path" or "fd://N".
-// Throws std::invalid_argument with a message that quotes the input.
+// Parses "HOST:PORT", "[V6]:PORT", ":PORT"/"PORT" (all interfaces), "unix:/path" or "fd://N",
+// each optionally after "http://" or "https://". Throws std::invalid_argument with a message that
+// quotes the input.
 BindAddress parse_bind(const std::string& spec);
 
 // "127.0.0.1:8000", "[::1]:8000", "unix:/path" (or "unix" for an unnamed peer); port is set to

@@ -4,7 +4,9 @@ resumption on another worker and after a HUP, certificate rotation by replacing 
 load, with no failed request) and a bad new pair rejected, plain HTTP sent to the TLS port, the
 handshake timeout, configuration errors, and what handlers, logs and metrics see of it all."""
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -92,7 +94,6 @@ class TlsResult:
         self.peer_der = peer_der
 
     def json(self):
-        import json
         return json.loads(self.body)
 
 
@@ -253,6 +254,25 @@ class HandshakeTest(KeelTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("400", err)
 
+    def test_binds_may_mix_plaintext_and_tls(self):
+        cert, key = pki.localhost
+        server = self.start_server("--certfile", cert, "--keyfile", key, "--bind", "127.0.0.1:0", "--bind",
+                                   "http://127.0.0.1:0", "--bind", "https://127.0.0.1:0", listening=3)
+        schemes = sorted(a.split("://")[0] for a in server.listening)
+        self.assertEqual(schemes, ["http", "https", "https"], server.listening)
+        for address in server.listening:
+            port = keelproc.port_of(address)
+            if address.startswith("https://"):
+                self.assertEqual(tls_get(port).json()["scheme"], "https")
+            else:
+                with keelproc.Conn(port) as c:
+                    self.assertEqual(c.request("GET", "/tls").json()["scheme"], "http")
+
+    def test_an_https_bind_without_a_certificate_is_a_configuration_error(self):
+        rc, out, err = keelproc.run_cli(keelproc.testapp(), "--bind", "https://127.0.0.1:0")
+        self.assertEqual(rc, EX_CONFIG, out + err)
+        self.assertIn("https://127.0.0.1:0 is https: it needs certfile and keyfile", out + err)
+
     def test_the_admin_listener_stays_plaintext(self):
         cert, key = pki.localhost
         server = self.start_server("--certfile", cert, "--keyfile", key, "--metrics-bind", "127.0.0.1:0", listening=2)
@@ -362,25 +382,35 @@ class ResumptionTest(KeelTestCase):
         cert, key = pki.localhost
         return self.start_server("--certfile", cert, "--keyfile", key, "--workers", "2")
 
-    def resume_on_another_worker(self, server, version):
+    def resume_on_another_worker(self, version):
+        # One connection per worker: the first stays open, so with --worker-connections 1 its
+        # worker steps aside and the second connection reaches the other worker.
+        cert, key = pki.localhost
+        server = self.start_server("--certfile", cert, "--keyfile", key, "--workers", "2", "--worker-connections", "1")
         ctx = client_context(version=version)
-        first = tls_get(server.port, ctx=ctx)
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        first = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(first.close)
+        first.sendall(b"GET /tls HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                re.search(rb"Content-Length: (\d+)", data, re.I).group(1)):
+            chunk = first.recv(65536)
+            self.assertTrue(chunk, "the first connection closed")
+            data += chunk
+        first_pid = json.loads(data.partition(b"\r\n\r\n")[2])["pid"]
         self.assertIsNotNone(first.session)
-        first_pid = first.json()["pid"]
-        for _ in range(60):
-            r = tls_get(server.port, ctx=ctx, session=first.session)
-            doc = r.json()
-            if doc["pid"] != first_pid:
-                self.assertTrue(r.session_reused, f"{version}: a ticket from worker {first_pid} resumes on {doc['pid']}")
-                self.assertTrue(doc["tls"]["resumed"])
-                return
-        self.skipTest("every connection reached the same worker")
+        r = tls_get(server.port, ctx=ctx, session=first.session)
+        doc = r.json()
+        self.assertNotEqual(doc["pid"], first_pid, "the second connection reached the busy worker")
+        self.assertTrue(r.session_reused, f"{version}: a ticket from worker {first_pid} resumes on {doc['pid']}")
+        self.assertTrue(doc["tls"]["resumed"])
 
     def test_tls13_ticket_resumes_on_another_worker(self):
-        self.resume_on_another_worker(self.start_two_workers(), ssl.TLSVersion.TLSv1_3)
+        self.resume_on_another_worker(ssl.TLSVersion.TLSv1_3)
 
     def test_tls12_ticket_resumes_on_another_worker(self):
-        self.resume_on_another_worker(self.start_two_workers(), ssl.TLSVersion.TLSv1_2)
+        self.resume_on_another_worker(ssl.TLSVersion.TLSv1_2)
 
     def test_ticket_resumes_after_a_hup(self):
         server = self.start_two_workers()
@@ -419,6 +449,26 @@ class ResumptionTest(KeelTestCase):
         self.assertEqual(parent_of(worker), new_master,
                          f"worker {worker} is not the new master's (old master {old_master})")
         self.assertTrue(r.session_reused, "a ticket issued by the old generation resumes on the new one")
+
+
+    def test_each_listener_keeps_its_scheme_across_an_upgrade(self):
+        def free_port():
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                return s.getsockname()[1]
+        tls_port, plain_port = free_port(), free_port()
+        cert, key = pki.localhost
+        server = self.start_server("--certfile", cert, "--keyfile", key, "--workers", "2", "--bind",
+                                   f"127.0.0.1:{tls_port}", "--bind", f"http://127.0.0.1:{plain_port}", listening=2)
+        server.send_signal(signal.SIGUSR2)
+        new_master = server.wait_for_stdout(lambda e: e.get("event") == "upgrade_started", timeout=10)["new_master"]
+        self.assertIsNotNone(server.wait_for_stdout(lambda e: e.get("event") == "listening" and
+                                                    e.get("pid") == new_master and e.get("tls") is False, timeout=10),
+                             server.output_tail())
+        self.assertEqual(server.wait(20), 0, server.output_tail())
+        self.assertEqual(tls_get(tls_port).json()["scheme"], "https")
+        with keelproc.Conn(plain_port) as c:
+            self.assertEqual(c.request("GET", "/tls").json()["scheme"], "http")
 
 
 class RotationTest(KeelTestCase):
