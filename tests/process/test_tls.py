@@ -387,6 +387,9 @@ class ResumptionTest(KeelTestCase):
         # worker steps aside and the second connection reaches the other worker.
         cert, key = pki.localhost
         server = self.start_server("--certfile", cert, "--keyfile", key, "--workers", "2", "--worker-connections", "1")
+        # A full worker steps aside only while a sibling is ready to take the connection.
+        self.assertIsNotNone(server.wait_for_stdout(lambda e: e.get("event") == "workers_ready", timeout=15),
+                             server.output_tail())
         ctx = client_context(version=version)
         raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         first = ctx.wrap_socket(raw, server_hostname="localhost")
