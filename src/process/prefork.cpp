@@ -272,19 +272,6 @@ std::string control_socket_path_problem(const std::string& path) {
 std::vector<std::string> g_command_line;
 bool g_handed_over = false;
 
-SupervisorPolicy::Config policy_config(const SupervisorConfig& c) {
-  SupervisorPolicy::Config p;
-  p.workers = c.workers;
-  p.timeout = c.timeout;
-  p.graceful_timeout = c.graceful_timeout;
-  p.shutdown_delay = c.shutdown_delay;
-  p.max_requests = c.max_requests;
-  p.max_requests_jitter = c.max_requests_jitter;
-  p.max_worker_lifetime = c.max_worker_lifetime;
-  p.max_worker_memory = c.max_worker_memory;
-  return p;
-}
-
 // The policy's view of the workers: their shared-memory slots and /proc.
 class SlotProbe final : public WorkerProbe {
  public:
@@ -316,7 +303,7 @@ class Master {
         hooks_(hooks),
         reload_config_(reload_config),
         observer_(observer),
-        policy_(policy_config(config), std::random_device{}()) {}
+        policy_(config, std::random_device{}()) {}
 
   int run();
 
@@ -649,7 +636,7 @@ void Master::on_signal(int sig) {
       if (reload_config_) {
         if (auto fresh = reload_config_()) {
           config_ = std::move(*fresh);
-          policy_.set_config(policy_config(config_));
+          policy_.set_config(config_);
         }
       }
       if (config_.workers != policy_.target()) execute(policy_.scale_to(config_.workers, steady_ms()));

@@ -19,6 +19,7 @@
 
 #include "keel/lifecycle.hpp"
 #include "net/listener.hpp"
+#include "process/supervisor_policy.hpp"
 #include "process/worker_table.hpp"
 
 namespace keel::process {
@@ -67,16 +68,9 @@ int print_status(const std::string& control_socket, bool as_json);
 using WorkerMain = std::function<int(std::vector<net::Listener>, int, WorkerSlot*, std::uint64_t)>;
 
 // What the supervisor reads from the configuration: filled from ServerOptions by the composition
-// root (app/), so the process model does not depend on the application's settings.
-struct SupervisorConfig {
-  int workers = 1;
-  std::chrono::milliseconds timeout{30000};           // a worker's loop silent this long: SIGABRT (0: off)
-  std::chrono::milliseconds graceful_timeout{30000};  // drain bound of a worker
-  std::chrono::milliseconds shutdown_delay{0};        // serving after SIGTERM, before the drain
-  std::uint64_t max_requests = 0;                     // recycle a worker after this many (0: never)
-  std::uint64_t max_requests_jitter = 0;              // + random [0, jitter]
-  std::chrono::milliseconds max_worker_lifetime{0};   // recycle when older (0: never)
-  std::uint64_t max_worker_memory = 0;                // recycle above this RSS (0: never)
+// root (app/), so the process model does not depend on the application's settings. The policy's
+// part (workers, timeouts, recycling) is its base: the master hands it to SupervisorPolicy as is.
+struct SupervisorConfig : SupervisorPolicy::Config {
   std::string pid_file;
   std::string control_socket;
   std::string service_version;
