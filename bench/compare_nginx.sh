@@ -20,6 +20,7 @@ export SECRET_KEY=${SECRET_KEY:-bench-secret-key-not-for-production}
 export DATABASE_URL=${DATABASE_URL:-sqlite:/tmp/keel-bench-demo.db}
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 root=$(cd "$here/.." && pwd)
 peers=${SHARED_PEERS:-$root/../shared/peers}
 workers_list=${*:-1 2}
@@ -81,15 +82,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/"; }
-wait_ready() {  # URL PID NAME
-  for _ in $(seq 1 100); do
-    curl -fs -o /dev/null --max-time 1 "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { echo "$3 exited during startup" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "$3 did not answer $1 within 10 s" >&2
-  return 1
-}
 
 start_nginx() {  # WORKERS
   port_free "$nginx_port" || { echo "port $nginx_port is already in use" >&2; exit 1; }
@@ -116,7 +108,6 @@ wrk_pipelined() {  # URL
   grep -E "Non-2xx|Socket errors" <<<"$res" | sed "s#^#$1: #" >&2 || true
   awk '/Requests\/sec/ {print $2}' <<<"$res"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 # Same output shape as compare.sh: rounds, "median A x rps  B y rps", "ratio A/B r".
 compare_pipelined() {  # URL_A URL_B

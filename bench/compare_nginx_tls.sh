@@ -15,6 +15,7 @@ export DATABASE_URL=${DATABASE_URL:-sqlite:/tmp/keel-bench-demo.db}
 export KEEL_ACCESS_LOG=false
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 root=$(cd "$here/.." && pwd)
 peers=${SHARED_PEERS:-$root/../shared/peers}
 workers=${1:-1}
@@ -53,15 +54,6 @@ esac
 openssl req -x509 "${newkey[@]}" -nodes -days 2 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj "/CN=localhost" \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
 
-wait_ready() {  # URL PID NAME
-  for _ in $(seq 1 100); do
-    curl -kfs -o /dev/null --max-time 1 "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { echo "$3 exited during startup" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "$3 did not answer $1 within 10 s" >&2
-  return 1
-}
 
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes $workers;
@@ -105,7 +97,6 @@ handshakes() {  # PORT -> full handshakes per second (s_time: "N connections in 
   openssl s_time -connect "127.0.0.1:$1" -new -time "$secs" 2>/dev/null |
     awk '/connections in [0-9.]+ real seconds/ {for (i = 1; i <= NF; i++) if ($i == "in") {print $1 / $(i + 1); exit}}'
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 echo "== new handshakes (openssl s_time -new), workers=$workers, key=$key_type"
 ha=() hb=()
 for i in $(seq 1 "$rounds"); do
