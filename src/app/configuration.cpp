@@ -13,6 +13,7 @@
 #include "log/log.hpp"
 #include "metrics/registry.hpp"
 #include "process/prefork.hpp"
+#include "tls/tickets.hpp"
 
 namespace keel::app {
 
@@ -25,8 +26,9 @@ Configuration::Configuration(const ServerOptions& defaults, const Settings& app_
   // keel's own hand-over variables, not settings: a master sets them in the environment of the
   // master it executes (the --reload supervisor in the first master's); taken from the real
   // environment only, never from a .env file.
-  for (const char* name : {process::kListenFdsEnv, process::kUpgradeFromEnv, process::kGenerationEnv,
-                           process::kSupervisorFdEnv, metrics_detail::kArenaFdEnv, metrics_detail::kParentArenaFdEnv}) {
+  for (const char* name :
+       {process::kListenFdsEnv, process::kUpgradeFromEnv, process::kGenerationEnv, process::kSupervisorFdEnv,
+        metrics_detail::kArenaFdEnv, metrics_detail::kParentArenaFdEnv, tls::kTicketSecretEnv}) {
     registry_.allow_env(name);
     config::add_internal_env(name);
   }
