@@ -16,6 +16,6 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 # What keelConfig.cmake / keel.pc look up for keel::keel; keel::checks also needs the suggested ones.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "nlohmann-json3-dev (>= 3.10), libtomlplusplus-dev (>= 3), zlib1g-dev, libcurl4-openssl-dev | libcurl-dev, libssl-dev (>= 3), pkg-config")
+    "nlohmann-json3-dev (>= 3.10), libtomlplusplus-dev (>= 3), zlib1g-dev, libcurl4-openssl-dev | libcurl-dev, libnghttp2-dev, libssl-dev (>= 3), pkg-config")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libpq-dev, libhiredis-dev, libsqlite3-dev, clang, cmake (>= 3.25)")
 include(CPack)

@@ -24,7 +24,7 @@ LAYERS = [
     ["log", "config", "net", "client"],
     ["process", "tls"],
     ["http"],
-    ["trace", "metrics", "health"],
+    ["http2", "trace", "metrics", "health"],
     ["app"],
 ]
 

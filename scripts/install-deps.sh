@@ -12,6 +12,7 @@ packages=(
   python3-aiohttp  # the W3C Trace Context suite's harness (tests/process/test_tracing.py)
   slowhttptest libhttp-parser-dev
   openssl testssl.sh sslscan  # TLS: test certificates, the TLS conformance scans
+  libnghttp2-dev  # HTTP/2 (src/http2/)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -47,24 +47,33 @@ struct ServerOptions {
   std::string tls_min_version = "1.2";                         // --tls-min-version 1.2|1.3
   std::chrono::milliseconds tls_handshake_timeout{10000};      // --tls-handshake-timeout
   std::chrono::milliseconds tls_ticket_key_rotation{3600000};  // --tls-ticket-key-rotation
-  std::chrono::milliseconds keep_alive{5000};                  // --keep-alive: idle keep-alive connection timeout
-  std::uint64_t keep_alive_requests = 1000;                    // then the connection closes (0: never), like nginx
-  std::chrono::milliseconds header_timeout{10000};             // --header-timeout: whole request head (408)
-  std::chrono::milliseconds body_timeout{30000};               // --body-timeout: body read idle (408)
-  std::chrono::milliseconds body_deadline{60000};              // --body-deadline: whole body, however it trickles (408)
-  std::chrono::milliseconds write_timeout{30000};              // --write-timeout: no write progress -> close
-  std::chrono::milliseconds graceful_timeout{30000};           // --graceful-timeout: drain on SIGTERM
-  std::chrono::milliseconds shutdown_delay{0};                 // --shutdown-delay: keep serving after SIGTERM
-  std::size_t limit_concurrency = 0;                           // --limit-concurrency: in-flight requests, 0 = none
-  std::size_t worker_connections = 10000;                      // --worker-connections: per-worker connection cap
-  std::size_t limit_request_line = 8 * 1024;                   // --limit-request-line (414)
-  std::size_t limit_request_fields = 100;                      // --limit-request-fields (431)
-  std::size_t limit_request_field_size = 8 * 1024;             // --limit-request-field_size (431)
-  std::size_t limit_request_header_size = 64 * 1024;           // --limit-request-header-size (431)
-  std::size_t limit_request_body = 1024 * 1024;                // --limit-request-body (413)
-  std::size_t limit_json_depth = 64;                           // --limit-json-depth: Request::json() nesting (400)
-  std::uint64_t limit_fetch_response = 8u << 20;               // --limit-fetch-response: keel::fetch response body
-  std::size_t output_buffer_limit = 256 * 1024;                // pause reading a connection above this
+  // HTTP/2 (docs/http2.md): h2c by prior knowledge on plaintext binds, h2 by ALPN on TLS binds.
+  bool http2 = true;                                  // --http2 / --no-http2
+  std::uint32_t http2_max_concurrent_streams = 100;   // --http2-max-concurrent-streams
+  std::uint32_t http2_max_header_list_size = 65536;   // --http2-max-header-list-size (431)
+  std::uint32_t http2_header_table_size = 4096;       // --http2-header-table-size: HPACK dynamic table
+  std::uint32_t http2_max_frame_size = 16384;         // --http2-max-frame-size
+  std::uint32_t http2_initial_window_size = 65535;    // --http2-initial-window-size: per stream
+  std::uint32_t http2_max_reset_streams = 1000;       // --http2-max-reset-streams: per connection and 10 s
+  std::uint32_t http2_max_control_frames = 1000;      // --http2-max-control-frames: per connection and 10 s
+  std::chrono::milliseconds keep_alive{5000};         // --keep-alive: idle keep-alive connection timeout
+  std::uint64_t keep_alive_requests = 1000;           // then the connection closes (0: never), like nginx
+  std::chrono::milliseconds header_timeout{10000};    // --header-timeout: whole request head (408)
+  std::chrono::milliseconds body_timeout{30000};      // --body-timeout: body read idle (408)
+  std::chrono::milliseconds body_deadline{60000};     // --body-deadline: whole body, however it trickles (408)
+  std::chrono::milliseconds write_timeout{30000};     // --write-timeout: no write progress -> close
+  std::chrono::milliseconds graceful_timeout{30000};  // --graceful-timeout: drain on SIGTERM
+  std::chrono::milliseconds shutdown_delay{0};        // --shutdown-delay: keep serving after SIGTERM
+  std::size_t limit_concurrency = 0;                  // --limit-concurrency: in-flight requests, 0 = none
+  std::size_t worker_connections = 10000;             // --worker-connections: per-worker connection cap
+  std::size_t limit_request_line = 8 * 1024;          // --limit-request-line (414)
+  std::size_t limit_request_fields = 100;             // --limit-request-fields (431)
+  std::size_t limit_request_field_size = 8 * 1024;    // --limit-request-field_size (431)
+  std::size_t limit_request_header_size = 64 * 1024;  // --limit-request-header-size (431)
+  std::size_t limit_request_body = 1024 * 1024;       // --limit-request-body (413)
+  std::size_t limit_json_depth = 64;                  // --limit-json-depth: Request::json() nesting (400)
+  std::uint64_t limit_fetch_response = 8u << 20;      // --limit-fetch-response: keel::fetch response body
+  std::size_t output_buffer_limit = 256 * 1024;       // pause reading a connection above this
   std::size_t request_buffer_budget = 64u << 20;     // --request-buffer-budget: buffered request bytes per worker (503)
   std::string server_header = "keel";                // --server-header NAME / --no-server-header
   std::chrono::milliseconds timeout{30000};          // --timeout: silent worker -> SIGABRT (0: off)

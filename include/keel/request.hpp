@@ -43,7 +43,11 @@ class Request {
   // --root-path: the prefix the application is mounted under behind a proxy ("/api"; empty when
   // none). Public URLs are root_path() + a path the routes know.
   [[nodiscard]] std::string_view root_path() const noexcept { return root_path_; }
-  [[nodiscard]] int version_minor() const noexcept;  // 0 or 1
+  [[nodiscard]] int version_minor() const noexcept;  // 0 or 1 (0 over HTTP/2)
+  // "1.0", "1.1" or "2": the protocol the request came over.
+  [[nodiscard]] std::string_view http_version() const noexcept;
+  // The HTTP/2 stream the request came on; 0 over HTTP/1.
+  [[nodiscard]] std::uint32_t stream_id() const noexcept;
   [[nodiscard]] bool keep_alive() const noexcept;
 
   // First header with this name (case-insensitive).

@@ -75,6 +75,14 @@ class Response {
   }
   [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& headers() const noexcept { return headers_; }
   [[nodiscard]] const BodyProducer& producer() const noexcept { return producer_; }
+  // A trailer field, sent after the body (gRPC's status, a checksum of a streamed body): over
+  // HTTP/2 always, over HTTP/1.1 with a streamed (chunked) body; an HTTP/1.0 client or a body
+  // with a Content-Length over HTTP/1.1 gets none. Same rules as add_header.
+  Response& add_trailer(std::string name, std::string value) {
+    trailers_.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& trailers() const noexcept { return trailers_; }
   // Asks the server to close the connection after this response.
   Response& close_connection(bool close = true) noexcept {
     close_ = close;
@@ -88,6 +96,7 @@ class Response {
   std::string content_type_;
   std::string body_;
   std::vector<std::pair<std::string, std::string>> headers_;
+  std::vector<std::pair<std::string, std::string>> trailers_;
   BodyProducer producer_;
 };
 

@@ -22,6 +22,7 @@
 #include "app/server_settings.hpp"
 #include "base/gzip.hpp"
 #include "http/server.hpp"
+#include "http2/connection.hpp"
 #include "keel/async.hpp"
 #include "log/log.hpp"
 #include "metrics/generation_stats.hpp"
@@ -122,6 +123,21 @@ std::optional<tls::Config> tls_config(const ServerOptions& o) {
   c.ciphersuites = o.tls_ciphersuites;
   c.min_version = o.tls_min_version;
   c.ticket_key_rotation = std::chrono::duration_cast<std::chrono::seconds>(o.tls_ticket_key_rotation);
+  if (o.http2) c.alpn.insert(c.alpn.begin(), "h2");  // preferred when the client offers it
+  return c;
+}
+
+// The HTTP/2 connections' part of the configuration.
+http2::Config http2_config(const ServerOptions& o) {
+  http2::Config c;
+  c.max_concurrent_streams = o.http2_max_concurrent_streams;
+  c.max_header_list_size = o.http2_max_header_list_size;
+  c.header_table_size = o.http2_header_table_size;
+  c.max_frame_size = o.http2_max_frame_size;
+  c.initial_window_size = o.http2_initial_window_size;
+  c.max_reset_streams = o.http2_max_reset_streams;
+  c.max_control_frames = o.http2_max_control_frames;
+  c.max_pending_output = std::max<std::size_t>(4 * o.output_buffer_limit, 1024 * 1024);
   return c;
 }
 
@@ -504,8 +520,11 @@ int App::serve() {
     auto pool_owner = std::make_unique<runtime::ThreadPool>(options_.threads, options_.thread_queue);
     runtime::ThreadPool& pool = *pool_owner;
     runtime::ThreadPool::set_current(&pool);
+    std::optional<http2::Factory> http2;  // before the server: its connections use it until the end
+    if (options_.http2) http2.emplace(http2_config(options_));
     auto server_owner = std::make_unique<http::Server>(http_config(options_), std::move(ls), slot, max_requests);
     http::Server& server = *server_owner;
+    if (http2) server.set_http2(&*http2);
     if (certificates) {
       // The files may have changed since the master last looked: take the newest before serving.
       tls::log_outcome(*certificates, certificates->check());

@@ -203,6 +203,30 @@ std::vector<ServerSetting> build() {
     };
     all.push_back(std::move(mode));
   }
+  all.push_back(boolean("http2", &ServerOptions::http2,
+                        "speak HTTP/2: h2c with prior knowledge on plaintext binds, h2 by ALPN on TLS binds"));
+  all.push_back(integer("http2_max_concurrent_streams", &ServerOptions::http2_max_concurrent_streams,
+                        "HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)", 1,
+                        65536));
+  all.push_back(integer("http2_max_header_list_size", &ServerOptions::http2_max_header_list_size,
+                        "largest decoded HTTP/2 request head, in bytes (SETTINGS_MAX_HEADER_LIST_SIZE; 431 beyond)",
+                        1024, 16777216));
+  all.push_back(integer("http2_header_table_size", &ServerOptions::http2_header_table_size,
+                        "HPACK dynamic table the client may use for its headers, in bytes", 0, 65536));
+  all.push_back(integer("http2_max_frame_size", &ServerOptions::http2_max_frame_size,
+                        "largest HTTP/2 frame payload keel accepts (SETTINGS_MAX_FRAME_SIZE)", 16384, 16777215));
+  all.push_back(integer("http2_initial_window_size", &ServerOptions::http2_initial_window_size,
+                        "request body bytes a client may send on one HTTP/2 stream before keel reads them "
+                        "(SETTINGS_INITIAL_WINDOW_SIZE)",
+                        1, 2147483647));
+  all.push_back(integer("http2_max_reset_streams", &ServerOptions::http2_max_reset_streams,
+                        "streams a client may reset per HTTP/2 connection in 10 s, then GOAWAY (rapid reset, "
+                        "CVE-2023-44487)",
+                        1, 1e9));
+  all.push_back(integer("http2_max_control_frames", &ServerOptions::http2_max_control_frames,
+                        "PING, SETTINGS, PRIORITY, surplus WINDOW_UPDATE and empty frames a client may send per "
+                        "HTTP/2 connection in 10 s, then GOAWAY",
+                        1, 1e9));
   all.push_back(duration("keep_alive", &ServerOptions::keep_alive,
                          "close idle keep-alive connections after this; keep it above your load balancer's idle "
                          "timeout"));

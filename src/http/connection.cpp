@@ -9,6 +9,7 @@
 
 #include "base/strings.hpp"
 #include "http/response_writer.hpp"
+#include "http/transport.hpp"
 #include "log/log.hpp"
 #include "net/proxy_protocol.hpp"
 
@@ -23,13 +24,13 @@ constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 
 Connection::Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin,
                        std::unique_ptr<tls::Session> tls)
-    : server_(server),
+    : ServerConnection(admin),
+      server_(server),
       handler_(handler),
       fd_(fd),
       peer_(std::move(peer)),
       parser_(server.parser_limits()),
-      tls_(std::move(tls)),
-      admin_(admin) {
+      tls_(std::move(tls)) {
   set_peer_address(peer_);
   if (tls_) accepted_at_ = runtime::Clock::now();
   proxy_pending_ = server.config().proxy_protocol && !admin;
@@ -226,6 +227,31 @@ bool Connection::read_proxy_header() {
   return true;
 }
 
+Connection::Preface Connection::http2_preface() const noexcept {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  const std::string_view have(rbuf_.get() + rstart_, rend_ - rstart_);
+  const std::size_t n = std::min(have.size(), kPreface.size());
+  if (have.substr(0, n) != kPreface.substr(0, n)) return Preface::kNo;
+  return n == kPreface.size() ? Preface::kYes : Preface::kPartial;
+}
+
+void Connection::switch_to_http2() {
+  Handover h;
+  h.handler = &handler_;
+  h.fd = fd_;
+  h.admin = admin();
+  h.peer = peer_;
+  h.proxy_headers_trusted = proxy_headers_trusted_;
+  h.tls = std::move(tls_);
+  if (rbuf_) h.received = std::string_view(rbuf_.get() + rstart_, rend_ - rstart_);
+  std::unique_ptr<ServerConnection> next = server_.http2()->adopt(server_, std::move(h));
+  rstart_ = rend_ = 0;
+  release_read_buffer();
+  fd_ = -1;  // the socket is the new connection's now
+  dead_ = true;
+  server_.hand_over(*this, std::move(next));
+}
+
 void Connection::proxy_header_failed(std::string_view reason) {
   if (Observer* o = server_.observer()) o->rejected(Rejection::kProxyProtocol);
   // A balancer that does not send the header is a configuration mistake worth seeing: one line per
@@ -254,6 +280,10 @@ bool Connection::handshake() {
       if (Observer* o = server_.observer())
         o->tls_handshake({}, std::chrono::duration<double>(runtime::Clock::now() - accepted_at_).count(),
                          tls_->info().resumed);
+      if (tls_->info().alpn == "h2" && server_.http2() != nullptr) {
+        switch_to_http2();
+        return false;
+      }
       server_.set_deadline(*this, Deadline::kKeepAlive);
       want_read_ = true;  // the first request may have come with the handshake's last flight
       return true;
@@ -292,43 +322,11 @@ void Connection::handshake_failed(std::string_view reason) {
 }
 
 ssize_t Connection::receive(char* buf, std::size_t size) {
-  if (!tls_) return ::recv(fd_, buf, size, 0);
-  tls_read_wants_write_ = false;
-  const tls::IoResult r = tls_->read(buf, size);
-  switch (r.status) {
-    case tls::Io::kDone:
-      return static_cast<ssize_t>(r.bytes);
-    case tls::Io::kClosed:
-      return 0;
-    case tls::Io::kWantWrite:
-      tls_read_wants_write_ = true;
-      [[fallthrough]];
-    case tls::Io::kWantRead:
-      errno = EAGAIN;
-      return -1;
-    case tls::Io::kError:
-      break;
-  }
-  errno = ECONNRESET;
-  return -1;
+  return transport_receive(fd_, tls_.get(), buf, size, tls_read_wants_write_);
 }
 
 ssize_t Connection::transmit(const char* data, std::size_t size) {
-  if (!tls_) return ::send(fd_, data, size, MSG_NOSIGNAL);
-  const tls::IoResult r = tls_->write(data, size);
-  switch (r.status) {
-    case tls::Io::kDone:
-      return static_cast<ssize_t>(r.bytes);
-    case tls::Io::kWantRead:  // a TLS 1.3 key update in flight; the next readable event retries
-    case tls::Io::kWantWrite:
-      errno = EAGAIN;
-      return -1;
-    case tls::Io::kClosed:
-    case tls::Io::kError:
-      break;
-  }
-  errno = EPIPE;
-  return -1;
+  return transport_transmit(fd_, tls_.get(), data, size);
 }
 
 // One recv(). Returns true when it changed something (bytes, EOF).
@@ -419,6 +417,16 @@ bool Connection::read_some() {
 bool Connection::process_buffered() {
   bool progress = false;
   while (!dead_ && !busy() && !closing_ && rend_ > rstart_ && out_pending() < server_.config().output_buffer_limit) {
+    // HTTP/2 with prior knowledge (plaintext only: over TLS, ALPN says it): the client's first
+    // bytes are the connection preface instead of a request line.
+    if (requests_on_connection_ == 0 && !tls_ && server_.http2() != nullptr && !parser_.head_complete()) {
+      const Preface preface = http2_preface();
+      if (preface == Preface::kPartial) break;  // wait for the rest before deciding
+      if (preface == Preface::kYes) {
+        switch_to_http2();
+        return true;
+      }
+    }
     const ParseStatus st = parser_.parse(rbuf_.get() + rstart_, rend_ - rstart_);
     if (st == ParseStatus::kIncomplete) {
       if (parser_.head_complete()) {
@@ -436,6 +444,13 @@ bool Connection::process_buffered() {
       if (Observer* o = server_.observer()) {
         const int status = parser_.error_status();
         o->rejected(status == 413 || status == 414 || status == 431 ? Rejection::kTooLarge : Rejection::kParseError);
+      }
+      if (requests_on_connection_ == 0 && !tls_ && server_.http2() != nullptr && parser_.not_http1()) {
+        // Where HTTP/2 is spoken by prior knowledge, a first line that is not HTTP/1 may be a
+        // broken HTTP/2 preface: an HTTP/1 answer would be garbage to that client, and the
+        // connection error HTTP/2 prescribes is to close (RFC 9113 section 3.4).
+        close_now();
+        return true;
       }
       send_error(parser_.error_status(), parser_.error_reason());
       break;
@@ -526,6 +541,7 @@ void Connection::send_response(Response& response) {
   bytes_out_ = out.size() - before;
   if (stream) {
     producer_ = response.producer();
+    trailers_ = response.trailers();
     streaming_ = true;
   }
   if (ctx.close) closing_ = true;
@@ -551,9 +567,10 @@ bool Connection::pump_stream() {
       append_chunk(output(), piece);
   }
   if (!more) {
-    if (!raw_stream_) append_last_chunk(output());
+    if (!raw_stream_) append_last_chunk(output(), trailers_);
     streaming_ = false;
     producer_ = nullptr;
+    trailers_.clear();
   }
   return true;
 }
@@ -568,7 +585,7 @@ bool Connection::flush() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (out_off_ != before || deadline_kind_ != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
+      if (out_off_ != before || deadline_kind() != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
       return out_off_ != before;
     }
     close_now();  // EPIPE, ECONNRESET: the client is gone
@@ -623,23 +640,23 @@ void Connection::close_now() {
 void Connection::update_deadline() {
   if (lingering_) return;
   if (proxy_pending_) {
-    if (deadline_kind_ != Deadline::kHeader) server_.set_deadline(*this, Deadline::kHeader);
+    if (deadline_kind() != Deadline::kHeader) server_.set_deadline(*this, Deadline::kHeader);
     return;
   }
   if (tls_ && !tls_->established()) {
-    if (deadline_kind_ != Deadline::kHandshake) server_.set_deadline(*this, Deadline::kHandshake);
+    if (deadline_kind() != Deadline::kHandshake) server_.set_deadline(*this, Deadline::kHandshake);
     return;
   }
   if (out_pending() > 0) {
-    if (deadline_kind_ != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
+    if (deadline_kind() != Deadline::kWrite) server_.set_deadline(*this, Deadline::kWrite);
   } else if (busy()) {
     server_.set_deadline(*this, Deadline::kNone);
   } else if (rend_ == rstart_) {
     const Deadline idle = server_.draining() ? Deadline::kDrainIdle : Deadline::kKeepAlive;
-    if (deadline_kind_ != idle) server_.set_deadline(*this, idle);
+    if (deadline_kind() != idle) server_.set_deadline(*this, idle);
   } else if (parser_.head_complete()) {
-    if (deadline_kind_ != Deadline::kBody) server_.set_deadline(*this, Deadline::kBody);
-  } else if (deadline_kind_ != Deadline::kHeader) {
+    if (deadline_kind() != Deadline::kBody) server_.set_deadline(*this, Deadline::kBody);
+  } else if (deadline_kind() != Deadline::kHeader) {
     server_.set_deadline(*this, Deadline::kHeader);  // from the first byte of the head, never extended
   }
 }

@@ -19,21 +19,19 @@
 
 namespace keel::http {
 
-class Connection final : public runtime::IoHandler, public Exchange {
+class Connection final : public ServerConnection, public Exchange {
  public:
   // admin: accepted on the admin listener (counted apart from traffic). tls: the connection's
   // TLS session (null: plaintext); the handshake comes before any request.
   Connection(Server& server, RequestHandler& handler, int fd, std::string peer, bool admin = false,
              std::unique_ptr<tls::Session> tls = nullptr);
-  ~Connection();
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
+  ~Connection() override;
 
   void start();
   void on_io(std::uint32_t events) override;
-  void on_deadline(Deadline kind);
+  void on_deadline(Deadline kind) override;
   // Graceful shutdown: close now if idle, else close after the current response.
-  void drain();
+  void drain() override;
 
   // Exchange
   bool peer_gone() const noexcept override { return dead_; }
@@ -48,6 +46,12 @@ class Connection final : public runtime::IoHandler, public Exchange {
   // taken, so a TLS ClientHello or a request after it stays unread); false while it waits or
   // failed (then the connection is closed).
   bool read_proxy_header();
+  // The client speaks HTTP/2 (the preface instead of a request line, or ALPN "h2"): the http2
+  // module's connection takes the socket, the TLS session and what was read.
+  void switch_to_http2();
+  // Whether the buffer holds (the start of) the HTTP/2 connection preface.
+  enum class Preface { kNo, kPartial, kYes };
+  Preface http2_preface() const noexcept;
   void proxy_header_failed(std::string_view reason);
   // Whether this peer's proxy headers are read (--proxy-headers, --forwarded-allow-ips).
   void decide_proxy_trust();
@@ -96,6 +100,7 @@ class Connection final : public runtime::IoHandler, public Exchange {
   std::string out_;
   std::size_t out_off_ = 0;
   Response::BodyProducer producer_;
+  std::vector<std::pair<std::string, std::string>> trailers_;  // of the streamed response
 
   bool want_read_ = true;
   bool peer_eof_ = false;
@@ -111,17 +116,9 @@ class Connection final : public runtime::IoHandler, public Exchange {
   bool keep_alive_ = true;
   std::uint64_t requests_on_connection_ = 0;
   bool sent_continue_ = false;
-  bool admin_ = false;
   runtime::Clock::time_point body_started_{};  // the head was complete, the body not (--body-deadline)
   std::size_t bytes_out_ = 0;                  // size of the last response written
   std::size_t lingered_bytes_ = 0;
-
-  // Deadline list links (owned by Server).
-  Deadline deadline_kind_ = Deadline::kNone;
-  runtime::Clock::time_point deadline_{};
-  Connection* dl_prev_ = nullptr;
-  Connection* dl_next_ = nullptr;
-  std::size_t all_index_ = 0;
 };
 
 }  // namespace keel::http

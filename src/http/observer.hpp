@@ -59,6 +59,12 @@ class Observer {
   virtual void tls_handshake(std::string_view failure, double seconds, bool resumed) noexcept {
     (void)failure, (void)seconds, (void)resumed;
   }
+  // HTTP/2: a connection began (+1) or ended (-1) speaking it; a stream opened or closed.
+  virtual void http2_connection(int delta) noexcept { (void)delta; }
+  virtual void http2_streams(int delta) noexcept { (void)delta; }
+  // A connection ended by a defence or a fatal protocol error: "rapid_reset", "control_flood",
+  // "header_flood", "slow_reader", "bad_preface", "protocol_error".
+  virtual void http2_error(std::string_view reason) noexcept { (void)reason; }
   // The server (re)loaded its certificates: at start and after every rotation.
   virtual void tls_contexts_loaded(const tls::Contexts& contexts) noexcept { (void)contexts; }
 };
@@ -90,6 +96,15 @@ class ObserverList final : public Observer {
   }
   void tls_handshake(std::string_view failure, double seconds, bool resumed) noexcept override {
     for (auto* o : list_) o->tls_handshake(failure, seconds, resumed);
+  }
+  void http2_connection(int delta) noexcept override {
+    for (auto* o : list_) o->http2_connection(delta);
+  }
+  void http2_streams(int delta) noexcept override {
+    for (auto* o : list_) o->http2_streams(delta);
+  }
+  void http2_error(std::string_view reason) noexcept override {
+    for (auto* o : list_) o->http2_error(reason);
   }
   void tls_contexts_loaded(const tls::Contexts& contexts) noexcept override {
     for (auto* o : list_) o->tls_contexts_loaded(contexts);

@@ -26,6 +26,15 @@ std::string_view Request::host() const noexcept {
 int Request::version_minor() const noexcept {
   return parsed_->version_minor;
 }
+
+std::string_view Request::http_version() const noexcept {
+  if (parsed_->version_major == 2) return "2";
+  return parsed_->version_minor == 0 ? "1.0" : "1.1";
+}
+
+std::uint32_t Request::stream_id() const noexcept {
+  return parsed_->stream_id;
+}
 bool Request::keep_alive() const noexcept {
   return parsed_->keep_alive;
 }

@@ -147,6 +147,7 @@ void RequestParser::reset() noexcept {
   req_.content_length = 0;
   error_status_ = 0;
   error_reason_ = {};
+  not_http1_ = false;
 }
 
 std::size_t RequestParser::expected_size() const noexcept {
@@ -289,8 +290,16 @@ ParseStatus RequestParser::parse_request_line(const char* base, std::size_t line
   ++p;
   // HTTP-version = "HTTP/" DIGIT "." DIGIT
   if (end - p != 8 || std::memcmp(p, "HTTP/", 5) != 0 || p[5] < '0' || p[5] > '9' || p[6] != '.' || p[7] < '0' ||
-      p[7] > '9')
+      p[7] > '9') {
+    // Neither a method of RFC 9110 (or PATCH) nor the HTTP-name: whoever sent this line does
+    // not speak HTTP/1 at all (a broken HTTP/2 preface, another protocol).
+    const std::string_view method(m, method_.len);
+    bool known_method = false;
+    for (std::string_view k : {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+      known_method = known_method || method == k;
+    not_http1_ = !known_method && (end - p < 4 || !base::iequals(std::string_view(p, 4), "HTTP"));
     return fail(400, "invalid HTTP version");
+  }
   if (p[5] != '1' || (p[7] != '0' && p[7] != '1')) return fail(505, "HTTP version not supported");
   req_.version_minor = p[7] - '0';
 

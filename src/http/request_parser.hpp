@@ -33,12 +33,14 @@ enum class ParseStatus { kIncomplete, kComplete, kError };
 // valid until the buffer moves or the parser is reset.
 struct ParsedRequest {
   std::string_view method;
-  std::string_view target;  // as sent
-  std::string_view path;    // raw (still percent-encoded) path; for absolute-form, the path part
-  std::string_view query;   // after '?', without it; empty when absent
-  std::string_view host;    // Host header, or the authority of an absolute-form target
-  int version_minor = 1;    // HTTP/1.<minor>; only 0 and 1 are accepted
-  bool keep_alive = true;   // after applying version default and Connection tokens
+  std::string_view target;      // as sent
+  std::string_view path;        // raw (still percent-encoded) path; for absolute-form, the path part
+  std::string_view query;       // after '?', without it; empty when absent
+  std::string_view host;        // Host header, or the authority of an absolute-form target
+  int version_major = 1;        // 2: an HTTP/2 stream (http2/), which fills these fields itself
+  int version_minor = 1;        // HTTP/1.<minor>; only 0 and 1 are accepted (0 for HTTP/2)
+  std::uint32_t stream_id = 0;  // HTTP/2 stream id; 0 over HTTP/1
+  bool keep_alive = true;       // after applying version default and Connection tokens
   bool expect_continue = false;
   bool chunked = false;
   bool has_content_length = false;
@@ -68,6 +70,9 @@ class RequestParser {
   [[nodiscard]] std::size_t consumed() const noexcept { return pos_; }
   [[nodiscard]] int error_status() const noexcept { return error_status_; }
   [[nodiscard]] std::string_view error_reason() const noexcept { return error_reason_; }
+  // The error is a request line whose version field is not HTTP at all ("PREFACE"): the peer may
+  // be an HTTP/2 client with a broken connection preface, to which HTTP/1 has nothing to say.
+  [[nodiscard]] bool not_http1() const noexcept { return not_http1_; }
   // Total size of this request in bytes when Content-Length framing makes it known before the
   // body arrives (the connection grows its buffer to it once); else 0.
   [[nodiscard]] std::size_t expected_size() const noexcept;
@@ -121,6 +126,7 @@ class RequestParser {
   std::vector<FieldSpan> trailer_fields_;
   ParsedRequest req_;
   int error_status_ = 0;
+  bool not_http1_ = false;
   std::string_view error_reason_;
 };
 

@@ -130,6 +130,8 @@ bool headers_are_safe(const Response& r) noexcept {
   if (!is_safe_value(r.content_type())) return false;
   for (const auto& [name, value] : r.headers())
     if (!is_token(name) || !is_safe_value(value)) return false;
+  for (const auto& [name, value] : r.trailers())
+    if (!is_token(name) || !is_safe_value(value)) return false;
   return true;
 }
 
@@ -196,8 +198,15 @@ void append_chunk(std::string& out, std::string_view data) {
   out += "\r\n";
 }
 
-void append_last_chunk(std::string& out) {
-  out += "0\r\n\r\n";
+void append_last_chunk(std::string& out, const std::vector<std::pair<std::string, std::string>>& trailers) {
+  out += "0\r\n";
+  for (const auto& [name, value] : trailers) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "\r\n";
 }
 
 Response problem_response(int status, std::string_view detail, std::string_view request_id,

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "base/http_date.hpp"
 #include "keel/response.hpp"
@@ -43,7 +45,8 @@ bool headers_are_safe(const Response& r) noexcept;
 // head announces Transfer-Encoding: chunked and the caller appends chunks with append_chunk().
 void write_response(std::string& out, const Response& r, const ResponseContext& ctx);
 void append_chunk(std::string& out, std::string_view data);
-void append_last_chunk(std::string& out);
+// The last chunk, with the response's trailer fields.
+void append_last_chunk(std::string& out, const std::vector<std::pair<std::string, std::string>>& trailers = {});
 
 // An RFC 9457 problem+json response.
 // extensions: null, or an object whose members are added (HttpError::extensions()).

@@ -137,13 +137,13 @@ Server::Server(ServerConfig config, std::vector<net::Listener> listeners, proces
 }
 
 Server::~Server() {
-  for (Connection* c : all_) delete c;
-  for (Connection* c : graveyard_) delete c;
+  for (ServerConnection* c : all_) delete c;
+  for (ServerConnection* c : graveyard_) delete c;
   if (reserve_fd_ >= 0) ::close(reserve_fd_);
   t_server = nullptr;
 }
 
-void Server::set_deadline(Connection& c, Deadline kind) {
+void Server::set_deadline(ServerConnection& c, Deadline kind) {
   unlink(c);
   c.deadline_kind_ = kind;
   if (kind == Deadline::kNone) return;
@@ -158,7 +158,7 @@ void Server::set_deadline(Connection& c, Deadline kind) {
   l.tail = &c;
 }
 
-void Server::unlink(Connection& c) {
+void Server::unlink(ServerConnection& c) {
   if (c.deadline_kind_ == Deadline::kNone) return;
   DeadlineList& l = lists_[static_cast<std::size_t>(c.deadline_kind_)];
   if (c.dl_prev_ != nullptr)
@@ -205,11 +205,11 @@ void Server::give_output(std::string& out) {
   std::string().swap(out);
 }
 
-void Server::release(Connection* c) {
+void Server::release(ServerConnection* c) {
   unlink(*c);
   // Swap-remove from the live set; the object itself is freed after this loop iteration, since
   // events for it may still be queued in the current epoll batch.
-  Connection* last = all_.back();
+  ServerConnection* last = all_.back();
   all_[c->all_index_] = last;
   last->all_index_ = c->all_index_;
   all_.pop_back();
@@ -220,11 +220,24 @@ void Server::release(Connection* c) {
     if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
   }
   if (observer_ != nullptr) observer_->connection_closed();
-  if (c->handshake_deferred_)
-    if (auto it = std::find(deferred_handshakes_.begin(), deferred_handshakes_.end(), c);
-        it != deferred_handshakes_.end())
-      deferred_handshakes_.erase(it);
+  forget_deferred_handshake(c);
   graveyard_.push_back(c);
+}
+
+void Server::forget_deferred_handshake(ServerConnection* c) {
+  if (auto it = std::find(deferred_handshakes_.begin(), deferred_handshakes_.end(), c);
+      it != deferred_handshakes_.end())
+    deferred_handshakes_.erase(it);
+}
+
+void Server::hand_over(ServerConnection& from, std::unique_ptr<ServerConnection> to) {
+  unlink(from);
+  forget_deferred_handshake(&from);
+  ServerConnection* next = to.release();
+  next->all_index_ = from.all_index_;
+  all_[from.all_index_] = next;
+  graveyard_.push_back(&from);
+  http2_->start(*next);
 }
 
 void Server::request_done() noexcept {
@@ -266,7 +279,7 @@ void Server::log_certificates(tls::CertificateStore::Reload outcome) {
 }
 
 runtime::Clock::time_point Server::tick() {
-  for (Connection* c : graveyard_) delete c;
+  for (ServerConnection* c : graveyard_) delete c;
   graveyard_.clear();
   date_.refresh();
   const auto now = runtime::Clock::now();
@@ -302,7 +315,7 @@ runtime::Clock::time_point Server::tick() {
   for (std::size_t k = 1; k < lists_.size(); ++k) {
     DeadlineList& l = lists_[k];
     while (l.head != nullptr && l.head->deadline_ <= now) {
-      Connection* c = l.head;
+      ServerConnection* c = l.head;
       unlink(*c);
       c->on_deadline(static_cast<Deadline>(k));
     }
@@ -526,8 +539,8 @@ void Server::begin_shutdown(bool graceful, bool whole_service) {
   draining_ = true;
   drain_deadline_ = loop_.now() + config_.graceful_timeout;
   // Copy: drain() may release connections, which edits all_.
-  const std::vector<Connection*> live = all_;
-  for (Connection* c : live) c->drain();
+  const std::vector<ServerConnection*> live = all_;
+  for (ServerConnection* c : live) c->drain();
 }
 
 void Server::start_accepting(std::vector<net::Listener> more) {

@@ -19,10 +19,12 @@
 #include "process/worker_table.hpp"
 #include "runtime/event_loop.hpp"
 #include "tls/context.hpp"
+#include "tls/session.hpp"
 
 namespace keel::http {
 
 class Connection;
+class Server;
 
 // Deadline kinds. Every connection is in at most one list; each list has one fixed duration,
 // so appending at the tail keeps it sorted and all operations are O(1).
@@ -36,6 +38,57 @@ enum class Deadline : std::uint8_t {
   kDrainIdle,
   kHandshake,
   kCount
+};
+
+// What the server holds of every accepted connection, whatever protocol it speaks: its place in
+// the deadline lists and in the live set (drain), and whether it came from the admin listener.
+// HTTP/1 (http::Connection) accepts every connection; one that turns out to speak HTTP/2 is
+// handed over (Handover) to the protocol's own connection class, which takes its place here.
+class ServerConnection : public runtime::IoHandler {
+ public:
+  virtual ~ServerConnection() = default;
+  ServerConnection(const ServerConnection&) = delete;
+  ServerConnection& operator=(const ServerConnection&) = delete;
+  virtual void on_deadline(Deadline kind) = 0;
+  // Graceful shutdown: finish what is in flight, take nothing new, then close.
+  virtual void drain() = 0;
+  [[nodiscard]] bool admin() const noexcept { return admin_; }
+
+ protected:
+  explicit ServerConnection(bool admin) noexcept : admin_(admin) {}
+  [[nodiscard]] Deadline deadline_kind() const noexcept { return deadline_kind_; }
+
+ private:
+  friend class Server;
+  bool admin_;
+  // Deadline list links (owned by Server).
+  Deadline deadline_kind_ = Deadline::kNone;
+  runtime::Clock::time_point deadline_{};
+  ServerConnection* dl_prev_ = nullptr;
+  ServerConnection* dl_next_ = nullptr;
+  std::size_t all_index_ = 0;
+};
+
+// A connection's transport as HTTP/1 hands it to the protocol the client turned out to speak:
+// HTTP/2 with prior knowledge (the preface instead of a request line) or by ALPN "h2".
+struct Handover {
+  RequestHandler* handler = nullptr;  // the listener's (traffic or admin)
+  int fd = -1;
+  bool admin = false;                  // accepted on the admin listener
+  std::string peer;                    // "ip:port" (the PROXY protocol's source when it was used)
+  bool proxy_headers_trusted = false;  // the peer is in --forwarded-allow-ips
+  std::unique_ptr<tls::Session> tls;   // null: plaintext
+  std::string_view received;           // bytes read and not consumed (the preface, frames after it)
+};
+
+// Makes the connection that continues a handed-over one (the http2 module's factory, set by the
+// composition root, so that http does not depend on the protocols above it).
+class ProtocolFactory {
+ public:
+  virtual ~ProtocolFactory() = default;
+  // The new connection, not started yet; `received` must be copied before this returns.
+  virtual std::unique_ptr<ServerConnection> adopt(Server& server, Handover&& handover) = 0;
+  virtual void start(ServerConnection& connection) = 0;
 };
 
 class Server {
@@ -65,6 +118,13 @@ class Server {
   // server checks the store's files once a second and reloads them when they change, and on
   // reload_certificates(). Set before run(); it outlives the server.
   void set_tls(tls::CertificateStore* store) noexcept { tls_ = store; }
+  // HTTP/2 (null: off): connections that start with the HTTP/2 preface, or whose TLS handshake
+  // chose "h2", are handed to it. Set before run(); it outlives the server.
+  void set_http2(ProtocolFactory* factory) noexcept { http2_ = factory; }
+  [[nodiscard]] ProtocolFactory* http2() const noexcept { return http2_; }
+  // `from` gives its transport to `to`, which takes its place (deadlines off, counted as the
+  // same connection); `from` is freed after this loop iteration, `to` is started.
+  void hand_over(ServerConnection& from, std::unique_ptr<ServerConnection> to);
   // Loads the certificates again now (SIGHUP in a single process); logs the outcome.
   void reload_certificates();
 
@@ -82,11 +142,11 @@ class Server {
   void set_observer(Observer* observer) noexcept { observer_ = observer; }
   Observer* observer() const noexcept { return observer_; }
 
-  void set_deadline(Connection& c, Deadline kind);
+  void set_deadline(ServerConnection& c, Deadline kind);
   // Counts a finished request; asks the master for a replacement at --max-requests.
   void request_done() noexcept;
   // Called by a connection when it is finished; freed after the current loop iteration.
-  void release(Connection* c);
+  void release(ServerConnection* c);
 
   // The server of the calling thread (its worker).
   static Server* current() noexcept;
@@ -111,8 +171,8 @@ class Server {
   class Acceptor;
   class SignalWatcher;
   struct DeadlineList {
-    Connection* head = nullptr;
-    Connection* tail = nullptr;
+    ServerConnection* head = nullptr;
+    ServerConnection* tail = nullptr;
     runtime::Clock::duration duration{};
   };
 
@@ -130,7 +190,8 @@ class Server {
   // Another ready worker of this master is below --worker-connections.
   bool sibling_has_room() const noexcept;
   bool should_step_aside() const noexcept;
-  void unlink(Connection& c);
+  void unlink(ServerConnection& c);
+  void forget_deferred_handshake(ServerConnection* c);
 
   const ServerConfig config_;
   RequestHandler* handler_ = nullptr;
@@ -142,7 +203,7 @@ class Server {
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::unique_ptr<SignalWatcher> signals_;
   std::array<DeadlineList, static_cast<std::size_t>(Deadline::kCount)> lists_{};
-  std::vector<Connection*> graveyard_;
+  std::vector<ServerConnection*> graveyard_;
   std::vector<std::unique_ptr<char[]>> spare_read_buffers_;
   std::vector<std::string> spare_outputs_;
   std::size_t buffered_request_bytes_ = 0;
@@ -164,12 +225,13 @@ class Server {
   runtime::Clock::time_point shutdown_at_{};
   runtime::Clock::time_point drain_deadline_{};
   bool stopped_fast_ = false;
-  std::vector<Connection*> all_;  // every live connection (for drain)
+  std::vector<ServerConnection*> all_;  // every live connection (for drain)
   process::WorkerSlot* slot_ = nullptr;
   pid_t master_pid_ = 0;  // the parent at start: another parent means the master died
   bool orphaned_ = false;
   Observer* observer_ = nullptr;
   tls::CertificateStore* tls_ = nullptr;
+  ProtocolFactory* http2_ = nullptr;
   runtime::Clock::time_point next_certificate_check_{};
   int handshake_budget_ = kHandshakesPerIteration;
   std::vector<Connection*> deferred_handshakes_;

@@ -276,8 +276,6 @@ case("version_1_2", req(version=b"HTTP/1.2"), 505, CLOSE,
 case("version_1_9", req(version=b"HTTP/1.9"), 505, CLOSE, "RFC 9110 §2.5: keel answers 505 for HTTP/1.x, x > 1")
 case("version_3_0", req(version=b"HTTP/3.0"), 505, CLOSE, "RFC 9110 §15.6.6: major version not supported: 505")
 case("version_0_9", req(version=b"HTTP/0.9"), 505, CLOSE, "RFC 9110 §15.6.6: HTTP/0.9 in a request-line: 505")
-case("h2_prior_knowledge_preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, CLOSE,
-     "RFC 9113 §3.4: the HTTP/2 preface on an HTTP/1 connection: 505 and close")
 case("version_leading_zero_major", req(version=b"HTTP/01.1"), 400, CLOSE,
      "RFC 9112 §2.3: HTTP-version = HTTP-name '/' DIGIT '.' DIGIT: one digit each")
 case("version_two_digit_minor", req(version=b"HTTP/1.01"), 400, CLOSE, "RFC 9112 §2.3: exactly one minor digit")
