@@ -230,6 +230,18 @@ void Server::forget_deferred_handshake(ServerConnection* c) {
     deferred_handshakes_.erase(it);
 }
 
+void Server::add_connection(ServerConnection* c) {
+  c->all_index_ = all_.size();
+  all_.push_back(c);
+  if (c->admin_) {
+    ++admin_connections_;
+  } else {
+    ++connections_;
+    if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
+  }
+  if (observer_ != nullptr) observer_->connection_opened();
+}
+
 void Server::hand_over(ServerConnection& from, std::unique_ptr<ServerConnection> to) {
   unlink(from);
   forget_deferred_handshake(&from);
@@ -441,15 +453,7 @@ bool Server::on_accept(int listen_fd, bool admin, bool tls) {
     }
     auto* c = new Connection(*this, admin ? *admin_handler_ : *handler_, fd, net::format_address(ss), admin,
                              std::move(session));
-    c->all_index_ = all_.size();
-    all_.push_back(c);
-    if (admin) {
-      ++admin_connections_;
-    } else {
-      ++connections_;
-      if (slot_ != nullptr) slot_->connections.store(connections_, std::memory_order_relaxed);
-    }
-    if (observer_ != nullptr) observer_->connection_opened();
+    add_connection(c);
     c->start();
     if (!admin && should_step_aside()) {
       pause_accepting(kStepAside);

@@ -122,6 +122,9 @@ class Server {
   // chose "h2", are handed to it. Set before run(); it outlives the server.
   void set_http2(ProtocolFactory* factory) noexcept { http2_ = factory; }
   [[nodiscard]] ProtocolFactory* http2() const noexcept { return http2_; }
+  // Takes ownership of an accepted connection (live set, counts, observer), before it starts.
+  // Public for harnesses that run a connection without a listener (the HTTP/2 fuzz target).
+  void add_connection(ServerConnection* c);
   // `from` gives its transport to `to`, which takes its place (deadlines off, counted as the
   // same connection); `from` is freed after this loop iteration, `to` is started.
   void hand_over(ServerConnection& from, std::unique_ptr<ServerConnection> to);
