@@ -25,6 +25,9 @@ constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 // The opaque data of the drain's PING: its ACK says the client has seen the GOAWAY notice.
 constexpr std::uint8_t kDrainPing[8] = {'k', 'e', 'e', 'l', 'd', 'r', 'a', 'n'};
 constexpr auto kDrainPingWait = std::chrono::seconds(1);
+// After the PING's ACK, how long requests the client queued before it saw the notice may still
+// take to arrive: a client library sends its PING ACK ahead of HEADERS it had already queued.
+constexpr auto kDrainGrace = std::chrono::milliseconds(100);
 
 std::string_view view(nghttp2_rcbuf* b) noexcept {
   const nghttp2_vec v = nghttp2_rcbuf_get_buf(b);
@@ -461,7 +464,12 @@ void Connection::drive() {
       break;
     }
     // The drain's PING did not come back within a second: the final GOAWAY goes anyway.
-    if (draining_ && !final_goaway_ && server_.loop().now() - drain_started_ >= kDrainPingWait) send_final_goaway();
+    if (draining_ && !final_goaway_) {
+      const auto now = server_.loop().now();
+      if (now - drain_started_ >= kDrainPingWait ||
+          (drain_acked_ != runtime::Clock::time_point{} && now - drain_acked_ >= kDrainGrace))
+        send_final_goaway();
+    }
     dispatch_ready();
     if (dead_) break;
     progress |= produce_output();
@@ -549,9 +557,10 @@ bool Connection::feed(const char* data, std::size_t size) {
 
 void Connection::dispatch_ready() {
   // Requests wait while the connection holds as much unsent response as it may (slow reader).
-  std::size_t i = 0;
-  for (; i < ready_.size() && !dead_ && !closing_ && pending_output_ < config_.max_pending_output; ++i) {
-    Stream* s = ready_[i];
+  // One at a time from the front: a handler may end the connection (and empty the queue).
+  while (!ready_.empty() && !dead_ && !closing_ && pending_output_ < config_.max_pending_output) {
+    Stream* s = ready_.front();
+    ready_.pop_front();
     s->queued_ = false;
     s->materialize();
     s->begin();
@@ -561,7 +570,6 @@ void Connection::dispatch_ready() {
     ++requests_;
     handler_.handle(*s);  // may finish (and free) s before it returns
   }
-  ready_.erase(ready_.begin(), ready_.begin() + static_cast<std::ptrdiff_t>(i));
   // keep_alive_requests (nginx's http2 max_requests): clients move to new connections now and
   // then, which spreads them over new workers and generations.
   const std::uint64_t max = server_.config().keep_alive_requests;
@@ -627,6 +635,17 @@ void Connection::fail(std::string_view reason, std::uint32_t code) {
   }
   nghttp2_session_terminate_session(session_, code);
   closing_ = true;
+  clear_ready();
+}
+
+void Connection::unqueue(Stream& s) noexcept {
+  if (!s.queued_) return;
+  s.queued_ = false;
+  if (auto it = std::find(ready_.begin(), ready_.end(), &s); it != ready_.end()) ready_.erase(it);
+}
+
+void Connection::clear_ready() noexcept {
+  for (Stream* s : ready_) s->queued_ = false;
   ready_.clear();
 }
 
@@ -641,8 +660,7 @@ void Connection::drain() {
   if (dead_ || draining_ || closing_) return;
   draining_ = true;
   drain_started_ = server_.loop().now();
-  nghttp2_submit_shutdown_notice(session_);
-  nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kDrainPing);
+  nghttp2_submit_shutdown_notice(session_);  // on_frame_send follows it with the PING
   drive();
 }
 
@@ -671,7 +689,7 @@ void Connection::close_now() {
     for (Stream* s = streams_; s != nullptr; s = s->next_)
       if (!s->closed_) o->http2_streams(-1);
   }
-  ready_.clear();
+  clear_ready();
   // Streams still with the application learn it through peer_gone(); the others go now.
   for (Stream* s = streams_; s != nullptr;) {
     Stream* next = s->next_;
@@ -766,15 +784,12 @@ void Connection::unlink_stream(Stream& s) noexcept {
 
 void Connection::reject(Stream& s, int status, std::string_view detail) {
   s.rejected_ = true;
-  if (s.queued_) {
-    ready_.erase(std::find(ready_.begin(), ready_.end(), &s));
-    s.queued_ = false;
-  }
+  unqueue(s);
   Response r = http::problem_response(status, detail, {});
   http::Delivery d;
   s.submit(r, d);
-  // The client may still be sending the request: the stream ends here (RFC 9113 section 8.1).
-  if (s.receiving_) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_NO_ERROR);
+  // If the client is still sending the request, on_frame_send resets the stream with NO_ERROR
+  // once the response is out (RFC 9113 section 8.1): before it, the reset would discard it.
 }
 
 // --- nghttp2 callbacks ------------------------------------------------------------------------
@@ -895,9 +910,12 @@ int Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void
       return 0;
     }
     case NGHTTP2_PING:
+      // The client has seen the notice and opens no more streams; drive() sends the final
+      // GOAWAY after a grace for the requests it had queued (never from inside this callback:
+      // HEADERS right behind the ACK in the same read would be left out).
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 && c->draining_ &&
           std::memcmp(frame->ping.opaque_data, kDrainPing, sizeof kDrainPing) == 0)
-        c->send_final_goaway();
+        c->drain_acked_ = c->server_.loop().now();
       return 0;
     default:
       return 0;
@@ -935,10 +953,7 @@ void Connection::stream_closed(Stream& s) {
     s.receiving_ = false;
     --receiving_;
   }
-  if (s.queued_) {
-    ready_.erase(std::find(ready_.begin(), ready_.end(), &s));
-    s.queued_ = false;
-  }
+  unqueue(s);
   s.drop_response();
   if (!s.in_exchange_) {
     unlink_stream(s);
@@ -946,10 +961,19 @@ void Connection::stream_closed(Stream& s) {
   }
 }
 
-int Connection::on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+int Connection::on_frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
   auto* c = static_cast<Connection*>(user_data);
+  // The drain's PING goes right after the GOAWAY notice: its ACK says the client has seen it.
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.last_stream_id == (1U << 31) - 1)
+    nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, kDrainPing);
   // Data the client asked for and received pays for its WINDOW_UPDATE frames.
   if (frame->hd.type == NGHTTP2_DATA) c->control_frames_.refund();
+  if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+    // A request answered by the protocol (413, 408...) before it was all sent: stop the rest.
+    if (Stream* s = c->stream(frame->hd.stream_id); s != nullptr && s->rejected_ && s->receiving_)
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  }
   return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -81,6 +82,8 @@ class Connection final : public http::ServerConnection {
   bool read_input();
   bool feed(const char* data, std::size_t size);
   void dispatch_ready();
+  void clear_ready() noexcept;
+  void unqueue(Stream& s) noexcept;
   bool produce_output();
   bool flush();
   // The session is over: GOAWAY with `code` (counted as `reason`), then close once it is sent.
@@ -110,7 +113,7 @@ class Connection final : public http::ServerConnection {
   std::string out_;
   std::size_t out_off_ = 0;
   Stream* streams_ = nullptr;       // every stream object alive (open, or handled after closing)
-  std::vector<Stream*> ready_;      // requests complete, waiting for the application
+  std::deque<Stream*> ready_;       // requests complete, waiting for the application
   std::size_t live_exchanges_ = 0;  // streams handed to the handler and not finished
   std::size_t receiving_ = 0;       // streams whose request is still arriving
   std::size_t pending_output_ = 0;  // response bytes submitted, not yet taken by nghttp2
@@ -133,6 +136,7 @@ class Connection final : public http::ServerConnection {
   bool progress_sent_ = false;      // DATA went out since the deadline was armed
   bool progress_received_ = false;  // request bytes came in since the deadline was armed
   runtime::Clock::time_point drain_started_{};
+  runtime::Clock::time_point drain_acked_{};  // the drain's PING came back
   std::size_t lingered_bytes_ = 0;
 };
 

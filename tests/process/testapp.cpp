@@ -191,12 +191,15 @@ int main(int argc, char** argv) {
     const long chunks = query_long(req, "chunks", 3);
     const long size = query_long(req, "size", 5);
     auto sent = std::make_shared<long>(0);
-    return keel::Response::stream(
+    keel::Response r = keel::Response::stream(
         [=](std::string& out) {
           out.append(static_cast<std::size_t>(size), static_cast<char>('a' + (*sent % 26)));
           return ++*sent < chunks;
         },
         "text/plain");
+    // ?trailer=1: the body's length as a trailer field (HTTP/2, and HTTP/1.1 chunked).
+    if (query_long(req, "trailer", 0) != 0) r.add_trailer("X-Body-Length", std::to_string(chunks * size));
+    return r;
   });
   app.get("/bad-header", [](keel::Request&) {
     return keel::Response::text("nope").add_header("X-Injected", "a\r\nSet-Cookie: evil=1");
@@ -229,8 +232,17 @@ int main(int argc, char** argv) {
   });
   // How the parser read the request line and Host (conformance tests: absolute-form, Host).
   app.get("/inspect", [](keel::Request& req) {
-    return nlohmann::json{{"method", req.method()}, {"path", req.path()},     {"query", req.query()},
-                          {"host", req.host()},     {"target", req.target()}, {"version_minor", req.version_minor()}};
+    return nlohmann::json{{"method", req.method()},
+                          {"path", req.path()},
+                          {"query", req.query()},
+                          {"host", req.host()},
+                          {"target", req.target()},
+                          {"version_minor", req.version_minor()},
+                          {"http_version", req.http_version()},
+                          {"stream_id", req.stream_id()},
+                          {"cookie", req.header("cookie").value_or("")},
+                          {"client", req.client_address()},
+                          {"scheme", req.scheme()}};
   });
   app.get("/request-id", [](keel::Request& req) { return std::string(req.request_id()); });
   // What a handler learns of the TLS connection (test_tls).
