@@ -45,11 +45,15 @@ import sys
 # Metric name -> its own labels (target labels come on top). Checked against keel's registrations
 # (keel_exported_metrics(), src/metrics/http_metrics.cpp) by the commands that use it.
 KEEL_METRICS = {
-    "http_requests_total": {"method", "route", "status", "version"},
-    "http_requests_in_flight": set(),
+    # network_protocol_version: "1.0", "1.1", "2" (the RED series; sum it away like any label).
+    "http_requests_total": {"method", "route", "status", "network_protocol_version", "version"},
+    "http_requests_in_flight": {"network_protocol_version"},
     "http_requests_rejected_total": {"reason"},
     "http_connections_open": set(),
     "http_connections_accepted_total": set(),
+    "keel_http2_connections_open": set(),
+    "keel_http2_streams_open": set(),
+    "keel_http2_connection_errors_total": {"reason"},
     "process_cpu_seconds_total": set(),
     "process_resident_memory_bytes": set(),
     "process_virtual_memory_bytes": set(),
@@ -70,7 +74,7 @@ KEEL_METRICS = {
     "keel_tls_handshake_failures_total": {"reason"},
 }
 KEEL_HISTOGRAMS = {
-    "http_request_duration_seconds": {"method", "route", "version"},
+    "http_request_duration_seconds": {"method", "route", "network_protocol_version", "version"},
     "http_request_size_bytes": {"method", "route"},
     "http_response_size_bytes": {"method", "route"},
     "keel_event_loop_lag_seconds": set(),

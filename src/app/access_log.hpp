@@ -14,7 +14,7 @@ namespace keel::app {
 class AccessLog final : public http::Observer {
  public:
   explicit AccessLog(std::vector<std::string> excluded_paths) : excluded_(std::move(excluded_paths)) {}
-  void request_started() noexcept override {}
+  void request_started(http::Protocol) noexcept override {}
   void request_finished(const http::RequestRecord& r) noexcept override;
   void rejected(http::Rejection) noexcept override {}
   void connection_opened() noexcept override {}

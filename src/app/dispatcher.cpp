@@ -74,7 +74,8 @@ void Dispatcher::handle(http::Exchange& exchange) noexcept {
   log::ScopedContext scoped(&lc);
   if (observer_ != nullptr) {
     s.started = std::chrono::steady_clock::now();
-    observer_->request_started();
+    s.protocol = http::protocol_of(request.http_version());
+    observer_->request_started(s.protocol);
   }
   if (limit_concurrency_ > 0) {
     if (in_flight_ >= limit_concurrency_) {
@@ -276,6 +277,7 @@ void Dispatcher::finish(Scope& s, Response& response) {
   if (observer_ != nullptr) {
     http::RequestRecord record;
     record.request = &request;
+    record.protocol = s.protocol;
     record.method = request.method();
     record.route = request.route();
     record.status = status;

@@ -52,6 +52,7 @@ class Dispatcher final : public http::RequestHandler {
     const Router::Route* route = nullptr;  // the match, or null (then match_status, allow)
     int match_status = 404;
     std::string allow;
+    http::Protocol protocol = http::Protocol::kHttp11;  // what observers were told at the start
   };
 
   Scope* take_scope();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -31,8 +32,31 @@ enum class Rejection {
   kProxyProtocol,     // --proxy-protocol: a missing, malformed or too slow PROXY header (closed, no answer)
 };
 
+// The protocol a request came over: the bounded set of values of the network_protocol_version
+// metric label (Request::http_version(): "1.0", "1.1", "2"), as an index observers can use
+// without comparing strings per request.
+enum class Protocol : std::uint8_t { kHttp10, kHttp11, kHttp2 };
+inline constexpr std::size_t kProtocols = 3;
+inline constexpr std::array<std::string_view, kProtocols> kProtocolVersions{"1.0", "1.1", "2"};
+inline constexpr std::array<std::string_view, kProtocols> kProtocolNames{"HTTP/1.0", "HTTP/1.1", "HTTP/2"};
+constexpr Protocol protocol_of(std::string_view http_version) noexcept {
+  return http_version == "2" ? Protocol::kHttp2 : http_version == "1.0" ? Protocol::kHttp10 : Protocol::kHttp11;
+}
+constexpr std::string_view version_of(Protocol p) noexcept {
+  return kProtocolVersions[static_cast<std::size_t>(p)];
+}
+constexpr std::string_view name_of(Protocol p) noexcept {
+  return kProtocolNames[static_cast<std::size_t>(p)];
+}
+
+// Why an HTTP/2 connection was ended by a defence or a fatal protocol error (http2_error): a
+// bounded set, so metrics can declare every value up front.
+inline constexpr std::array<std::string_view, 6> kHttp2ErrorReasons{"rapid_reset", "control_flood", "header_flood",
+                                                                    "slow_reader", "bad_preface",   "protocol_error"};
+
 struct RequestRecord {
-  const Request* request = nullptr;  // path, headers, client address, request id
+  const Request* request = nullptr;  // path, headers, client address, request id, stream id
+  Protocol protocol = Protocol::kHttp11;
   std::string_view method;
   std::string_view route;  // the matched template, "unmatched" otherwise
   int status = 0;
@@ -45,7 +69,8 @@ struct RequestRecord {
 class Observer {
  public:
   virtual ~Observer() = default;
-  virtual void request_started() noexcept = 0;
+  // A request reached the application; request_finished follows with the same protocol.
+  virtual void request_started(Protocol protocol) noexcept = 0;
   // Every request that reached routing, whatever answered it (handler, middleware, 404, 503).
   virtual void request_finished(const RequestRecord& record) noexcept = 0;
   virtual void rejected(Rejection why) noexcept = 0;
@@ -62,8 +87,9 @@ class Observer {
   // HTTP/2: a connection began (+1) or ended (-1) speaking it; a stream opened or closed.
   virtual void http2_connection(int delta) noexcept { (void)delta; }
   virtual void http2_streams(int delta) noexcept { (void)delta; }
-  // A connection ended by a defence or a fatal protocol error: "rapid_reset", "control_flood",
-  // "header_flood", "slow_reader", "bad_preface", "protocol_error".
+  // A connection ended by a defence or a fatal protocol error: one of kHttp2ErrorReasons
+  // ("rapid_reset", "control_flood", "header_flood", "slow_reader", "bad_preface",
+  // "protocol_error").
   virtual void http2_error(std::string_view reason) noexcept { (void)reason; }
   // The server (re)loaded its certificates: at start and after every rotation.
   virtual void tls_contexts_loaded(const tls::Contexts& contexts) noexcept { (void)contexts; }
@@ -74,8 +100,8 @@ class ObserverList final : public Observer {
  public:
   void add(Observer* o) { list_.push_back(o); }
   [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
-  void request_started() noexcept override {
-    for (auto* o : list_) o->request_started();
+  void request_started(Protocol protocol) noexcept override {
+    for (auto* o : list_) o->request_started(protocol);
   }
   void request_finished(const RequestRecord& r) noexcept override {
     for (auto* o : list_) o->request_finished(r);

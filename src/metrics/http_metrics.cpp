@@ -27,6 +27,9 @@ struct Families {
   Counter* rejected;
   Gauge* connections_open;
   Counter* connections_accepted;
+  Gauge* http2_connections_open;
+  Gauge* http2_streams_open;
+  Counter* http2_connection_errors;
   Counter* cpu;
   Gauge* rss;
   Gauge* vms;
@@ -107,12 +110,16 @@ void register_builtin_metrics() {
   if (g_families != nullptr) return;
   MetricsRegistry& m = metrics();
   auto* f = new Families{};
-  f->requests = &m.counter("http_requests_total", "HTTP requests answered, by method, route template and status.",
-                           {"method", "route", "status", "version"});
+  // network_protocol_version ("1.0", "1.1", "2": http::kProtocolVersions) before `version`, which
+  // stays the last label.
+  f->requests = &m.counter("http_requests_total",
+                           "HTTP requests answered, by method, route template, status and protocol version.",
+                           {"method", "route", "status", "network_protocol_version", "version"});
   f->duration =
       &m.histogram("http_request_duration_seconds", "Time from the parsed request head to the response being written.",
-                   {"method", "route", "version"});
-  f->in_flight = &m.gauge("http_requests_in_flight", "Requests being handled.");
+                   {"method", "route", "network_protocol_version", "version"});
+  f->in_flight =
+      &m.gauge("http_requests_in_flight", "Requests being handled, by protocol version.", {"network_protocol_version"});
   f->request_size = &m.histogram("http_request_size_bytes", "Request sizes (head and body) as received.",
                                  {"method", "route"}, size_buckets());
   f->response_size =
@@ -121,6 +128,13 @@ void register_builtin_metrics() {
                            "Requests and connections refused before a handler answered, by reason.", {"reason"});
   f->connections_open = &m.gauge("http_connections_open", "Open client connections.");
   f->connections_accepted = &m.counter("http_connections_accepted_total", "Client connections accepted.");
+  f->http2_connections_open =
+      &m.gauge("keel_http2_connections_open", "Client connections speaking HTTP/2 (also in http_connections_open).");
+  f->http2_streams_open =
+      &m.gauge("keel_http2_streams_open", "HTTP/2 streams open: requests being received, handled or answered.");
+  f->http2_connection_errors =
+      &m.counter("keel_http2_connection_errors_total",
+                 "HTTP/2 connections ended by a defence or a fatal protocol error, by reason.", {"reason"});
   f->cpu = &m.counter("process_cpu_seconds_total", "User and system CPU time of the master and its workers.");
   f->rss = &m.gauge("process_resident_memory_bytes", "Resident memory of the master and its workers.");
   f->vms = &m.gauge("process_virtual_memory_bytes", "Virtual memory of the master and its workers.");
@@ -156,6 +170,12 @@ void register_builtin_metrics() {
                               "Expiry (Unix time) of each served TLS certificate, by its first name.", {"name"},
                               {.gauge_mode = GaugeMode::kMin});
   g_families = f;
+}
+
+void forget_builtin_metrics_for_tests() {
+  delete g_families;
+  g_families = nullptr;
+  g_service_version.clear();
 }
 
 void set_build_info(int generation, std::string version) {
@@ -211,10 +231,16 @@ HttpMetrics::HttpMetrics(std::function<std::size_t()> pool_queue, std::function<
     : pool_queue_depth_(std::move(pool_queue)), process_(std::move(spans_dropped)) {
   register_builtin_metrics();
   Families& f = *g_families;
-  in_flight_ = &f.in_flight->labels({});
+  // Every label value of these families exists from the start (shown as 0), so a hot-path update
+  // is an index, never a lookup.
+  for (std::size_t i = 0; i < http::kProtocols; ++i) in_flight_[i] = &f.in_flight->labels({http::kProtocolVersions[i]});
   open_ = &f.connections_open->labels({});
   accepted_ = &f.connections_accepted->labels({});
   for (std::size_t i = 0; i < kRejectionReasons.size(); ++i) rejected_[i] = &f.rejected->labels({kRejectionReasons[i]});
+  http2_open_ = &f.http2_connections_open->labels({});
+  http2_streams_ = &f.http2_streams_open->labels({});
+  for (std::size_t i = 0; i < http::kHttp2ErrorReasons.size(); ++i)
+    http2_errors_[i] = &f.http2_connection_errors->labels({http::kHttp2ErrorReasons[i]});
   loop_lag_ = &f.loop_lag->labels({});
   pool_queue_ = &f.pool_queue->labels({});
   process_.sample();
@@ -239,28 +265,29 @@ void HttpMetrics::tls_contexts_loaded(const tls::Contexts& contexts) noexcept {
     g_families->tls_not_after->labels({c.name}).set(static_cast<double>(c.not_after));
 }
 
-void HttpMetrics::request_started() noexcept {
-  in_flight_->add(1);
+void HttpMetrics::request_started(http::Protocol protocol) noexcept {
+  in_flight_[static_cast<std::size_t>(protocol)]->add(1);
 }
 
 void HttpMetrics::request_finished(const http::RequestRecord& r) noexcept {
-  in_flight_->add(-1);
+  in_flight_[static_cast<std::size_t>(r.protocol)]->add(-1);
   const std::string_view method = method_label(r.method);
+  const std::string_view protocol = http::version_of(r.protocol);
   RouteChildren& rc = route(r.route);
   CounterChild* requests = nullptr;
   for (const auto& s : rc.by_status)
-    if (s.status == r.status && s.method == method) requests = s.requests;
-  if (requests == nullptr) {  // first time for this (route, method, status): the slow path
-    requests = &g_families->requests->labels({method, r.route, std::to_string(r.status), g_service_version});
-    rc.by_status.push_back({r.status, method, requests});
+    if (s.status == r.status && s.method == method && s.protocol == r.protocol) requests = s.requests;
+  if (requests == nullptr) {  // first time for this (route, method, status, protocol): the slow path
+    requests = &g_families->requests->labels({method, r.route, std::to_string(r.status), protocol, g_service_version});
+    rc.by_status.push_back({r.status, method, r.protocol, requests});
   }
   const MethodChildren* mc = nullptr;
   for (const auto& m : rc.by_method)
-    if (m.method == method) mc = &m;
+    if (m.method == method && m.protocol == r.protocol) mc = &m;
   if (mc == nullptr) {
-    rc.by_method.push_back({method, &g_families->duration->labels({method, r.route, g_service_version}),
-                            &g_families->request_size->labels({method, r.route}),
-                            &g_families->response_size->labels({method, r.route})});
+    rc.by_method.push_back(
+        {method, r.protocol, &g_families->duration->labels({method, r.route, protocol, g_service_version}),
+         &g_families->request_size->labels({method, r.route}), &g_families->response_size->labels({method, r.route})});
     mc = &rc.by_method.back();
   }
   if (r.trace_id != nullptr) {  // a sampled request: its trace id as the exemplar
@@ -287,6 +314,26 @@ void HttpMetrics::connection_opened() noexcept {
 
 void HttpMetrics::connection_closed() noexcept {
   open_->add(-1);
+}
+
+void HttpMetrics::http2_connection(int delta) noexcept {
+  http2_open_->add(delta);
+}
+
+void HttpMetrics::http2_streams(int delta) noexcept {
+  http2_streams_->add(delta);
+}
+
+void HttpMetrics::http2_error(std::string_view reason) noexcept {
+  for (std::size_t i = 0; i < http::kHttp2ErrorReasons.size(); ++i) {
+    if (http::kHttp2ErrorReasons[i] == reason) {
+      http2_errors_[i]->inc();
+      return;
+    }
+  }
+  // A reason the list does not have yet (the list is the http module's, the call sites too): still
+  // counted, through the family's lookup and its cardinality cap.
+  g_families->http2_connection_errors->labels({reason}).inc();
 }
 
 std::chrono::steady_clock::time_point HttpMetrics::tick(std::chrono::steady_clock::time_point now) noexcept {

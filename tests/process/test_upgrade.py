@@ -148,7 +148,7 @@ class CanaryTest(UpgradeCase):
         self.assertEqual(os.readlink(f"/proc/{st['master_pid']}/exe"), new_binary)
         metrics = keelproc.get(server.port, "/metrics").body.decode()
         self.assertIn('keel_generation_info{generation="2",version="2"} 1', metrics)
-        self.assertIn('route="/api/users/{id:int}",status="200",version="2"}', metrics)
+        self.assertIn('route="/api/users/{id:int}",status="200",network_protocol_version="1.1",version="2"}', metrics)
         logged = self.wait_event(server, "upgrade_verdict", timeout=15, pid=st["master_pid"])
         self.assertIn('"verdict":"promoted"', logged["upgrade"])
         os.kill(st["master_pid"], 15)
