@@ -19,16 +19,19 @@ void AccessLog::request_finished(const http::RequestRecord& r) noexcept {
     }
     log::Field fields[] = {{"method", r.method},
                            {"path", full_path.empty() ? path : std::string_view(full_path)},
+                           {"protocol", http::name_of(r.protocol)},
                            {"status", r.status},
                            {"duration_ms", r.seconds * 1000.0},
                            {"bytes_in", r.bytes_in},
                            {"bytes_out", r.bytes_out},
                            {"user_agent", r.request->header("User-Agent").value_or("")},
-                           // Over TLS only (the span below is cut to what applies).
+                           // Over HTTP/2 and over TLS only (the span below is cut to what applies).
+                           {"stream_id", std::string_view()},
                            {"tls_version", std::string_view()},
                            {"tls_cipher", std::string_view()},
                            {"tls_client_subject", std::string_view()}};
-    std::size_t count = 7;
+    std::size_t count = 8;
+    if (r.protocol == http::Protocol::kHttp2) fields[count++] = {"stream_id", r.request->stream_id()};
     if (const TlsInfo* tls = r.request->tls()) {
       fields[count++] = {"tls_version", tls->version};
       fields[count++] = {"tls_cipher", tls->cipher};

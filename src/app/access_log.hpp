@@ -1,7 +1,8 @@
-// The access log: one `request_handled` line per request (method, path, route, status,
-// duration_ms, bytes_in, bytes_out, client_ip, user_agent, request_id — the last ones from the
-// request's log context), through the asynchronous logger. Health and metrics requests are left
-// out unless asked (probes every second would drown the rest).
+// The access log: one `request_handled` line per request (method, path, protocol, status,
+// duration_ms, bytes_in, bytes_out, user_agent; over HTTP/2 stream_id, over TLS the TLS fields;
+// route, client_ip and request_id from the request's log context), through the asynchronous
+// logger. Health and metrics requests are left out unless asked (probes every second would drown
+// the rest).
 #pragma once
 
 #include <string>
