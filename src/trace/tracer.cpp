@@ -188,7 +188,9 @@ void Tracer::end_request(RequestTrace& trace, const Request& request, std::strin
     s.attributes.push_back({"network.peer.address", std::string(peer_ip)});
     if (peer_port > 0) s.attributes.push_back({"network.peer.port", peer_port});
   }
-  s.attributes.push_back({"network.protocol.version", std::string(request.version_minor() == 0 ? "1.0" : "1.1")});
+  // "http" and "1.0" / "1.1" / "2" (HTTP/2 streams say 2, not their version_minor() 0).
+  s.attributes.push_back({"network.protocol.name", std::string("http")});
+  s.attributes.push_back({"network.protocol.version", std::string(request.http_version())});
   if (route != "unmatched") s.attributes.push_back({"http.route", std::string(route)});
   if (const TlsInfo* tls = request.tls()) {  // OpenTelemetry's tls.* semantic conventions
     s.attributes.push_back({"tls.protocol.name", std::string("tls")});

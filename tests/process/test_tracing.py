@@ -189,6 +189,7 @@ class TracingTest(KeelTestCase):
         self.assertEqual(a["user_agent.original"], "tracer/1")
         self.assertEqual(a["client.address"], "127.0.0.1")
         self.assertEqual(a["network.protocol.version"], "1.1")
+        self.assertEqual(a["network.protocol.name"], "http")
         self.assertIn("server.port", a)
         self.assertGreater(int(span["endTimeUnixNano"]), int(span["startTimeUnixNano"]))
         # The access log line carries the same ids.
