@@ -34,11 +34,10 @@ std::string_view view(nghttp2_rcbuf* b) noexcept {
   return {reinterpret_cast<const char*>(v.base), v.len};
 }
 
-nghttp2_nv make_nv(std::string_view name, std::string_view value) noexcept {
+nghttp2_nv make_nv(std::string_view name, std::string_view value, std::uint8_t flags = NGHTTP2_NV_FLAG_NONE) noexcept {
   // nghttp2 copies names and values while submitting (no NO_COPY flags).
   return {reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
-          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-          NGHTTP2_NV_FLAG_NONE};
+          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(), flags};
 }
 
 // Headers that describe an HTTP/1 connection, not a message: never sent over HTTP/2 (RFC 9113
@@ -49,6 +48,33 @@ bool connection_specific(std::string_view lower_name) noexcept {
 }
 
 }  // namespace
+
+void FieldList::prepare(std::size_t lowered) {
+  nv_.clear();
+  used_ = 0;
+  // Sized before any name is stored: growing it later would move the names nv_ points into.
+  if (names_.size() < lowered) names_.resize(lowered);
+}
+
+void FieldList::add(std::string_view name, std::string_view value, std::uint8_t flags) {
+  nv_.push_back(make_nv(name, value, flags));
+}
+
+void FieldList::add_lowered(std::string_view name, std::string_view value, std::uint8_t flags) {
+  std::string& lower = names_[used_];
+  lower.assign(name);
+  for (char& ch : lower)
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  if (connection_specific(lower)) return;
+  ++used_;
+  nv_.push_back(make_nv(lower, value, flags));
+}
+
+std::size_t FieldList::bytes() const noexcept {
+  std::size_t n = 0;
+  for (const nghttp2_nv& f : nv_) n += f.namelen + f.valuelen;
+  return n;
+}
 
 bool RateBudget::take(runtime::Clock::time_point now) noexcept {
   if (last_ != runtime::Clock::time_point{}) {
@@ -94,6 +120,7 @@ class Stream final : public http::Exchange {
   }
   // The request is complete: the views the handler sees.
   void materialize() {
+    parsed_.method = parsed_.target = parsed_.host = {};
     for (const auto& [n, v] : fields_) {
       const std::string_view name = view(n), value = view(v);
       if (name == ":method") {
@@ -142,12 +169,33 @@ class Stream final : public http::Exchange {
     trailer_fields_.clear();
     parsed_.headers.clear();
     parsed_.trailers.clear();
-    std::string().swap(body_);
-    std::string().swap(cookie_);
+    shrink(body_);
+    cookie_.clear();
     if (body_charged_ > 0) {
       conn_.server_.buffered_request_bytes() -= body_charged_;
       body_charged_ = 0;
     }
+  }
+  // Ready for another stream of the same connection (a spare): every state back to a new
+  // stream's, buffers kept when they are small.
+  void reset() noexcept {
+    release_request();
+    drop_response();
+    shrink(out_body_);
+    shrink(piece_);
+    piece_off_ = 0;
+    trailers_.clear();
+    header_bytes_ = 0;
+    too_large_ = rejected_ = queued_ = in_exchange_ = closed_ = head_ = false;
+    receiving_ = true;
+    prev_ = next_ = nullptr;
+  }
+  // Empties s, keeping its buffer unless it grew large (a big body is not held on to).
+  static void shrink(std::string& s) noexcept {
+    if (s.capacity() > 16 * 1024)
+      std::string().swap(s);
+    else
+      s.clear();
   }
   // Appends request body bytes; false when they do not fit the limits (413, or 503 when the
   // worker's request buffer budget is spent).
@@ -172,7 +220,7 @@ class Stream final : public http::Exchange {
   std::size_t held() const noexcept { return out_body_.size() - out_off_; }
   void drop_response() noexcept {
     conn_.pending_output_ -= held();
-    std::string().swap(out_body_);
+    shrink(out_body_);
     out_off_ = 0;
     producer_ = nullptr;
   }
@@ -215,42 +263,30 @@ void Stream::submit(Response& response, http::Delivery& d) {
   const bool no_body = head_ || status == 204 || status == 304 || status < 200;
   char status_text[4];
   std::to_chars(status_text, status_text + 3, std::clamp(status, 100, 999));
-  std::vector<nghttp2_nv> nv;
-  std::vector<std::string> names;  // lower-cased copies, alive until the submit below
-  nv.reserve(6 + response.headers().size());
-  names.reserve(response.headers().size());
-  nv.push_back(make_nv(":status", std::string_view(status_text, 3)));
+  FieldList& nv = conn_.fields_;
+  nv.prepare(response.headers().size() + 1);
+  nv.add(":status", std::string_view(status_text, 3));
   const http::ServerConfig& config = conn_.server_.config();
-  if (!config.server_header.empty()) nv.push_back(make_nv("server", config.server_header));
-  nv.push_back(make_nv("date", conn_.server_.date().get()));
-  if (!response.content_type().empty()) nv.push_back(make_nv("content-type", response.content_type()));
-  std::size_t head_bytes = 0;
-  for (const auto& [name, value] : response.headers()) {
-    std::string lower = base::to_lower(name);
-    if (connection_specific(lower)) continue;
-    names.push_back(std::move(lower));
-    nv.push_back(make_nv(names.back(), value));
-  }
+  if (!config.server_header.empty()) nv.add("server", config.server_header);
+  nv.add("date", conn_.server_.date().get());
+  if (!response.content_type().empty()) nv.add("content-type", response.content_type());
+  for (const auto& [name, value] : response.headers()) nv.add_lowered(name, value);
   const std::string& id = request_id_if_any();
-  std::string id_header;
-  if (!id.empty()) {
-    id_header = base::to_lower(Request::id_header());
-    nv.push_back(make_nv(id_header, id));
-  }
+  // A new value every response: indexing it would only churn the HPACK dynamic table.
+  if (!id.empty()) nv.add_lowered(Request::id_header(), id, NGHTTP2_NV_FLAG_NO_INDEX);
   const bool stream = response.producer() && !no_body;
   char length_text[24];
   if (!response.producer() && status >= 200 && status != 204 && status != 304) {
     const auto r = std::to_chars(length_text, length_text + sizeof length_text, response.body().size());
-    nv.push_back(
-        make_nv("content-length", std::string_view(length_text, static_cast<std::size_t>(r.ptr - length_text))));
+    nv.add("content-length", std::string_view(length_text, static_cast<std::size_t>(r.ptr - length_text)));
   }
-  for (const nghttp2_nv& f : nv) head_bytes += f.namelen + f.valuelen;
+  const std::size_t head_bytes = nv.bytes();
   trailers_ = response.trailers();
   std::size_t body_bytes = 0;
   if (stream) {
     producer_ = response.producer();
   } else if (!no_body) {
-    out_body_ = response.body();
+    out_body_.assign(response.body());
     body_bytes = out_body_.size();
     conn_.pending_output_ += out_body_.size();
   }
@@ -305,19 +341,15 @@ ssize_t Stream::read(std::uint8_t* buf, std::size_t length, std::uint32_t* flags
   if (eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (!trailers_.empty()) {
-      std::vector<nghttp2_nv> nv;
-      std::vector<std::string> names;
-      names.reserve(trailers_.size());
-      for (const auto& [name, value] : trailers_) {
-        names.push_back(base::to_lower(name));
-        nv.push_back(make_nv(names.back(), value));
-      }
+      FieldList& nv = conn_.fields_;
+      nv.prepare(trailers_.size());
+      for (const auto& [name, value] : trailers_) nv.add_lowered(name, value);
       if (nghttp2_submit_trailer(conn_.session_, id_, nv.data(), nv.size()) == 0)
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
-    std::string().swap(out_body_);
+    shrink(out_body_);
     out_off_ = 0;
-    std::string().swap(piece_);
+    shrink(piece_);
     piece_off_ = 0;
   }
   return static_cast<ssize_t>(n);
@@ -338,10 +370,7 @@ void Stream::finish() noexcept {
   --c.live_exchanges_;
   end_request();
   release_request();
-  if (closed_) {
-    c.unlink_stream(*this);
-    delete this;
-  }
+  if (closed_) c.free_stream(*this);
   if (c.dead_) {
     if (c.live_exchanges_ == 0) c.server_.release(&c);
     return;
@@ -413,6 +442,7 @@ Connection::~Connection() {
     unlink_stream(*s);
     delete s;
   }
+  for (Stream* s : spare_streams_) delete s;
   if (session_ != nullptr) nghttp2_session_del(session_);
   if (fd_ >= 0) ::close(fd_);
 }
@@ -699,10 +729,7 @@ void Connection::close_now() {
       --receiving_;
     }
     s->drop_response();
-    if (!s->in_exchange_) {
-      unlink_stream(*s);
-      delete s;
-    }
+    if (!s->in_exchange_) free_stream(*s);
     s = next;
   }
   if (live_exchanges_ == 0) server_.release(this);
@@ -846,7 +873,15 @@ int Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame* 
   if (frame->hd.type == NGHTTP2_HEADERS) c->max_stream_id_ = std::max(c->max_stream_id_, frame->hd.stream_id);
   // A session that is over takes no new request (its GOAWAY is on the way).
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST || c->closing_) return 0;
-  auto* s = new Stream(*c, frame->hd.stream_id);
+  Stream* s = nullptr;
+  if (!c->spare_streams_.empty()) {
+    s = c->spare_streams_.back();
+    c->spare_streams_.pop_back();
+    s->id_ = frame->hd.stream_id;
+    s->parsed_.stream_id = static_cast<std::uint32_t>(frame->hd.stream_id);
+  } else {
+    s = new Stream(*c, frame->hd.stream_id);
+  }
   s->next_ = c->streams_;
   if (c->streams_ != nullptr) c->streams_->prev_ = s;
   c->streams_ = s;
@@ -955,8 +990,17 @@ void Connection::stream_closed(Stream& s) {
   }
   unqueue(s);
   s.drop_response();
-  if (!s.in_exchange_) {
-    unlink_stream(s);
+  if (!s.in_exchange_) free_stream(s);
+}
+
+void Connection::free_stream(Stream& s) noexcept {
+  unlink_stream(s);
+  // A few spares keep their buffers (header and body vectors, the request id, the response
+  // body): the next streams of this connection allocate nothing for them.
+  if (!dead_ && spare_streams_.size() < kSpareStreams) {
+    s.reset();
+    spare_streams_.push_back(&s);
+  } else {
     delete &s;
   }
 }

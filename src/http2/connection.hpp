@@ -42,6 +42,26 @@ class RateBudget {
   runtime::Clock::time_point last_{};
 };
 
+// The fields of one HEADERS frame being submitted, as nghttp2 takes them; names lower-cased
+// into storage kept from frame to frame (no allocation once warm). nghttp2 copies them.
+class FieldList {
+ public:
+  // Starts a new list that will hold up to `lowered` names added with add_lowered().
+  void prepare(std::size_t lowered);
+  void add(std::string_view name, std::string_view value, std::uint8_t flags = NGHTTP2_NV_FLAG_NONE);
+  // Adds name in lower case (HTTP/2 field names are), unless it is one of HTTP/1's
+  // connection-specific fields, which HTTP/2 does not carry (RFC 9113 section 8.2.2).
+  void add_lowered(std::string_view name, std::string_view value, std::uint8_t flags = NGHTTP2_NV_FLAG_NONE);
+  nghttp2_nv* data() noexcept { return nv_.data(); }
+  std::size_t size() const noexcept { return nv_.size(); }
+  std::size_t bytes() const noexcept;  // names and values
+
+ private:
+  std::vector<nghttp2_nv> nv_;
+  std::vector<std::string> names_;
+  std::size_t used_ = 0;
+};
+
 // The callbacks and options every connection's nghttp2 session is made with.
 class SessionTemplate;
 
@@ -95,6 +115,8 @@ class Connection final : public http::ServerConnection {
   void update_deadline();
   Stream* stream(std::int32_t id) const noexcept;
   void unlink_stream(Stream& s) noexcept;
+  // A stream is over for the protocol and the application: kept as a spare, or deleted.
+  void free_stream(Stream& s) noexcept;
   void stream_closed(Stream& s);
   // Answers a stream from the protocol itself (431, 413, 408, 503): no handler ran.
   void reject(Stream& s, int status, std::string_view detail);
@@ -112,7 +134,10 @@ class Connection final : public http::ServerConnection {
 
   std::string out_;
   std::size_t out_off_ = 0;
-  Stream* streams_ = nullptr;       // every stream object alive (open, or handled after closing)
+  FieldList fields_;           // scratch for the HEADERS frames this connection submits
+  Stream* streams_ = nullptr;  // every stream object alive (open, or handled after closing)
+  std::vector<Stream*> spare_streams_;
+  static constexpr std::size_t kSpareStreams = 16;
   std::deque<Stream*> ready_;       // requests complete, waiting for the application
   std::size_t live_exchanges_ = 0;  // streams handed to the handler and not finished
   std::size_t receiving_ = 0;       // streams whose request is still arriving
