@@ -26,6 +26,7 @@ import h2.events
 import h2.settings
 import hpack
 
+import keelproc
 from keelproc import KeelTestCase, group_pids, testapp
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -398,6 +399,18 @@ class WithoutHttp2Test(KeelTestCase):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET / FTP/1.1\r\nHost: x\r\n\r\n")
             self.assertTrue(sock.recv(100).startswith(b"HTTP/1.1 400 "))
+
+
+class SettingsTest(KeelTestCase):
+    def test_out_of_range_settings_are_refused_naming_them(self):
+        for flag, value in (("--http2-max-frame-size", "100"), ("--http2-max-concurrent-streams", "0"),
+                            ("--http2-initial-window-size", "2147483648"), ("--http2-max-reset-streams", "x")):
+            rc, out, err = keelproc.run_cli(testapp(), "--bind", "127.0.0.1:0", flag, value)
+            self.assertEqual(rc, 78, (flag, err))
+            self.assertIn(flag.lstrip("-").replace("-", "_"), err, (flag, err))
+        rc, _, err = keelproc.run_cli(testapp(), "--bind", "127.0.0.1:0", env={"KEEL_HTTP2": "maybe"})
+        self.assertEqual(rc, 78, err)
+        self.assertIn("http2", err)
 
 
 class LimitsAndDefencesTest(KeelTestCase):
