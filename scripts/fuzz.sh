@@ -3,13 +3,13 @@
 # bounded time, one after the other, single-process. docs/fuzzing.md describes the targets.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Without targets, all of them share the budget by weight, the request parser getting the most:
-#   request_parser SECONDS/2, parser_differential SECONDS/4, chunked SECONDS/8, and router,
-#   dotenv, toml, log_json, tracecontext SECONDS/12 each (at least 1 s): about 1.3 x SECONDS of
-#   fuzzing in all. CI (.ci/run) passes 120: ~155 s of fuzzing, ~5 min with the build.
+#   request_parser SECONDS/2, parser_differential and http2 SECONDS/4, chunked SECONDS/8, and
+#   router, dotenv, toml, log_json, tracecontext SECONDS/12 each (at least 1 s): about 1.55 x
+#   SECONDS of fuzzing in all. CI (.ci/run) passes 120: ~185 s of fuzzing, ~6 min with the build.
 # With targets, each named one runs for SECONDS. SECONDS defaults to 60.
-#   scripts/fuzz.sh 3600                       the long run: ~78 min, 30 of them on the parser
+#   scripts/fuzz.sh 3600                       the long run: ~93 min, 30 of them on the parser
 #   scripts/fuzz.sh 1800 parser_differential   one target for 30 min
-# Targets: request_parser parser_differential chunked router dotenv toml log_json tracecontext.
+# Targets: request_parser parser_differential http2 chunked router dotenv toml log_json tracecontext.
 # Environment: JOBS (build parallelism), FUZZ_ARGS (extra libFuzzer flags for every target, e.g.
 # "-jobs=2 -workers=2" on a machine of your own).
 # Each target's corpus grows in build/fuzz/corpus-work-<target> (the request parser's in
@@ -18,7 +18,8 @@
 # unprefixed), the logs to build/fuzz/fuzz-<target>.log. Every target runs; the script exits
 # non-zero when the fuzzer found something in any of them, and prints how to reproduce it:
 #   build/fuzz/tests/fuzz/fuzz_<target> build/fuzz/artifacts/<target>-crash-...
-# (FUZZ_DIFF_VERBOSE=1 in front for the differential target prints both parsers' view.)
+# (FUZZ_DIFF_VERBOSE=1 in front for the differential target prints both parsers' view,
+# FUZZ_H2_VERBOSE=1 for the http2 target the requests, the server's frames and the steps.)
 set -euo pipefail
 secs=${1:-60}
 case $secs in
@@ -30,7 +31,7 @@ esac
 shift || true
 explicit=0
 if [ $# -gt 0 ]; then explicit=1; fi
-all_targets=(request_parser parser_differential chunked router dotenv toml log_json tracecontext)
+all_targets=(request_parser parser_differential http2 chunked router dotenv toml log_json tracecontext)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then targets=("${all_targets[@]}"); fi
 for t in "${targets[@]}"; do
@@ -66,7 +67,7 @@ seconds_for() {
   fi
   case $1 in
     request_parser) t=$((secs / 2)) ;;
-    parser_differential) t=$((secs / 4)) ;;
+    parser_differential | http2) t=$((secs / 4)) ;;
     chunked) t=$((secs / 8)) ;;
     *) t=$((secs / 12)) ;;
   esac
@@ -84,6 +85,7 @@ flags_for() {
     toml) echo "-max_len=4096 -dict=tests/fuzz/toml.dict" ;;
     log_json) echo "-max_len=1024" ;;
     tracecontext) echo "-max_len=4096" ;;
+    http2) echo "-max_len=16384 -dict=tests/fuzz/http2.dict" ;;
   esac
 }
 
@@ -100,7 +102,8 @@ for t in "${targets[@]}"; do
   log=$out/fuzz-$t.log
   s=$(seconds_for "$t")
   mkdir -p "$work"
-  cp tests/fuzz/corpus/"$t"/* "$work"/
+  # The seeds, not the scripts that make them (tests/fuzz/corpus/http2/make_seeds.py).
+  find tests/fuzz/corpus/"$t" -maxdepth 1 -type f ! -name '*.py' -exec cp {} "$work"/ \;
   echo "=== fuzzing $t for ${s}s (corpus $work, reproducers ${prefix}*)"
   rc=0
   # shellcheck disable=SC2046,SC2086  # the flag lists are word lists
@@ -115,6 +118,8 @@ for t in "${targets[@]}"; do
     grep -oE 'Test unit written to [^ ]+' "$log" | awk '{print $5}' | while read -r f; do
       if [ "$t" = parser_differential ]; then
         echo "reproduce: FUZZ_DIFF_VERBOSE=1 $bin $f" >&2
+      elif [ "$t" = http2 ]; then
+        echo "reproduce: FUZZ_H2_VERBOSE=1 $bin $f" >&2
       else
         echo "reproduce: $bin $f" >&2
       fi

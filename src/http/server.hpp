@@ -53,10 +53,12 @@ class ServerConnection : public runtime::IoHandler {
   // Graceful shutdown: finish what is in flight, take nothing new, then close.
   virtual void drain() = 0;
   [[nodiscard]] bool admin() const noexcept { return admin_; }
+  // The deadline list the connection is in (kNone: none). Public for harnesses that expire it as
+  // the server's loop would (the HTTP/2 fuzz target).
+  [[nodiscard]] Deadline deadline_kind() const noexcept { return deadline_kind_; }
 
  protected:
   explicit ServerConnection(bool admin) noexcept : admin_(admin) {}
-  [[nodiscard]] Deadline deadline_kind() const noexcept { return deadline_kind_; }
 
  private:
   friend class Server;
