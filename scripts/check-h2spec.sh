@@ -67,6 +67,23 @@ for tool in curl openssl timeout /usr/bin/python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (scripts/install-deps.sh)"; exit 1; }
 done
 mkdir -p "$out"
+tmp="" work="" server_pid="" h2spec_pid=""
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+cleanup() {
+  [ -z "$h2spec_pid" ] || { kill -TERM "$h2spec_pid" 2>/dev/null || true; wait "$h2spec_pid" 2>/dev/null || true; }
+  stop_server
+  [ -z "$work" ] || { chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work"; }  # sources copied read-only
+  [ -z "$tmp" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # -- h2spec -----------------------------------------------------------------------------------
 skip_or_fail() {  # MESSAGE: no h2spec to run
@@ -92,7 +109,6 @@ else
   # The builder installs nothing here: scripts/install-deps.sh has the Go packages.
   if ! H2SPEC_OUT="$out" H2SPEC_SRC="$work/src" H2SPEC_GOPATH="$work/gopath" H2SPEC_NO_APT=1 \
     timeout -k 5 600 bash "$builder" "${src_args[@]}" >"$out/build.log" 2>&1; then
-    chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work"
     tail -n 15 "$out/build.log" >&2
     default_src=$(cd "$(dirname "$builder")" && pwd)/h2spec-src
     if [ -z "${H2SPEC_SOURCE:-}" ] && [ -f "$default_src/go.mod" ] && [ ! -d "$default_src/cmd/h2spec" ]; then
@@ -103,7 +119,6 @@ else
     say "building h2spec failed (build/h2spec/build.log)"
     exit 1
   fi
-  chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work"
   h2spec=$out/h2spec
 fi
 strict=()
@@ -113,19 +128,7 @@ say "$("$h2spec" --version | head -1 | sed 's/^Version: /h2spec /'), $ncases cas
 
 # -- servers ----------------------------------------------------------------------------------
 tmp=$(mktemp -d /tmp/keel-h2spec.XXXXXX)
-chmod 755 "$tmp"  # h2o's file handler and nginx's workers read the document root as nobody
-server_pid=""
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
-cleanup() { stop_server; rm -rf "$tmp"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+chmod 755 "$tmp"  # a server's unprivileged workers still reach the certificate and the document root
 
 if [ "$kind" != target ]; then
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
@@ -265,8 +268,12 @@ for mode in $modes; do
   fi
   rm -f "$out/$mode.xml"
   rc=0
+  # In the background so that INT/TERM stop the script at once (a foreground child defers them).
   timeout -k 5 900 "$h2spec" -h "$host" -p "$port" -P "$path" -o "$case_timeout" "${tls_args[@]}" "${strict[@]}" \
-    -j "$out/$mode.xml" >"$out/$mode.txt" 2>&1 || rc=$?
+    -j "$out/$mode.xml" >"$out/$mode.txt" 2>&1 &
+  h2spec_pid=$!
+  wait "$h2spec_pid" || rc=$?
+  h2spec_pid=""
   alive=1
   if [ "$kind" != target ] && ! kill -0 "$server_pid" 2>/dev/null; then alive=0; fi
   stop_server
