@@ -2,7 +2,9 @@
 # HTTP/2 throughput of keel-demo against nginx and h2o on /json ({"message":"Hello, World!"}),
 # loopback only, the same number of workers each (1 by default):
 #   bench/compare_h2.sh [WORKERS]
-#   - h2: TLS with ALPN h2, the same certificate, TLS 1.2/1.3 and cipher list on all three;
+#   - h2: TLS with ALPN h2, the same certificate, TLS 1.2/1.3 and cipher list on all three, and
+#     h2load offering one TLS 1.3 suite ($TLS13_CIPHER), so that a server preferring its own order
+#     (nginx, h2o: AES-256) does not pay for a different cipher than one following the client's;
 #   - h2c: HTTP/2 with prior knowledge on a plaintext port (keel's plaintext binds, nginx's
 #     `listen ... http2` without ssl, h2o's plaintext listener).
 # Load: h2load -c$CLIENTS -m$STREAMS -t1 -D$DURATION (16 connections x 32 concurrent streams),
@@ -24,7 +26,8 @@
 # Environment (defaults): ROUNDS (5), DURATION seconds per h2load run (5), CLIENTS (16),
 #   STREAMS (32), MODES ("h2 h2c"), SERVERS ("keel nginx h2o"; "nginx h2o" measures the peers
 #   alone), KEY (rsa: RSA 2048; ec: ECDSA P-256), BENCH_KEEL_PORT (18094), NGINX_PORT (18096),
-#   H2O_PORT (18098) — each server's TLS port, its h2c port is the next one —, BENCH_DEMO
+#   H2O_PORT (18098) — each server's TLS port, its h2c port is the next one —, TLS13_CIPHER
+#   (TLS_AES_128_GCM_SHA256, h2load's first choice), BENCH_DEMO
 #   (build/release/apps/demo/keel-demo), BUILD=1 rebuilds it.
 # The summary goes to stdout and to build/bench/h2-results.md (h2load's last output per server
 # and mode next to it, build/bench/h2load-MODE-SERVER.txt).
@@ -45,6 +48,7 @@ streams=${STREAMS:-32}
 modes=${MODES:-h2 h2c}
 servers=${SERVERS:-keel nginx h2o}
 key_type=${KEY:-rsa}
+tls13=${TLS13_CIPHER:-TLS_AES_128_GCM_SHA256}
 demo=${BENCH_DEMO:-$root/build/release/apps/demo/keel-demo}
 out=$root/build/bench
 ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
@@ -194,8 +198,9 @@ fi
 
 # One h2load run: prints "REQ_PER_S FAILED NON2XX"; its output stays in build/bench/.
 h2run() {  # MODE SERVER
-  local log=$out/h2load-$1-$2.txt
-  timeout -k 5 $((secs + 60)) h2load -c "$clients" -m "$streams" -t 1 -D "$secs" "$(url "$1" "$2")" >"$log" 2>&1 || true
+  local log=$out/h2load-$1-$2.txt tls=()
+  [ "$1" = h2 ] && tls=(--tls13-ciphers="$tls13")
+  timeout -k 5 $((secs + 60)) h2load -c "$clients" -m "$streams" -t 1 -D "$secs" "${tls[@]}" "$(url "$1" "$2")" >"$log" 2>&1 || true
   awk '/^finished in/ {rps = $4}
        /^requests:/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^(failed|errored|timeout)/) f += $i}
        /^status codes:/ {for (i = 3; i < NF; i++) if ($(i + 1) ~ /^[345]xx/) n += $i}
@@ -252,7 +257,7 @@ fmt() { if [ -n "${1:-}" ]; then printf "%.0f" "$1"; else echo "—"; fi; }
   has h2o && versions+="$(h2o --version | head -1 | sed 's/ version / /'), "
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $versions$(h2load --version | head -1 | sed 's/^h2load //'), $(openssl version | cut -d' ' -f1-2);" \
     "$workers worker(s)/thread(s) each, no access log; h2load -c$clients -m$streams -t1 -D$secs, $rounds alternating rounds" \
-    "(medians); h2: the same certificate ($key_type), TLS 1.2/1.3, same ciphers; h2c: prior knowledge;" \
+    "(medians); h2: the same certificate ($key_type), TLS 1.2/1.3, same ciphers, h2load offering $tls13 alone; h2c: prior knowledge;" \
     "loopback on $(nproc) cores shared with the load generator. Goal (issue): keel/nginx >= 1.5, keel/h2o >= 1.0."
   echo
   echo "| mode | keel req/s | nginx req/s | h2o req/s | keel / nginx | keel / h2o | h2o / nginx |"
