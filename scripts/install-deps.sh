@@ -13,6 +13,13 @@ packages=(
   slowhttptest libhttp-parser-dev
   openssl testssl.sh sslscan  # TLS: test certificates, the TLS conformance scans
   libnghttp2-dev  # HTTP/2 (src/http2/)
+  nghttp2-client python3-h2  # HTTP/2 clients: h2load and nghttp; frame-level process tests
+  h2o  # HTTP/2 benchmark peer (bench/compare_h2.sh)
+  # h2spec (scripts/check-h2spec.sh, built offline by ../shared/tools/build-h2spec.sh in GOPATH
+  # mode): the Go toolchain and the Debian packages of every module in h2spec 2.6.0's go.mod.
+  golang-go golang-github-fatih-color-dev golang-github-spf13-cobra-dev golang-golang-x-net-dev
+  golang-github-inconshreveable-mousetrap-dev golang-github-mattn-go-colorable-dev
+  golang-github-mattn-go-isatty-dev golang-github-spf13-pflag-dev golang-golang-x-sys-dev
 )
 missing=()
 for p in "${packages[@]}"; do
