@@ -259,10 +259,16 @@ void Stream::submit(Response& response, http::Delivery& d) {
                {{"route", request_.route()}, {"request_id", request_.request_id()}});
     response = http::problem_response(500, "the handler produced an invalid response header", request_.request_id());
   }
+  if (response.status() < 200 || response.status() > 999) {
+    // An interim (1xx) or malformed status cannot end an HTTP/2 stream (RFC 9113 section 8.1).
+    log::write(log::Level::kError, "keel.http", "invalid_response_status",
+               {{"route", request_.route()}, {"request_id", request_.request_id()}, {"status", response.status()}});
+    response = http::problem_response(500, "the handler produced an invalid response status", request_.request_id());
+  }
   const int status = response.status();
-  const bool no_body = head_ || status == 204 || status == 304 || status < 200;
+  const bool no_body = head_ || status == 204 || status == 304;
   char status_text[4];
-  std::to_chars(status_text, status_text + 3, std::clamp(status, 100, 999));
+  std::to_chars(status_text, status_text + 3, status);
   FieldList& nv = conn_.fields_;
   nv.prepare(response.headers().size() + 1);
   nv.add(":status", std::string_view(status_text, 3));

@@ -337,6 +337,14 @@ class SameApplicationTest(KeelTestCase):
                 raw += chunk
         self.assertTrue(raw.endswith(b"\r\n0\r\nX-Body-Length: 6\r\n\r\n"), raw)
 
+    def test_invalid_response_header_or_status_becomes_500(self):
+        c = self.client()
+        self.assertEqual(status(c.get("/bad-header")), 500)
+        for code in (100, 42):
+            s = c.get(f"/status?code={code}")
+            self.assertEqual(status(s), 500, "an interim status cannot end a stream")
+        self.assertEqual(status(c.get("/status?code=299")), 299)
+
     def test_head_has_no_body(self):
         c = self.client()
         s = c.get("/json", method="HEAD")

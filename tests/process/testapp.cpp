@@ -204,6 +204,10 @@ int main(int argc, char** argv) {
   app.get("/bad-header", [](keel::Request&) {
     return keel::Response::text("nope").add_header("X-Injected", "a\r\nSet-Cookie: evil=1");
   });
+  // A handler answering with a status of its choosing (?code=N), valid or not.
+  app.get("/status", [](keel::Request& req) {
+    return keel::Response::text("status", static_cast<int>(query_long(req, "code", 200)));
+  });
   app.get("/users/{id:int}", [](keel::Request& req) {
     return nlohmann::json{{"id", req.param_int("id")}, {"route", req.route()}};
   });
