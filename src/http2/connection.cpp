@@ -1003,7 +1003,7 @@ void Connection::free_stream(Stream& s) noexcept {
   unlink_stream(s);
   // A few spares keep their buffers (header and body vectors, the request id, the response
   // body): the next streams of this connection allocate nothing for them.
-  if (!dead_ && spare_streams_.size() < kSpareStreams) {
+  if (!dead_ && spare_streams_.size() < std::min<std::size_t>(config_.max_concurrent_streams, kMaxSpareStreams)) {
     s.reset();
     spare_streams_.push_back(&s);
   } else {

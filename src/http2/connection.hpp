@@ -134,10 +134,10 @@ class Connection final : public http::ServerConnection {
 
   std::string out_;
   std::size_t out_off_ = 0;
-  FieldList fields_;           // scratch for the HEADERS frames this connection submits
-  Stream* streams_ = nullptr;  // every stream object alive (open, or handled after closing)
-  std::vector<Stream*> spare_streams_;
-  static constexpr std::size_t kSpareStreams = 16;
+  FieldList fields_;                    // scratch for the HEADERS frames this connection submits
+  Stream* streams_ = nullptr;           // every stream object alive (open, or handled after closing)
+  std::vector<Stream*> spare_streams_;  // up to the concurrency limit (at most kMaxSpareStreams)
+  static constexpr std::size_t kMaxSpareStreams = 128;
   std::deque<Stream*> ready_;       // requests complete, waiting for the application
   std::size_t live_exchanges_ = 0;  // streams handed to the handler and not finished
   std::size_t receiving_ = 0;       // streams whose request is still arriving

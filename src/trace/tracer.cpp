@@ -133,8 +133,11 @@ void Tracer::begin_request(const Request& request, RequestTrace& trace, log::Con
   trace.context.parent_id = new_span_id();  // our SERVER span
   for (const auto& p : options_.untraced_paths)
     if (request.path() == p) trace.recording = false;
-  context.trace_id = to_hex(trace.context.trace_id);
-  context.span_id = to_hex(trace.context.parent_id);
+  // In place: the dispatcher reuses its contexts, so after the first requests no allocation.
+  context.trace_id.clear();
+  base::append_hex(context.trace_id, trace.context.trace_id);
+  context.span_id.clear();
+  base::append_hex(context.span_id, trace.context.parent_id);
   context.trace_flags = trace.context.flags;
   context.trace_state = trace.trace_state;
 }
