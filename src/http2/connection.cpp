@@ -15,6 +15,7 @@
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
 #include "http/transport.hpp"
+#include "http2/allocator.hpp"
 #include "keel/request.hpp"
 #include "log/log.hpp"
 
@@ -412,7 +413,7 @@ SessionTemplate::~SessionTemplate() {
 
 nghttp2_session* SessionTemplate::make(Connection* owner) const {
   nghttp2_session* s = nullptr;
-  if (nghttp2_session_server_new2(&s, callbacks_, owner, options_) != 0) throw std::bad_alloc();
+  if (nghttp2_session_server_new3(&s, callbacks_, owner, options_, pooled_memory()) != 0) throw std::bad_alloc();
   return s;
 }
 

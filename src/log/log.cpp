@@ -557,6 +557,9 @@ std::string_view level_name(Level l) noexcept {
 }
 
 void configure(const Options& options) {
+  // Lines queued before this call belong to the destination they were logged for: written there
+  // first, not into the new one.
+  flush();
   State& s = state();
   int fd = STDOUT_FILENO;
   if (!options.file.empty()) fd = open_file(options.file);
