@@ -580,6 +580,7 @@ class RetryingClient:
         self.port, self.connections, self.depth, self.path = port, connections, depth, path
         self.ok = 0
         self.retried = 0
+        self.drained = 0  # connections that ended with a GOAWAY (a drain), not a reset
         self.failures: list[str] = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -665,6 +666,9 @@ class RetryingClient:
                 elif ftype == PING and not flags & ACK:
                     sock.sendall(frame(PING, ACK, 0, payload))
                 elif ftype == GOAWAY:
+                    if not goaway_seen:
+                        with self.lock:
+                            self.drained += 1
                     goaway_seen = True
                     final_last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
                 elif ftype == HEADERS:
@@ -733,6 +737,7 @@ class LoadThroughSignalsTest(KeelTestCase):
         client = RetryingClient(server.port)
         client.run_for(3.0, lambda: server.send_signal(signal.SIGHUP))
         self.assertNoFailure(client)
+        self.assertGreater(client.drained, 0, "no connection of the old workers got a GOAWAY")
         self.assertNotEqual(set(group_pids(server.proc.pid)) - {server.proc.pid}, before - {server.proc.pid})
         if H2LOAD:
             before = self.answered(server)
@@ -747,10 +752,23 @@ class LoadThroughSignalsTest(KeelTestCase):
         client.run_for(4.0)
         self.assertNoFailure(client)
         self.assertGreaterEqual(client.ok, 3000)
+        self.assertGreater(client.drained, 0, "no connection of a recycled worker got a GOAWAY")
         server.wait_for_stdout(lambda e: e.get("event") == "max_requests_reached", timeout=5)
         if H2LOAD:
             before = self.answered(server)
             self.assertH2loadClean(server, h2load(f"http://127.0.0.1:{server.port}/json", 3), before)
+
+    def test_usr2_binary_upgrade(self):
+        # The master re-executes itself with the listening sockets; the old generation's HTTP/2
+        # connections drain with the two-step GOAWAY while the new one takes the new connections.
+        server = self.start_server("--workers", "2", "--keep-alive-requests", "0")
+        server.wait_for_stdout(lambda e: e.get("event") == "workers_ready", timeout=10)
+        client = RetryingClient(server.port)
+        client.run_for(4.0, lambda: server.send_signal(signal.SIGUSR2), at=1.0)
+        succeeded = server.wait_for_stdout(lambda e: e.get("event") == "upgrade_succeeded", timeout=10)
+        self.assertIsNotNone(succeeded, server.output_tail(40))
+        self.assertNoFailure(client)
+        self.assertGreater(client.drained, 0, "no connection of the old generation got a GOAWAY")
 
     def test_sigterm(self):
         server = self.start_server("--workers", "2", "--keep-alive-requests", "0")
