@@ -500,7 +500,8 @@ void Connection::drive() {
       read_input();
       break;
     }
-    // The drain's PING did not come back within a second: the final GOAWAY goes anyway.
+    // The final GOAWAY: a grace after the drain's PING came back, or a second after the notice
+    // whether it came back or not.
     if (draining_ && !final_goaway_) {
       const auto now = server_.loop().now();
       if (now - drain_started_ >= kDrainPingWait ||
