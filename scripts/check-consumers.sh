@@ -6,7 +6,7 @@
 #             (find_package(keel 0.1 CONFIG REQUIRED), no CMAKE_CXX_STANDARD: C++20 comes from
 #             keel::keel), built with g++ and clang++ (-Wall -Wextra -Werror), started on
 #             127.0.0.1 (ephemeral port), its endpoints checked with curl (status and body),
-#             stopped with SIGTERM: exit code 0. pkg-config sees only libcurl meanwhile, so a
+#             stopped with SIGTERM: exit code 0. pkg-config sees only libcurl and libnghttp2 meanwhile, so a
 #             lookup of libpq/hiredis/sqlite3 without COMPONENTS checks would fail the configure
 #   deb       the keel-dev Debian package (cpack) of that build, unpacked; hello built against it
 #   package   find_package versions (0.1 and 0.1.0 yes; 0.2, 1.0 no), COMPONENTS checks (keel::checks
@@ -14,7 +14,7 @@
 #             required, skipped when optional)
 #   subdirectory, fetchcontent
 #             tests/consumers/{add_subdirectory,fetchcontent}: keel from its source tree, configured
-#             where pkg-config knows only libcurl and GTest/benchmark lookups are disabled; built
+#             where pkg-config knows only libcurl, libnghttp2 and GTest/benchmark lookups are disabled; built
 #             and run; their ctest lists only their own test; keel's sources get no -Werror; the
 #             FetchContent one is a C++17 project
 #   pkgconfig hello built with `g++ -std=c++20 main.cpp $(pkg-config --cflags --libs --static keel)`
@@ -76,11 +76,12 @@ run() {
   fi
 }
 
-# pkg-config that knows only libcurl (what keel's core needs from it): a configure that looks up
-# libpq, hiredis or sqlite3 through pkg-config fails in this environment.
+# pkg-config that knows only libcurl and libnghttp2 (what keel's core needs from it): a configure
+# that looks up libpq, hiredis or sqlite3 through pkg-config fails in this environment.
 core_pc=$work/pkgconfig-core
 mkdir -p "$core_pc"
 ln -s "$(pkg-config --variable=pcfiledir libcurl)/libcurl.pc" "$core_pc/"
+ln -s "$(pkg-config --variable=pcfiledir libnghttp2)/libnghttp2.pc" "$core_pc/"
 core_env=(env PKG_CONFIG_LIBDIR="$core_pc" PKG_CONFIG_PATH=)
 
 # ---------------------------------------------------------------------------------------------
