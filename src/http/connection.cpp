@@ -231,8 +231,11 @@ Connection::Preface Connection::http2_preface() const noexcept {
   static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   const std::string_view have(rbuf_.get() + rstart_, rend_ - rstart_);
   const std::size_t n = std::min(have.size(), kPreface.size());
-  if (have.substr(0, n) != kPreface.substr(0, n)) return Preface::kNo;
-  return n == kPreface.size() ? Preface::kYes : Preface::kPartial;
+  if (have.substr(0, n) == kPreface.substr(0, n)) return n == kPreface.size() ? Preface::kYes : Preface::kPartial;
+  // "PRI * HTTP/2.0" and its blank line, then not the rest: an HTTP/2 client with a broken preface.
+  constexpr std::size_t kRequestLine = 18;
+  return n > kRequestLine && have.substr(0, kRequestLine) == kPreface.substr(0, kRequestLine) ? Preface::kBroken
+                                                                                              : Preface::kNo;
 }
 
 void Connection::switch_to_http2() {
@@ -424,6 +427,11 @@ bool Connection::process_buffered() {
       if (preface == Preface::kPartial) break;  // wait for the rest before deciding
       if (preface == Preface::kYes) {
         switch_to_http2();
+        return true;
+      }
+      if (preface == Preface::kBroken) {  // an invalid preface is a connection error: close
+        if (Observer* o = server_.observer()) o->rejected(Rejection::kParseError);
+        close_now();
         return true;
       }
     }

@@ -50,7 +50,7 @@ class Connection final : public ServerConnection, public Exchange {
   // module's connection takes the socket, the TLS session and what was read.
   void switch_to_http2();
   // Whether the buffer holds (the start of) the HTTP/2 connection preface.
-  enum class Preface { kNo, kPartial, kYes };
+  enum class Preface { kNo, kPartial, kYes, kBroken };
   Preface http2_preface() const noexcept;
   void proxy_header_failed(std::string_view reason);
   // Whether this peer's proxy headers are read (--proxy-headers, --forwarded-allow-ips).

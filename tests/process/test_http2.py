@@ -403,6 +403,10 @@ class WithoutHttp2Test(KeelTestCase):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"INVALID CONNECTION PREFACE\r\n\r\n")
             self.assertEqual(sock.recv(100), b"")
+        # The preface's request line and blank line, then something else: a broken HTTP/2 client.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+            self.assertEqual(sock.recv(100), b"")
         # A line with a method keeps its HTTP/1 answer.
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET / FTP/1.1\r\nHost: x\r\n\r\n")
