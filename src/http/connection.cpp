@@ -628,8 +628,7 @@ void Connection::start_linger() {
     close_now();
     return;
   }
-  if (tls_) tls_->close_notify();
-  ::shutdown(fd_, SHUT_WR);
+  transport_half_close(fd_, tls_.get());
   lingering_ = true;
   want_read_ = true;
   server_.set_deadline(*this, Deadline::kLinger);
@@ -686,10 +685,8 @@ void Connection::on_deadline(Deadline kind) {
       drive();
       break;
     case Deadline::kWrite: {
-      // The client stopped reading: reset instead of a graceful close, which would keep up to
-      // the whole socket send buffer queued in the kernel for a peer that may never read it.
-      const linger abort_on_close{1, 0};
-      ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+      // The client stopped reading: reset instead of a graceful close.
+      transport_reset_on_close(fd_);
       close_now();
       break;
     }

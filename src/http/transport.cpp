@@ -46,4 +46,14 @@ ssize_t transport_transmit(int fd, tls::Session* tls, const char* data, std::siz
   return -1;
 }
 
+void transport_half_close(int fd, tls::Session* tls) noexcept {
+  if (tls != nullptr) tls->close_notify();
+  ::shutdown(fd, SHUT_WR);
+}
+
+void transport_reset_on_close(int fd) noexcept {
+  const linger abort_on_close{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+}
+
 }  // namespace keel::http

@@ -708,8 +708,7 @@ void Connection::start_linger() {
     close_now();
     return;
   }
-  if (tls_) tls_->close_notify();
-  ::shutdown(fd_, SHUT_WR);
+  http::transport_half_close(fd_, tls_.get());
   lingering_ = true;
   want_read_ = true;
   server_.set_deadline(*this, http::Deadline::kLinger);
@@ -768,8 +767,7 @@ void Connection::on_deadline(http::Deadline kind) {
     case Deadline::kWrite:
       if (out_pending() > 0) {
         // The client stopped reading: reset rather than keep its output queued in the kernel.
-        const linger abort_on_close{1, 0};
-        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+        http::transport_reset_on_close(fd_);
         if (http::Observer* o = server_.observer()) o->http2_error("slow_reader");
         close_now();
         return;
