@@ -14,3 +14,16 @@ wait_ready() {  # URL PID NAME
 
 # The median of the numbers given as arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+# A throwaway self-signed certificate for localhost/127.0.0.1 in DIR/cert.pem and DIR/key.pem;
+# KEY_TYPE rsa (RSA 2048) or ec (ECDSA P-256).
+make_certificate() {  # KEY_TYPE DIR
+  local newkey
+  case $1 in
+    rsa) newkey=(-newkey rsa:2048) ;;
+    ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+    *) echo "KEY must be rsa or ec" >&2; return 1 ;;
+  esac
+  openssl req -x509 "${newkey[@]}" -nodes -days 2 -keyout "$2/key.pem" -out "$2/cert.pem" -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+}

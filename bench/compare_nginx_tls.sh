@@ -46,13 +46,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-case $key_type in
-  rsa) newkey=(-newkey rsa:2048) ;;
-  ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
-  *) echo "KEY must be rsa or ec" >&2; exit 1 ;;
-esac
-openssl req -x509 "${newkey[@]}" -nodes -days 2 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+make_certificate "$key_type" "$tmp" || exit 1
 
 
 cat >"$tmp/nginx.conf" <<CONF
